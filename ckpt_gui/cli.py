@@ -1,0 +1,98 @@
+"""Command-line entry point: ``ckpt-gui [PATH ...]`` opens the window, ``ckpt-gui CMD ...`` works
+headless. Subcommands live in ``ckpt_gui.commands`` and call the core only, never Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ckpt_gui import __version__
+from ckpt_gui.core.errors import Cancelled, CheckpointError
+
+# name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
+COMMANDS = ("inspect", "stats", "diff", "export", "scan")
+
+
+class UsageError(Exception):
+    """Bad arguments: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage, so every error is one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def _available_commands() -> dict[str, object]:
+    found = {}
+    for name in COMMANDS:
+        try:
+            found[name] = import_module(f"ckpt_gui.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ckpt_gui.commands.{name}":
+                raise
+    return found
+
+
+def _headless_parser(commands: dict[str, object]) -> _Parser:
+    parser = _Parser(prog="ckpt-gui", description="Inspect PyTorch checkpoints.")
+    parser.add_argument("--version", action="version", version=f"ckpt-gui {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module in commands.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
+        module.add_arguments(p)  # type: ignore[attr-defined]
+    return parser
+
+
+def gui_parser() -> _Parser:
+    parser = _Parser(
+        prog="ckpt-gui",
+        description="Open checkpoints in the window. Subcommands: " + ", ".join(COMMANDS) + ".",
+    )
+    parser.add_argument("--version", action="version", version=f"ckpt-gui {__version__}")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoints to open, one tab each")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="open A and B in compare mode")
+    parser.add_argument("--demo", action="store_true", help="write the demo checkpoint and open it")
+    parser.add_argument(
+        "--screenshot", metavar="OUT.png",
+        help="wait until loading and statistics are done, save a picture of the window, exit",
+    )
+    parser.add_argument("--trust", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def fail(message: str) -> int:
+    print(f"ckpt-gui: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in COMMANDS:
+            commands = _available_commands()
+            if args_list[0] not in commands:
+                return fail(f"the {args_list[0]!r} command is not available in this version")
+            args = _headless_parser(commands).parse_args(args_list)
+            return int(commands[args.command].run(args))  # type: ignore[attr-defined]
+        args = gui_parser().parse_args(args_list)
+    except UsageError as exc:
+        return fail(str(exc))
+    except CheckpointError as exc:
+        return fail(str(exc))
+    except Cancelled:
+        return fail("cancelled")
+    except KeyboardInterrupt:
+        return fail("interrupted")
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a user never sees a traceback
+        return fail(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0])
+
+    from ckpt_gui.qt.app import run_app  # Qt is imported only for the window
+
+    return run_app(args)

@@ -1,0 +1,70 @@
+"""An opened checkpoint: its tree, its format, and totals by role and dtype."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ckpt_gui.core.tree import Node
+
+
+@dataclass
+class Totals:
+    tensors: int = 0
+    numel: int = 0
+    nbytes: int = 0
+
+    def add(self, numel: int, nbytes: int) -> None:
+        self.tensors += 1
+        self.numel += numel
+        self.nbytes += nbytes
+
+
+@dataclass
+class Checkpoint:
+    """What ``open_checkpoint`` returns. Tensor data stays in the file until a node is loaded."""
+
+    path: Path
+    format: str  # "torch-zip" | "torch-legacy" | "safetensors" | ... (see CLI.md)
+    root: Node
+    size_on_disk: int
+    kind: str = "object"  # what the top object is: "state_dict", "training checkpoint", ...
+    notes: list[str] = field(default_factory=list)  # things worth telling the user
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def tensors(self) -> list[Node]:
+        return list(self.root.tensors())
+
+    def find(self, key: str) -> Node | None:
+        for node in self.root.walk():
+            if node.key == key:
+                return node
+        return None
+
+    def totals(self) -> Totals:
+        total = Totals()
+        for node in self.root.tensors():
+            assert node.tensor is not None
+            total.add(node.tensor.numel, node.tensor.nbytes)
+        return total
+
+    def totals_by(self, attribute: str) -> dict[str, Totals]:
+        """Totals grouped by ``"role"`` or ``"dtype"``, in first-seen order."""
+        groups: dict[str, Totals] = {}
+        for node in self.root.tensors():
+            assert node.tensor is not None
+            name = node.role if attribute == "role" else node.tensor.dtype
+            groups.setdefault(name, Totals()).add(node.tensor.numel, node.tensor.nbytes)
+        return groups
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+        self._closers.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,31 @@
+"""The few typed errors the core raises. ``str(error)`` is one line a user understands."""
+
+from __future__ import annotations
+
+
+class CheckpointError(Exception):
+    """Base class: anything that stops a checkpoint from being read or written."""
+
+
+class NotFoundError(CheckpointError):
+    """The path does not exist."""
+
+
+class NotACheckpointError(CheckpointError):
+    """The file is readable but is not a checkpoint (the message says what it looks like)."""
+
+
+class CorruptError(CheckpointError):
+    """The file is a checkpoint but truncated or damaged."""
+
+
+class UnsupportedFormatError(CheckpointError):
+    """The file is recognised, but ckpt-gui cannot read its contents."""
+
+
+class UnsafeError(CheckpointError):
+    """Loading the file would need to run code from it; it was refused."""
+
+
+class Cancelled(Exception):  # noqa: N818 - reads better at call sites than CancelledError
+    """Raised inside long work when the caller asked it to stop."""

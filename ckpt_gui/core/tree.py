@@ -1,0 +1,123 @@
+"""The checkpoint tree: plain Python nodes that mirror the saved object.
+
+Inner nodes are dicts, lists and tuples; leaves are tensors (described by a ``TensorInfo``,
+whose data is read only when ``load()`` is called) or plain values. The GUI's item model, the
+CLI and the tests all walk this same tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+ROLES = ("parameter", "buffer", "optimizer_state", "other")
+
+
+@dataclass
+class TensorInfo:
+    """What is known about a tensor without reading its data."""
+
+    dtype: str  # torch dtype name without "torch.", e.g. "float32"
+    shape: tuple[int, ...]
+    stride: tuple[int, ...] | None
+    device: str  # where it was saved: "cpu", "cuda:0", ...
+    storage_id: Any = None  # equal ids mean one shared storage (tied weights)
+    storage_offset: int = 0
+    # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
+    loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def element_size(self) -> int:
+        return dtype_from_name(self.dtype).itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.element_size
+
+    @property
+    def contiguous(self) -> bool:
+        if self.stride is None:
+            return True
+        expected = 1
+        for size, stride in zip(reversed(self.shape), reversed(self.stride)):
+            if size != 1 and stride != expected:
+                return False
+            expected *= size
+        return True
+
+
+@dataclass(eq=False)
+class Node:
+    """One entry of the tree. ``key`` is the dotted path from the root (see CLI.md)."""
+
+    name: str
+    key: str
+    kind: str  # "dict" | "list" | "tensor" | "value" | "object"
+    parent: Node | None = field(default=None, repr=False)
+    children: list[Node] = field(default_factory=list, repr=False)
+    tensor: TensorInfo | None = None
+    value: Any = None  # for "value" leaves: the Python value
+    role: str = "other"  # for tensors: one of ROLES
+    label: str | None = None  # what this node was recognised as: "optimizer", "model", ...
+    shares_storage_with: str | None = None
+    param: str | None = None  # optimizer state: the parameter it belongs to
+
+    def add(self, child: Node) -> Node:
+        child.parent = self
+        self.children.append(child)
+        return child
+
+    def walk(self) -> Iterator[Node]:
+        """This node and every node below it, depth first, in saved order."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
+
+    def tensors(self) -> Iterator[Node]:
+        return (n for n in self.walk() if n.kind == "tensor")
+
+    def child(self, name: str) -> Node | None:
+        for c in self.children:
+            if c.name == name:
+                return c
+        return None
+
+    def load(self) -> torch.Tensor:
+        """The tensor's data on the CPU (memory-mapped where possible)."""
+        if self.tensor is None or self.tensor.loader is None:
+            raise ValueError(f"{self.key} is not a tensor")
+        return self.tensor.loader()
+
+
+def join_key(parent_key: str, name: str) -> str:
+    return f"{parent_key}.{name}" if parent_key else name
+
+
+_DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in vars(torch).values()
+    if isinstance(d, torch.dtype)
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}") from None
