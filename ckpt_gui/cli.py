@@ -54,11 +54,16 @@ def gui_parser() -> _Parser:
         description="Open checkpoints in the window. Subcommands: " + ", ".join(COMMANDS) + ".",
     )
     parser.add_argument("--version", action="version", version=f"ckpt-gui {__version__}")
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoints to open, one tab each")
-    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="open A and B in compare mode")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH", help="checkpoints to open, one tab each"
+    )
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"), help="open A and B in compare mode"
+    )
     parser.add_argument("--demo", action="store_true", help="write the demo checkpoint and open it")
     parser.add_argument(
-        "--screenshot", metavar="OUT.png",
+        "--screenshot",
+        metavar="OUT.png",
         help="wait until loading and statistics are done, save a picture of the window, exit",
     )
     parser.add_argument("--trust", action="store_true", help=argparse.SUPPRESS)

@@ -106,9 +106,7 @@ def join_key(parent_key: str, name: str) -> str:
 
 
 _DTYPES = {
-    str(d).removeprefix("torch."): d
-    for d in vars(torch).values()
-    if isinstance(d, torch.dtype)
+    str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
 }
 
 

@@ -1,0 +1,121 @@
+"""``ckpt-gui inspect PATH [--json]``: the tree as a table, or as JSON (see CLI.md)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ckpt_gui.commands.output import json_value, print_json, print_table
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.units import human_bytes, human_count, shape_text
+
+HELP = "the tree: keys, dtypes, shapes, sizes, values, totals"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_checkpoint(args.path) as ckpt:
+        if args.json:
+            print_json(inspect_json(ckpt))
+        else:
+            print_report(ckpt)
+    return 0
+
+
+def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
+    tensors = []
+    for node in ckpt.root.tensors():
+        info = node.tensor
+        assert info is not None
+        tensors.append(
+            {
+                "key": node.key,
+                "dtype": info.dtype,
+                "shape": list(info.shape),
+                "numel": info.numel,
+                "nbytes": info.nbytes,
+                "device": info.device,
+                "role": node.role,
+                "shares_storage_with": node.shares_storage_with,
+                "param": node.param,
+                "stride": list(info.stride) if info.stride else None,
+                "contiguous": info.contiguous,
+            }
+        )
+    values = [
+        {"key": n.key, "value": json_value(n.value)} for n in ckpt.root.walk() if n.kind == "value"
+    ]
+    totals = ckpt.totals()
+    return {
+        "path": str(ckpt.path),
+        "format": ckpt.format,
+        "kind": ckpt.kind,
+        "size_on_disk": ckpt.size_on_disk,
+        "tensors": tensors,
+        "values": values,
+        "totals": {"tensors": totals.tensors, "numel": totals.numel, "nbytes": totals.nbytes},
+        "by_role": {k: vars(v) for k, v in ckpt.totals_by("role").items()},
+        "by_dtype": {k: vars(v) for k, v in ckpt.totals_by("dtype").items()},
+        "notes": ckpt.notes,
+    }
+
+
+def print_report(ckpt: Checkpoint) -> None:
+    print(f"{ckpt.path}  ({ckpt.format}, {ckpt.kind}, {human_bytes(ckpt.size_on_disk)} on disk)")
+    rows = []
+    for node in ckpt.root.tensors():
+        info = node.tensor
+        assert info is not None
+        marks = []
+        if info.device != "cpu":
+            marks.append(f"saved on {info.device}")
+        if node.shares_storage_with:
+            marks.append(f"shares storage with {node.shares_storage_with}")
+        if node.param:
+            marks.append(f"param {node.param}")
+        rows.append(
+            [
+                node.key,
+                node.role,
+                info.dtype,
+                shape_text(info.shape),
+                f"{info.numel:,}",
+                human_bytes(info.nbytes),
+                "; ".join(marks),
+            ]
+        )
+    if rows:
+        print()
+        print_table(["key", "role", "dtype", "shape", "elements", "size", ""], rows, right={4, 5})
+    values = [n for n in ckpt.root.walk() if n.kind == "value"]
+    if values:
+        print()
+        print_table(["key", "value"], [[n.key, _value_text(n.value)] for n in values])
+    totals = ckpt.totals()
+    print()
+    print(
+        f"{totals.tensors} tensors, {human_count(totals.numel)} elements, "
+        f"{human_bytes(totals.nbytes)}"
+    )
+    for title, groups in (
+        ("by role", ckpt.totals_by("role")),
+        ("by dtype", ckpt.totals_by("dtype")),
+    ):
+        parts = [
+            f"{name} {t.tensors} ({human_count(t.numel)}, {human_bytes(t.nbytes)})"
+            for name, t in groups.items()
+        ]
+        if parts:
+            print(f"  {title}: " + " · ".join(parts))
+    for note in ckpt.notes:
+        print(f"  note: {note}")
+
+
+def _value_text(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 100 else text[:99] + "…"

@@ -1,0 +1,130 @@
+"""Turn a loaded Python object into the checkpoint tree (``Node``s).
+
+Containers become inner nodes, tensors become leaves described by a ``TensorInfo`` whose data
+stays where the loader put it (usually a memory map), everything else becomes a value leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from ckpt_gui.core.tree import Node, TensorInfo, dtype_name, join_key
+
+MAX_DEPTH = 200  # deeper nesting than this is not a checkpoint anyone wrote by hand
+PLAIN = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, torch.Size)
+
+TensorDescriber = Callable[[torch.Tensor], TensorInfo]
+
+
+def describe_loaded(locations: Mapping[int, str] | None = None) -> TensorDescriber:
+    """A describer for tensors already in memory (or memory-mapped) on the CPU.
+
+    ``locations`` maps a storage's data pointer to the device it was saved on, as recorded by
+    ``torch.load``'s ``map_location`` callback.
+    """
+    locations = locations or {}
+
+    def describe(t: torch.Tensor) -> TensorInfo:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        storage_id = ptr if storage.nbytes() > 0 else None
+        device = locations.get(ptr, str(t.device))
+        return TensorInfo(
+            dtype=dtype_name(t.dtype),
+            shape=tuple(t.shape),
+            stride=tuple(t.stride()) if t.layout == torch.strided else None,
+            device=device,
+            storage_id=storage_id,
+            storage_offset=t.storage_offset() if t.layout == torch.strided else 0,
+            loader=lambda t=t: t,
+        )
+
+    return describe
+
+
+def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "") -> Node:
+    """The tree of ``obj``; cycles and absurd nesting become value leaves, never a hang."""
+    on_path: set[int] = set()
+
+    def visit(value: Any, name: str, key: str, depth: int) -> Node:
+        if isinstance(value, torch.Tensor):
+            return Node(name=name, key=key, kind="tensor", tensor=describe(value))
+        if isinstance(value, PLAIN) or _is_scalar_like(value):
+            return Node(name=name, key=key, kind="value", value=_plain(value))
+        if isinstance(value, (bytes, bytearray)):
+            return Node(name=name, key=key, kind="value", value=_short_bytes(bytes(value)))
+        if isinstance(value, (set, frozenset)):
+            return Node(name=name, key=key, kind="value", value=_short_repr(value))
+        if id(value) in on_path:
+            return Node(name=name, key=key, kind="value", value="<reference cycle>")
+        if depth > MAX_DEPTH:
+            return Node(name=name, key=key, kind="value", value="<nested too deeply>")
+        if isinstance(value, Mapping):
+            node = Node(name=name, key=key, kind="dict")
+            items = value.items()
+        elif isinstance(value, (list, tuple)):
+            node = Node(name=name, key=key, kind="list")
+            items = enumerate(value)
+        else:
+            return Node(name=name, key=key, kind="value", value=_short_repr(value))
+        on_path.add(id(value))
+        try:
+            for k, v in items:
+                child_name = str(k)
+                node.add(visit(v, child_name, join_key(key, child_name), depth + 1))
+        finally:
+            on_path.discard(id(value))
+        if node.kind == "list" and all(c.kind == "value" for c in node.children):
+            node.value = _short_repr([c.value for c in node.children])
+        return node
+
+    root = visit(obj, name, key, 0)
+    mark_shared_storage(root)
+    return root
+
+
+def mark_shared_storage(root: Node) -> None:
+    """Point every tensor that reuses an earlier tensor's storage at that tensor's key."""
+    first: dict[Any, str] = {}
+    for node in root.tensors():
+        info = node.tensor
+        assert info is not None
+        if info.storage_id is None:
+            continue
+        owner = first.setdefault(info.storage_id, node.key)
+        if owner != node.key:
+            node.shares_storage_with = owner
+
+
+def _is_scalar_like(value: Any) -> bool:
+    # NumPy scalars and similar: anything with a scalar ``item()`` and no length.
+    return (
+        type(value).__module__ == "numpy"
+        and hasattr(value, "item")
+        and not hasattr(value, "__len__")
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Size):
+        return list(value)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if _is_scalar_like(value):
+        return value.item()
+    return value
+
+
+def _short_bytes(value: bytes) -> str:
+    return f"<{len(value)} bytes>" if len(value) > 64 else repr(value)
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value's repr must never break the tree
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

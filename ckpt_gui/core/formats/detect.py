@@ -1,0 +1,142 @@
+"""Decide what a path holds from its content (magic bytes, zip entries, folder contents), never
+from its extension, and say what a non-checkpoint looks like instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+import zipfile
+from pathlib import Path
+
+from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
+
+# The pickled magic number that starts every legacy (pre-1.6) torch.save file.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+_LOOKS_LIKE = [
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "a program (ELF executable)"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x89HDF", "an HDF5 file (Keras .h5?)"),
+    (b"GGUF", "a GGUF model (llama.cpp)"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ", "an xz archive"),
+    (b"7z\xbc\xaf", "a 7-zip archive"),
+]
+
+
+def detect(path: Path) -> str:
+    """The format name (as in CLI.md) of ``path``; raises a CheckpointError when it is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such file or folder") from None
+    except OSError as exc:
+        raise NotFoundError(f"{path}: cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        return _detect_folder(path)
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO or a device could block forever; refuse before touching it.
+        raise NotACheckpointError(f"{path}: not a regular file")
+    if path.name.endswith(INDEX_SUFFIXES):
+        return _detect_index(path)
+    if st.st_size == 0:
+        raise NotACheckpointError(f"{path}: the file is empty")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _detect_zip(path)
+    if head.startswith(LEGACY_MAGIC):
+        return "torch-legacy"
+    if len(head) >= 262 or st.st_size > 262:
+        with open(path, "rb") as f:
+            f.seek(257)
+            if f.read(5) == b"ustar":
+                return "torch-tar"
+    if _looks_like_safetensors(head, st.st_size):
+        return "safetensors"
+    raise NotACheckpointError(f"{path}: not a checkpoint; it looks like {_describe(head)}")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and 2 <= n
+
+
+def _detect_zip(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CorruptError(f"{path}: truncated or damaged zip archive ({exc})") from None
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "torch-zip"
+    raise NotACheckpointError(f"{path}: a zip archive without a pickle, not a torch.save file")
+
+
+def _detect_index(path: Path) -> str:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CorruptError(
+            f"{path}: not a valid sharded-checkpoint index (no weight_map)"
+        ) from None
+    files = set(weight_map.values())
+    if files and all(str(f).endswith(".safetensors") for f in files):
+        return "safetensors-sharded"
+    return "torch-sharded"
+
+
+def find_index(folder: Path) -> Path | None:
+    """The Hugging Face index file in ``folder``, preferring safetensors."""
+    candidates = sorted(p for p in folder.iterdir() if p.name.endswith(INDEX_SUFFIXES))
+    candidates.sort(key=lambda p: not p.name.endswith(".safetensors.index.json"))
+    return candidates[0] if candidates else None
+
+
+def _detect_folder(path: Path) -> str:
+    if (path / ".metadata").is_file():
+        return "dcp"
+    index = find_index(path)
+    if index is not None:
+        return _detect_index(index)
+    if any(p.suffix == ".safetensors" for p in path.iterdir()):
+        return "safetensors-sharded"
+    raise NotACheckpointError(
+        f"{path}: a folder without a checkpoint (no .metadata, no index.json, no .safetensors)"
+    )
+
+
+def _describe(head: bytes) -> str:
+    for magic, name in _LOOKS_LIKE:
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
+        return "a plain Python pickle (not written by torch.save)"
+    if head.startswith(b"<?xml") or head.lstrip().startswith((b"<!DOCTYPE", b"<html")):
+        return "an HTML or XML document (a download error page?)"
+    if head.lstrip().startswith((b"version https://git-lfs", b"oid sha256")):
+        return "a Git LFS pointer (the real file was never downloaded)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unrecognised binary data"
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "a text file"
+    return "unrecognised binary data"

@@ -1,0 +1,75 @@
+"""``torch.save`` files (zip and legacy) loaded with ``weights_only=True``.
+
+Zip files are memory-mapped (``mmap=True``), so opening costs time in proportion to the number of
+tensors, not their bytes. A ``map_location`` callback keeps every tensor on the CPU while
+recording the device each storage was saved on.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ckpt_gui.core.errors import CorruptError, UnsafeError, UnsupportedFormatError
+
+
+def load_torch_file(path: Path, *, mmap: bool) -> tuple[Any, dict[int, str]]:
+    """The saved object with CPU tensors, and a map from storage data pointer to saved device."""
+    locations: dict[int, str] = {}
+
+    def to_cpu(storage: torch.UntypedStorage, location: str) -> torch.UntypedStorage:
+        locations[storage.data_ptr()] = location
+        return storage
+
+    try:
+        # weights_only=True is passed explicitly, so TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot
+        # weaken it (torch only honours that variable when the argument is left unset).
+        obj = torch.load(path, map_location=to_cpu, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise _refusal(path, exc) from None
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        struct.error,
+        OverflowError,
+        MemoryError,
+    ) as exc:
+        raise CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})") from None
+    return obj, locations
+
+
+def _refusal(path: Path, exc: Exception) -> Exception:
+    text = str(exc)
+    if "Weights only load failed" in text or "Unsupported global" in text or "GLOBAL" in text:
+        culprit = _culprit(text)
+        return UnsafeError(f"{path}: loading it would run code from the file{culprit}; refused")
+    if "legacy .tar format" in text:
+        return UnsupportedFormatError(f"{path}: a pre-1.6 tar-format torch file; not supported")
+    return CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})")
+
+
+def _culprit(text: str) -> str:
+    for marker in ("Unsupported global: GLOBAL ", "Unsupported operand ", "GLOBAL "):
+        i = text.find(marker)
+        if i >= 0:
+            name = text[i + len(marker) :].split()[0].rstrip(".,")
+            return f" (it references {name})"
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:159] + "…"

@@ -1,0 +1,172 @@
+"""``open_checkpoint``: any checkpoint a PyTorch user has, as one tree, without running code from
+the file and without reading tensor data until a node is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ckpt_gui.core.build import build_tree, describe_loaded
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
+from ckpt_gui.core.formats import dcp, safetensors_file, torchscript
+from ckpt_gui.core.formats.detect import detect, find_index
+from ckpt_gui.core.formats.torch_file import load_torch_file
+from ckpt_gui.core.recognise import recognise
+from ckpt_gui.core.tree import Node, TensorInfo, join_key
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open ``path`` (a file, a sharded folder or its index, or a DCP folder).
+
+    Raises a ``CheckpointError`` subclass with a one-line message for anything that is not a
+    readable checkpoint.
+    """
+    path = Path(path)
+    fmt = detect(path)
+    opener = _OPENERS.get(fmt)
+    if opener is None:
+        raise UnsupportedFormatError(f"{path}: {fmt} files are not supported")
+    ckpt = opener(path, fmt)
+    ckpt.kind = recognise(ckpt.root) if ckpt.kind == "object" else ckpt.kind
+    _note_optimizer_mapping(ckpt)
+    return ckpt
+
+
+def _size_on_disk(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _open_torch(path: Path, fmt: str) -> Checkpoint:
+    obj, locations = load_torch_file(path, mmap=fmt == "torch-zip")
+    root = build_tree(obj, describe_loaded(locations))
+    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
+
+
+def _open_safetensors(path: Path, fmt: str) -> Checkpoint:
+    entries, metadata = safetensors_file.read_header(path)
+    mapped = safetensors_file.MappedFile(path)
+    root = _flat_root(safetensors_file.tensor_infos(path, entries, mapped).items())
+    ckpt = Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
+    ckpt._closers.append(mapped.close)
+    if metadata:
+        ckpt.notes.append("metadata: " + ", ".join(f"{k}={v}" for k, v in metadata.items()))
+    return ckpt
+
+
+def _open_sharded(path: Path, fmt: str) -> Checkpoint:
+    folder = path if path.is_dir() else path.parent
+    index = path if path.is_file() else find_index(folder)
+    if index is not None:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = list(dict.fromkeys(weight_map.values()))
+    else:
+        weight_map, shards = None, sorted(p.name for p in folder.glob("*.safetensors"))
+    infos: dict[str, TensorInfo] = {}
+    closers = []
+    for shard in shards:
+        shard_path = folder / shard
+        if not shard_path.is_file():
+            raise CorruptError(f"{path}: shard {shard} is missing")
+        if shard.endswith(".safetensors"):
+            entries, _ = safetensors_file.read_header(shard_path)
+            mapped = safetensors_file.MappedFile(shard_path)
+            closers.append(mapped.close)
+            infos.update(safetensors_file.tensor_infos(shard_path, entries, mapped))
+        else:
+            obj, locations = load_torch_file(shard_path, mmap=True)
+            describe = describe_loaded(locations)
+            if not isinstance(obj, dict):
+                raise CorruptError(f"{shard_path}: a shard that is not a state_dict")
+            infos.update((str(k), describe(v)) for k, v in obj.items() if _is_tensor(v))
+    keys = list(weight_map) if weight_map is not None else list(infos)
+    missing = [k for k in keys if k not in infos]
+    if missing:
+        raise CorruptError(f"{path}: {missing[0]!r} is in the index but in no shard")
+    root = _flat_root((k, infos[k]) for k in keys)
+    ckpt = Checkpoint(path=folder, format=fmt, root=root, size_on_disk=_size_on_disk(folder))
+    ckpt._closers.extend(closers)
+    ckpt.notes.append(f"{len(shards)} shards")
+    return ckpt
+
+
+def _open_dcp(path: Path, fmt: str) -> Checkpoint:
+    meta = dcp.read_metadata(path)
+    root = Node(name="", key="", kind="dict")
+    for key, item in dcp.dcp_entries(path, meta):
+        # planner_data holds each flat key's path in the original nested state_dict.
+        parts = _dcp_path(meta, key)
+        parent = root
+        for part in parts[:-1]:
+            child = parent.child(part)
+            if child is None:
+                child = parent.add(Node(name=part, key=join_key(parent.key, part), kind="dict"))
+            parent = child
+        if isinstance(item, TensorInfo):
+            parent.add(Node(name=parts[-1], key=key, kind="tensor", tensor=item))
+        else:
+            parent.add(Node(name=parts[-1], key=key, kind="value", value=item))
+    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
+
+
+def _dcp_path(meta: object, key: str) -> list[str]:
+    planner = getattr(meta, "planner_data", None) or {}
+    parts = planner.get(key) if isinstance(planner, dict) else None
+    if isinstance(parts, (list, tuple)) and parts and ".".join(map(str, parts)) == key:
+        return [str(p) for p in parts]
+    return [key]
+
+
+def _open_torchscript(path: Path, fmt: str) -> Checkpoint:
+    raise UnsupportedFormatError(
+        f"{path}: {torchscript.describe(path)}; loading it would compile and run its code, "
+        "so ckpt-gui does not load it"
+    )
+
+
+def _open_tar(path: Path, fmt: str) -> Checkpoint:
+    raise UnsupportedFormatError(
+        f"{path}: a pre-1.6 tar-format torch file; torch cannot read it without running code"
+    )
+
+
+def _flat_root(items: object) -> Node:
+    root = Node(name="", key="", kind="dict")
+    for key, info in items:  # type: ignore[attr-defined]
+        root.add(Node(name=key, key=key, kind="tensor", tensor=info))
+    return root
+
+
+def _is_tensor(value: object) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+def _note_optimizer_mapping(ckpt: Checkpoint) -> None:
+    for node in ckpt.root.walk():
+        if node.label != "optimizer":
+            continue
+        state = node.child("state")
+        mapped = state is not None and any(c.param for c in state.children)
+        where = node.key or "the file"
+        if mapped:
+            ckpt.notes.append(f"optimizer ids in {where} mapped to parameter names")
+        elif state is not None and state.children:
+            ckpt.notes.append(f"optimizer ids in {where} could not be matched to parameters")
+
+
+_OPENERS = {
+    "torch-zip": _open_torch,
+    "torch-legacy": _open_torch,
+    "safetensors": _open_safetensors,
+    "safetensors-sharded": _open_sharded,
+    "torch-sharded": _open_sharded,
+    "dcp": _open_dcp,
+    "torchscript": _open_torchscript,
+    "torch-tar": _open_tar,
+}
