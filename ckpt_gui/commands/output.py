@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 
 def print_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()
-) -> None:  # type: ignore[assignment]
-    """Print ``rows`` under ``headers`` in aligned columns; ``right`` holds right-aligned columns."""
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
+) -> None:
+    """Print ``rows`` under ``headers`` in aligned columns; ``right``: right-aligned columns."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
