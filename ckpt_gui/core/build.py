@@ -6,7 +6,8 @@ stays where the loader put it (usually a memory map), everything else becomes a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -38,11 +39,15 @@ def describe_loaded(locations: Mapping[int, str] | None = None) -> TensorDescrib
             stride=tuple(t.stride()) if t.layout == torch.strided else None,
             device=device,
             storage_id=storage_id,
-            storage_offset=t.storage_offset() if t.layout == torch.strided else 0,
-            loader=lambda t=t: t,
+            storage_offset=int(t.storage_offset()) if t.layout == torch.strided else 0,
+            loader=partial(_identity, t),
         )
 
     return describe
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "") -> Node:
@@ -62,6 +67,7 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
             return Node(name=name, key=key, kind="value", value="<reference cycle>")
         if depth > MAX_DEPTH:
             return Node(name=name, key=key, kind="value", value="<nested too deeply>")
+        items: Iterable[tuple[Any, Any]]
         if isinstance(value, Mapping):
             node = Node(name=name, key=key, kind="dict")
             items = value.items()

@@ -71,14 +71,14 @@ def recognise(root: Node) -> str:
     for model in models:
         lowered = model.name.lower()
         model.label = "EMA" if any(m in lowered for m in EMA_MARKERS) else "model"
-    for node in root.children:
-        if "sched" in node.name.lower() and node.label is None:
-            node.label = "scheduler"
+    for child in root.children:
+        if "sched" in child.name.lower() and child.label is None:
+            child.label = "scheduler"
     _assign_roles(root, optimizers, models)
     for opt in optimizers:
-        model = _model_for(opt, models)
-        if model is not None:
-            map_optimizer_ids(opt, model)
+        owner = _model_for(opt, models)
+        if owner is not None:
+            map_optimizer_ids(opt, owner)
     return _kind(root, optimizers, models)
 
 

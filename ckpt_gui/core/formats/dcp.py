@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ class _SafeReader(FileSystemReader):
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> dcp_metadata.Metadata:
         meta = read_metadata(Path(self.path))
-        if getattr(meta, "storage_meta", None) is None:
-            meta.storage_meta = dcp_metadata.StorageMeta()
-        meta.storage_meta.load_id = self.load_id
+        storage_meta = getattr(meta, "storage_meta", None) or dcp_metadata.StorageMeta()
+        storage_meta.load_id = self.load_id
+        meta.storage_meta = storage_meta
         return meta
 
 
@@ -90,7 +91,7 @@ def dcp_entries(folder: Path, meta: dcp_metadata.Metadata) -> list[tuple[str, Te
                         shape=shape,
                         stride=None,
                         device="cpu",
-                        loader=lambda k=key, d=dtype, s=shape: load_dcp_tensor(folder, k, d, s),
+                        loader=partial(load_dcp_tensor, folder, key, dtype, shape),
                     ),
                 )
             )

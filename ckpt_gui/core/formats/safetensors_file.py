@@ -12,6 +12,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def tensor_infos(path: Path, entries: list[Entry], mapped: MappedFile) -> dict[s
             shape=e.shape,
             stride=stride,
             device="cpu",
-            loader=lambda e=e: mapped.tensor(e.dtype, e.shape, e.begin, e.end),
+            loader=partial(mapped.tensor, e.dtype, e.shape, e.begin, e.end),
         )
     return infos
 

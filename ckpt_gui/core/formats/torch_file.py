@@ -22,7 +22,7 @@ def load_torch_file(path: Path, *, mmap: bool) -> tuple[Any, dict[int, str]]:
     """The saved object with CPU tensors, and a map from storage data pointer to saved device."""
     locations: dict[int, str] = {}
 
-    def to_cpu(storage: torch.UntypedStorage, location: str) -> torch.UntypedStorage:
+    def to_cpu(storage: Any, location: str) -> Any:
         locations[storage.data_ptr()] = location
         return storage
 
