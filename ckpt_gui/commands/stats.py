@@ -1,0 +1,97 @@
+"""``ckpt-gui stats PATH [--json] [--filter GLOB]``: exact per-tensor statistics (see CLI.md)."""
+
+from __future__ import annotations
+
+import argparse
+from fnmatch import fnmatchcase
+from typing import Any
+
+from ckpt_gui.commands.output import print_json, print_table
+from ckpt_gui.core.errors import CorruptError
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.stats import StatsFailed, StatsResult, TensorStats, iter_stats, to_json
+from ckpt_gui.core.tree import dtype_from_name
+from ckpt_gui.core.units import human_bytes, human_count
+
+HELP = "exact per-tensor statistics: min, max, mean, std, L2 norm, zeros, NaN and Inf counts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--filter", metavar="GLOB", help="only tensors whose key matches, e.g. '*.weight'"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_checkpoint(args.path) as ckpt:
+        nodes = [
+            n for n in ckpt.tensors() if args.filter is None or fnmatchcase(n.key, args.filter)
+        ]
+        results: list[tuple[str, TensorStats]] = []
+        for event in iter_stats(nodes):
+            if isinstance(event, StatsFailed):
+                raise CorruptError(f"{event.message} (tensor {event.key})")
+            if isinstance(event, StatsResult):
+                results.append((event.key, event.stats))
+        if args.json:
+            print_json({"path": str(ckpt.path), "tensors": [to_json(s, k) for k, s in results]})
+        else:
+            print_report(str(ckpt.path), results, args.filter)
+    return 0
+
+
+def print_report(path: str, results: list[tuple[str, TensorStats]], glob: str | None) -> None:
+    print(path)
+    if not results:
+        print(f"no tensor matches {glob!r}" if glob is not None else "no tensors")
+        return
+    headers = ["key", "dtype", "elements", "min", "max", "mean", "std", "l2", "zeros", "nan/inf"]
+    rows = [_row(key, s) for key, s in results]
+    print()
+    print_table(headers, rows, right=set(range(2, len(headers))))
+    numel = sum(s.numel for _, s in results)
+    nbytes = sum(s.numel * _itemsize(s) for _, s in results)
+    bad = [key for key, s in results if s.nonfinite]
+    print()
+    print(f"{len(results)} tensors, {human_count(numel)} elements, {human_bytes(nbytes)}")
+    if bad:
+        print(
+            f"NaN or Inf in {len(bad)} tensor(s): " + ", ".join(bad[:5]) + (" ..." * (len(bad) > 5))
+        )
+
+
+def _row(key: str, s: TensorStats) -> list[str]:
+    dtype = s.dtype + (" |z|" if s.complex_magnitude else "")
+    zeros = f"{s.sparsity:.1%}" if s.sparsity is not None and s.zeros else "0"
+    bad = [
+        f"{n} {name}" for n, name in ((s.nan, "nan"), (s.posinf, "+inf"), (s.neginf, "-inf")) if n
+    ]
+    return [
+        key,
+        dtype,
+        human_count(s.numel),
+        _num(s.min),
+        _num(s.max),
+        _num(s.mean),
+        _num(s.std),
+        _num(s.l2),
+        zeros,
+        ", ".join(bad) or "-",
+    ]
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def _itemsize(s: TensorStats) -> int:
+    try:
+        return dtype_from_name(s.dtype).itemsize
+    except ValueError:
+        return 0

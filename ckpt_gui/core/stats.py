@@ -1,0 +1,510 @@
+"""Exact per-tensor statistics, streamed in chunks at close to memory speed.
+
+A tensor is read in cache-sized 1-D chunks (views of the memory-mapped file wherever the layout
+allows), and each chunk goes through one fused set of reductions while it sits in L2: a float64
+sum (finite iff the chunk holds no NaN/Inf, so the masking path runs only for chunks that need
+it), min/max, a zero count (skipped when min |x| > 0 proves there is none) and a sum of squares
+about the chunk's own mean. Chunk moments are merged in float64 with Chan et al.'s formula, so
+``std`` stays accurate when the mean is large next to the spread. Memory stays bounded by a few
+chunk-sized buffers whatever the tensor's size.
+
+Chunks of a large tensor are spread over a small pool of worker threads (torch releases the GIL),
+each running torch single-threaded: per-op OpenMP teams on small chunks stall at every barrier
+when other processes share the cores, and a work queue of chunks does not.
+
+``iter_stats`` is the generator the window's worker thread and the CLI consume; see its docstring
+for the events it yields.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from ckpt_gui.core.errors import Cancelled, CheckpointError
+from ckpt_gui.core.tree import Node, dtype_name
+
+# 256K elements: a 1 MiB float32 chunk stays in L2 while the fused reductions read it again.
+DEFAULT_CHUNK_ELEMS = 1 << 18
+# Progress within a tensor is reported at most this often (seconds): a bar moves smoothly and a
+# GUI thread is not flooded with events.
+PROGRESS_INTERVAL = 0.05
+# For sweeps that report progress by bytes read (the diff uses it).
+DEFAULT_PROGRESS_BYTES = 32 << 20
+
+CancelCheck = Callable[[], Any]
+S = TypeVar("S")
+R = TypeVar("R")
+
+_NATIVE_MINMAX = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """Statistics of one tensor. ``min``..``absmax`` are over the finite values; ``None`` where
+    a statistic does not exist (the mean of no values, the std of one value). Integer and bool
+    tensors give integer ``min``/``max``/``absmax``. ``complex_magnitude`` says the figures
+    describe ``abs(z)`` of a complex tensor; ``dequantized`` that a quantized tensor was read
+    through ``dequantize()``."""
+
+    dtype: str
+    numel: int
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None  # Bessel-corrected, like torch.std
+    l2: float | None  # 0.0 for an empty tensor; None when no value is finite
+    absmax: float | None
+    zeros: int
+    nan: int
+    posinf: int
+    neginf: int
+    complex_magnitude: bool = False
+    dequantized: bool = False
+
+    @property
+    def finite(self) -> int:
+        return self.numel - self.nan - self.posinf - self.neginf
+
+    @property
+    def nonfinite(self) -> int:
+        return self.nan + self.posinf + self.neginf
+
+    @property
+    def sparsity(self) -> float | None:
+        """Fraction of elements equal to zero; ``None`` for an empty tensor."""
+        return self.zeros / self.numel if self.numel else None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done_bytes`` of ``total_bytes`` read so far; ``key`` is the tensor being read."""
+
+    done_bytes: int
+    total_bytes: int
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    """The statistics of one tensor, yielded as soon as that tensor is done."""
+
+    key: str
+    stats: TensorStats
+
+
+@dataclass(frozen=True)
+class StatsFailed:
+    """A tensor that could not be read (a ``CheckpointError``); the sweep goes on."""
+
+    key: str
+    message: str
+
+
+StatsEvent = Progress | StatsResult | StatsFailed
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The float type chunks of ``dtype`` are reduced in: float32 for 16-bit and smaller floats
+    and small integers (exact there), float64 for float64 and wide integers."""
+    if dtype in (torch.float64, torch.complex128, torch.int32, torch.int64):
+        return torch.float64
+    if dtype in (torch.uint32, torch.uint64):
+        return torch.float64
+    return torch.float32
+
+
+def dense_flat(t: torch.Tensor) -> torch.Tensor | None:
+    """A 1-D view of every element of ``t`` exactly once, or ``None`` when the layout has gaps
+    or overlaps. Statistics ignore element order, so a transposed (permuted) tensor qualifies."""
+    if t.is_contiguous():
+        return t.view(-1)
+    order = sorted(range(t.dim()), key=lambda d: t.stride(d), reverse=True)
+    permuted = t.permute(order)
+    return permuted.view(-1) if permuted.is_contiguous() else None
+
+
+def flat_chunks(t: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Iterator[torch.Tensor]:
+    """1-D pieces covering every element of ``t`` once, at most ``chunk_elems`` long (in no
+    particular order). Views where the layout allows; otherwise chunk-sized copies, never a copy
+    of the whole tensor. Quantized tensors come out dequantized, chunk by chunk."""
+    if t.is_quantized:
+        for piece in _row_pieces(t, chunk_elems):
+            yield piece.dequantize().reshape(-1)
+        return
+    flat = dense_flat(t)
+    if flat is not None:
+        for start in range(0, flat.numel(), chunk_elems):
+            yield flat[start : start + chunk_elems]
+        return
+    for piece in _row_pieces(t, chunk_elems):
+        yield piece.reshape(-1)  # a copy of at most chunk_elems elements
+
+
+def _row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
+    """Slices of ``t`` along its first dimension, each at most ``chunk_elems`` elements."""
+    if t.dim() == 0:
+        yield t
+        return
+    if t.numel() == 0:
+        return
+    row = t.numel() // t.shape[0]
+    if row <= chunk_elems:
+        step = chunk_elems // row
+        for i in range(0, t.shape[0], step):
+            yield t[i : i + step]
+        return
+    for i in range(t.shape[0]):
+        yield from _row_pieces(t[i], chunk_elems)
+
+
+def to_work(chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """``chunk`` as a real tensor of ``buf``'s dtype, converted into ``buf`` when needed.
+    Complex chunks become their magnitude."""
+    if chunk.dtype == buf.dtype:
+        return chunk
+    out = buf[: chunk.numel()]
+    if chunk.is_complex():
+        if chunk.dtype == torch.complex32:
+            chunk = chunk.to(torch.complex64)
+        return torch.abs(chunk, out=out)
+    return out.copy_(chunk)
+
+
+# -- running chunks on worker threads ------------------------------------------------------------
+
+_GRAIN = 32_000  # below torch's internal grain size (32768) an op runs on the calling thread
+_pool_lock = threading.Lock()
+_pool: tuple[ThreadPoolExecutor, int, int] | None = None
+_pool_pid = 0  # a forked child inherits the pool object but not its threads
+
+
+def _serial_torch_in_this_thread() -> int:
+    """Worker initializer: make torch ops on this thread run on it alone. Two workers that each
+    fork an OpenMP team onto two cores stall at every barrier when the cores are busy (4-10x
+    slower on a shared machine). ``omp_set_num_threads`` changes only the calling thread's
+    setting, where ``torch.set_num_threads`` would change every new thread's default."""
+    torch.get_num_threads()  # torch's lazy per-thread setup first, so it cannot undo the call
+    try:
+        ctypes.CDLL(None).omp_set_num_threads(1)
+    except (OSError, AttributeError, TypeError):
+        pass  # no OpenMP runtime in reach: chunks are kept below the grain size instead
+    return torch.get_num_threads()
+
+
+def _workers() -> tuple[ThreadPoolExecutor, int, int]:
+    """The shared worker pool, its size (torch's thread count, so OMP_NUM_THREADS and
+    ``torch.set_num_threads`` are honoured) and the largest chunk it can take."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            n = max(1, min(torch.get_num_threads(), 8))
+            pool = ThreadPoolExecutor(n, "ckpt-stats", initializer=_serial_torch_in_this_thread)
+            serial = pool.submit(torch.get_num_threads).result() == 1
+            _pool, _pool_pid = (pool, n, (1 << 40 if serial else _GRAIN)), os.getpid()
+        return _pool
+
+
+def map_chunks(
+    t: torch.Tensor,
+    chunk_elems: int,
+    make_state: Callable[[int], S],
+    step: Callable[[S, torch.Tensor], None],
+    cancel: CancelCheck | None = None,
+) -> Generator[int, None, list[S]]:
+    """Call ``step(state, chunk)`` on every chunk of ``t`` (``flat_chunks``), spread over the
+    worker threads, each with its own ``make_state(chunk_elems)``; the generator yields the
+    number of elements done about 20 times a second and returns the states. ``cancel`` is
+    called between chunks. Closing the generator stops the workers before it returns."""
+    pool, workers, cap = _workers()
+    if t.numel() <= 2 * chunk_elems or workers == 1:  # small: run it here
+        state, done = make_state(chunk_elems), 0
+        for chunk in flat_chunks(t, chunk_elems):
+            _check(cancel)
+            step(state, chunk)
+            done += chunk.numel()
+            yield done
+        return [state]
+    chunk_elems = min(chunk_elems, cap)
+    pieces = flat_chunks(t, chunk_elems)
+    lock, stop, done_box = threading.Lock(), threading.Event(), [0]
+
+    def work() -> S:
+        state = make_state(chunk_elems)
+        try:
+            while True:
+                with lock:
+                    chunk = None if stop.is_set() else next(pieces, None)
+                    if chunk is None:
+                        return state
+                    _check(cancel)
+                step(state, chunk)
+                with lock:
+                    done_box[0] += chunk.numel()
+        except BaseException:
+            stop.set()
+            raise
+
+    futures = [pool.submit(work) for _ in range(workers)]
+    try:
+        pending: set[Future[S]] = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=PROGRESS_INTERVAL)
+            yield done_box[0]
+    finally:
+        stop.set()
+        wait(futures)  # no chunk is still being read once this returns
+    return [f.result() for f in futures]
+
+
+def _check(cancel: CancelCheck | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
+# -- the fused reductions ---------------------------------------------------------------------
+
+
+class _Moments:
+    """Running count, mean, M2 (sum of squared deviations), min, max and counts over chunks."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.zeros = self.nan = self.posinf = self.neginf = 0
+
+    def add(self, w: torch.Tensor, scratch: torch.Tensor) -> None:
+        """Fold in the 1-D float chunk ``w``; ``scratch`` is a buffer of w's dtype, as long."""
+        n = w.numel()
+        if n == 0:
+            return
+        s = w.sum(dtype=torch.float64).item()
+        if not math.isfinite(s):  # a NaN or Inf somewhere (or float64 overflow): careful path
+            self.nan += int(torch.isnan(w).sum())
+            self.posinf += int((w == math.inf).sum())
+            self.neginf += int((w == -math.inf).sum())
+            w = w[torch.isfinite(w)]
+            n = w.numel()
+            if n == 0:
+                return
+            s = w.sum(dtype=torch.float64).item()
+            if not math.isfinite(s):  # huge float64 values: sum the scaled values instead
+                s = (w / n).sum().item() * n
+        lo, hi = (float(v) for v in torch.aminmax(w))
+        # count_nonzero is the slowest reduction here; min(|w|) > 0 proves there is no zero.
+        if lo <= 0.0 <= hi and float(torch.abs(w, out=scratch[:n]).amin()) == 0.0:
+            self.zeros += n - int(torch.count_nonzero(w))
+        m = s / n
+        # Squares about the chunk's own mean (rounded to w's dtype, corrected below) stay free of
+        # the cancellation that sum(x^2) - n*mean^2 suffers when the mean dwarfs the spread.
+        # torch's float32 sum is a cascade sum, accurate to ~1e-7 here; a BLAS dot is not.
+        shift = float(np.float32(m)) if w.dtype == torch.float32 else m
+        syy = torch.sub(w, shift, out=scratch[:n]).square_().sum().item()
+        if not math.isfinite(syy):  # squares overflowed float32
+            syy, shift = w.double().sub_(m).square_().sum().item(), m
+        d = m - shift
+        self.merge(n, m, max(syy - n * d * d, 0.0), lo, hi)
+
+    def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
+        """Chan et al.'s parallel update: exact in float64 whatever the chunk means."""
+        if n == 0:
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
+
+    def absorb(self, other: _Moments) -> None:
+        self.merge(other.n, other.mean, other.m2, other.min, other.max)
+        self.zeros += other.zeros
+        self.nan += other.nan
+        self.posinf += other.posinf
+        self.neginf += other.neginf
+
+
+class _Reducer:
+    """One worker's buffers and running figures for one tensor."""
+
+    def __init__(self, wdtype: torch.dtype, size: int, native_int: bool) -> None:
+        self.buf = torch.empty(size, dtype=wdtype)
+        self.scratch = torch.empty(size, dtype=wdtype)
+        self.acc = _Moments()
+        self.native_int = native_int
+        self.int_lo: int | None = None
+        self.int_hi: int | None = None
+
+    def add(self, chunk: torch.Tensor) -> None:
+        self.acc.add(to_work(chunk, self.buf), self.scratch)
+        if self.native_int and chunk.numel():  # exact integer min/max, even past 2**53
+            lo, hi = (int(v) for v in torch.aminmax(chunk))
+            self.int_lo = lo if self.int_lo is None else min(self.int_lo, lo)
+            self.int_hi = hi if self.int_hi is None else max(self.int_hi, hi)
+
+
+def _stats_steps(
+    t: torch.Tensor, chunk_elems: int, cancel: CancelCheck | None
+) -> Generator[int, None, TensorStats]:
+    """Reduce ``t`` chunk by chunk, yielding the number of elements done now and then; the
+    generator's return value is the ``TensorStats``."""
+    if t.device.type != "cpu":
+        raise ValueError("tensor_stats needs a CPU tensor")
+    source = torch.float32 if t.is_quantized else t.dtype
+    wdtype = work_dtype(source)
+    size = min(chunk_elems, max(t.numel(), 1))
+    native = t.dtype in _NATIVE_MINMAX
+    reducers = yield from map_chunks(
+        t, size, lambda n: _Reducer(wdtype, n, native), _Reducer.add, cancel
+    )
+    acc = _Moments()
+    for r in reducers:
+        acc.absorb(r.acc)
+    los = [r.int_lo for r in reducers if r.int_lo is not None]
+    his = [r.int_hi for r in reducers if r.int_hi is not None]
+    is_int = not (source.is_floating_point or source.is_complex)
+    lo_hi = (min(los), max(his)) if los and his else None
+    return _finish(acc, t, is_int, lo_hi)
+
+
+def _finish(
+    acc: _Moments, t: torch.Tensor, is_int: bool, int_lo_hi: tuple[int, int] | None
+) -> TensorStats:
+    n = acc.n
+    lo: float | None = None
+    hi: float | None = None
+    if n:
+        lo, hi = acc.min, acc.max
+        if is_int:
+            lo, hi = int_lo_hi if int_lo_hi is not None else (int(acc.min), int(acc.max))
+    mean = acc.mean if n else None
+    if n:
+        l2: float | None = math.sqrt(acc.m2 + n * acc.mean * acc.mean)
+    else:
+        l2 = 0.0 if t.numel() == 0 else None
+    return TensorStats(
+        dtype=dtype_name(t.dtype),
+        numel=t.numel(),
+        min=lo,
+        max=hi,
+        mean=mean,
+        std=math.sqrt(acc.m2 / (n - 1)) if n > 1 else None,
+        l2=l2,
+        absmax=max(abs(lo), abs(hi)) if lo is not None and hi is not None else None,
+        zeros=acc.zeros,
+        nan=acc.nan,
+        posinf=acc.posinf,
+        neginf=acc.neginf,
+        complex_magnitude=t.is_complex(),
+        dequantized=t.is_quantized,
+    )
+
+
+def tensor_stats(
+    t: torch.Tensor,
+    *,
+    chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+    cancel: CancelCheck | None = None,
+) -> TensorStats:
+    """Exact statistics of one CPU tensor (memory-mapped or not, any layout, any dtype).
+
+    ``cancel`` is called between chunks; a true result (or a ``Cancelled`` it raises) stops the
+    work with ``Cancelled``.
+    """
+    return drain(_stats_steps(t, chunk_elems, cancel))
+
+
+def drain(steps: Generator[Any, None, R]) -> R:
+    """Run a generator that reports progress to its end and return its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+def iter_stats(
+    nodes: Iterable[Node],
+    *,
+    chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+    cancel: CancelCheck | None = None,
+    progress_interval: float = PROGRESS_INTERVAL,
+) -> Iterator[StatsEvent]:
+    """Statistics of tensor nodes, one after another, as a stream of events:
+
+    - ``Progress(done_bytes, total_bytes, key)``: first ``Progress(0, total)``, then at most
+      every ``progress_interval`` seconds while a tensor is read, and after each tensor;
+    - ``StatsResult(key, stats)``: one per tensor, in the order given, as soon as it is done;
+    - ``StatsFailed(key, message)``: a tensor whose data could not be read; the sweep goes on.
+
+    Every yield is a cancel point: stop iterating (or ``close()`` the generator) to cancel.
+    ``cancel`` is also checked between chunks, for callers that cannot stop iterating.
+    """
+    nodes = [n for n in nodes if n.tensor is not None]
+    total = sum(n.tensor.nbytes for n in nodes if n.tensor is not None)
+    done = 0
+    yield Progress(0, total)
+    for node in nodes:
+        assert node.tensor is not None
+        nbytes, numel = node.tensor.nbytes, node.tensor.numel
+        try:
+            t = node.load()
+        except CheckpointError as exc:
+            done += nbytes
+            yield StatsFailed(node.key, str(exc))
+            yield Progress(done, total, node.key)
+            continue
+        steps = _stats_steps(t, chunk_elems, cancel)
+        last = time.monotonic()
+        try:
+            while True:
+                try:
+                    elems = next(steps)
+                except StopIteration as stop:
+                    stats = stop.value
+                    break
+                if time.monotonic() - last >= progress_interval:
+                    last = time.monotonic()
+                    yield Progress(done + elems * nbytes // max(numel, 1), total, node.key)
+        finally:
+            steps.close()  # on a cancel, the workers stop before the generator does
+        del t, steps  # let the mapping go before the next tensor
+        done += nbytes
+        yield StatsResult(node.key, stats)
+        yield Progress(done, total, node.key)
+
+
+def to_json(stats: TensorStats, key: str | None = None) -> dict[str, Any]:
+    """The ``stats`` entry of CLI.md for one tensor (plus ``sparsity`` and the two flags).
+    Never NaN or Infinity: a figure that overflowed float64 becomes ``null``."""
+    out: dict[str, Any] = {} if key is None else {"key": key}
+    out.update(dtype=stats.dtype, numel=stats.numel)
+    for name in ("min", "max", "mean", "std", "l2", "absmax"):
+        value = getattr(stats, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[name] = value
+    out.update(
+        zeros=stats.zeros,
+        nan=stats.nan,
+        posinf=stats.posinf,
+        neginf=stats.neginf,
+        sparsity=stats.sparsity,
+        complex_magnitude=stats.complex_magnitude,
+        dequantized=stats.dequantized,
+    )
+    return out
