@@ -1,0 +1,118 @@
+"""``ckpt-gui export SRC DST ...``: write a clean, verified copy (see CLI.md).
+
+Exit 0 only when the verified result is in place; any refusal or failure is one line and exit 2
+(``ExportError`` is a ``CheckpointError``, which ``cli.main`` reports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ckpt_gui.core.export import CASTS, ExportOptions, ExportResult, iter_export, parse_size
+from ckpt_gui.core.export.plan import ExportError
+
+HELP = "write a clean, verified copy: parameters only or a CPU copy, cast, filtered, sharded"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", metavar="SRC", help="the checkpoint to export")
+    parser.add_argument("dst", metavar="DST", help="the file to write (a folder with --shard-size)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--params-only",
+        dest="mode",
+        action="store_const",
+        const="params",
+        help="the model's state_dict alone (the default)",
+    )
+    mode.add_argument(
+        "--cpu-copy",
+        dest="mode",
+        action="store_const",
+        const="all",
+        help="the whole checkpoint, every tensor on the CPU, every other value kept",
+    )
+    parser.add_argument("--dtype", choices=CASTS, help="cast floating tensors to this dtype")
+    parser.add_argument(
+        "--format",
+        choices=("pt", "safetensors"),
+        help="torch.save zip or safetensors (default: from DST's extension; "
+        "safetensors when sharded)",
+    )
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="GLOB", help="keep only matching keys"
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="drop matching keys"
+    )
+    parser.add_argument(
+        "--strip-prefix", default="", metavar="P", help="remove P from state_dict keys (module.)"
+    )
+    parser.add_argument(
+        "--add-prefix",
+        default="",
+        metavar="P",
+        help="prepend P to state_dict keys (with --strip-prefix: replace a prefix)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        metavar="SIZE",
+        help="write a folder of shards of at most SIZE (5GB, 500MB) with a Hugging Face index",
+    )
+    parser.add_argument(
+        "--state-dict",
+        metavar="KEY",
+        help="with --params-only: which state_dict to keep when the file has several "
+        "(e.g. model_state_dict, ema; default: the model's)",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """The core's options from the command line."""
+    try:
+        shard_size = parse_size(args.shard_size) if args.shard_size else None
+    except ValueError as exc:
+        raise ExportError(f"--shard-size: {exc}") from None
+    if args.state_dict is not None and args.mode == "all":
+        raise ExportError("--state-dict chooses what --params-only keeps; a CPU copy keeps all")
+    fmt = args.format
+    if fmt is None:
+        fmt = "safetensors" if shard_size or str(args.dst).endswith(".safetensors") else "pt"
+    return ExportOptions(
+        mode=args.mode or "params",
+        format=fmt,
+        dtype=args.dtype,
+        state_dict=args.state_dict,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        strip_prefix=args.strip_prefix,
+        add_prefix=args.add_prefix,
+        shard_size=shard_size,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    steps = iter_export(args.src, args.dst, options)
+    show = sys.stderr.isatty()
+    try:
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as stop:
+                result: ExportResult = stop.value
+                break
+            if show:
+                print(f"\r{progress.phase} {progress.fraction:4.0%}", end="", file=sys.stderr)
+    finally:
+        steps.close()  # on Ctrl-C: removes the temporary file now, not at garbage collection
+    if show:
+        print("\r" + " " * 20 + "\r", end="", file=sys.stderr)
+    print("\n".join(result.describe()))
+    plan = result.plan
+    others = [c for c in plan.candidates if c != plan.state_dict]
+    if options.mode == "params" and others:
+        names = ", ".join(repr(c) for c in others)
+        print(f"note: the file also holds {names}; choose one with --state-dict")
+    return 0

@@ -1,0 +1,50 @@
+"""Export a clean copy of a checkpoint: the model's parameters only, or a CPU-loadable copy of the
+whole file, optionally cast, filtered, renamed, as safetensors or sharded; written atomically and
+verified against the source before it takes the destination's name.
+
+``plan_export`` says what an export will keep, drop and weigh (the dialog's live preview);
+``iter_export`` does it, yielding progress, and returns the verified ``ExportResult``.
+"""
+
+from __future__ import annotations
+
+from ckpt_gui.core.export.atomic import check_destination
+from ckpt_gui.core.export.plan import (
+    CASTS,
+    FORMATS,
+    MODES,
+    PRESETS,
+    Dropped,
+    ExportError,
+    ExportOptions,
+    ExportPlan,
+    KeptTensor,
+    default_state_dict,
+    parse_size,
+    plan_export,
+    state_dict_candidates,
+)
+from ckpt_gui.core.export.run import ExportProgress, ExportResult, dropped_summary, iter_export
+from ckpt_gui.core.export.verify import Verification
+
+__all__ = [
+    "CASTS",
+    "FORMATS",
+    "MODES",
+    "PRESETS",
+    "Dropped",
+    "ExportError",
+    "ExportOptions",
+    "ExportPlan",
+    "ExportProgress",
+    "ExportResult",
+    "KeptTensor",
+    "Verification",
+    "check_destination",
+    "default_state_dict",
+    "dropped_summary",
+    "iter_export",
+    "parse_size",
+    "plan_export",
+    "state_dict_candidates",
+]

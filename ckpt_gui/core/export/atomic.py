@@ -1,0 +1,186 @@
+"""Never lose anything: refuse destinations that are the source, and write every result to a
+temporary name in the destination folder that becomes the real name only once it is complete,
+flushed, fsynced and verified. On any error, cancel or interruption the temporary file goes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from ckpt_gui.core.export.plan import ExportError
+
+TEMP_SUFFIX = ".partial"
+
+
+def check_destination(source: Path, destination: Path, sharded: bool, names: list[str]) -> None:
+    """Raise ``ExportError`` when writing ``destination`` could touch ``source``: the same path,
+    a symlink or hard link to it, a file inside a source folder, or (``sharded``) a destination
+    folder that holds the source. ``names``: the files a sharded export writes."""
+    src, dst = source.resolve(), destination.resolve()
+    if src == dst or _same_file(source, destination):
+        raise ExportError(f"{destination}: this is the source file; choose another destination")
+    if src.is_dir() and src in dst.parents:
+        raise ExportError(f"{destination}: inside the source folder {source}; choose another")
+    if sharded:
+        if destination.exists() and not destination.is_dir():
+            raise ExportError(f"{destination}: a file; a sharded export writes a folder")
+        if dst in src.parents:
+            raise ExportError(f"{destination}: this folder holds the source; choose another")
+        for name in names:
+            if _same_file(source, destination / name):
+                raise ExportError(f"{destination / name}: this is the source file")
+        parent = destination.parent
+    else:
+        if destination.is_dir():
+            raise ExportError(f"{destination}: a folder; give a file name to export to")
+        parent = destination.parent
+    if not parent.exists():
+        raise ExportError(f"{parent}: no such folder")
+    if not parent.is_dir():
+        raise ExportError(f"{parent}: not a folder")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_error(destination: Path, exc: OSError) -> ExportError:
+    """One line for a failed write: the destination and what the system said."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        reason = "not enough free space"
+    return ExportError(f"{destination}: cannot write the export ({reason}); nothing was written")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would race other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicFile:
+    """A temporary file next to ``destination``; ``commit()`` renames it into place."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.path: Path | None = None
+        self.file: BinaryIO | None = None
+
+    def __enter__(self) -> AtomicFile:
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=self.destination.parent, prefix=f".{self.destination.name}.", suffix=TEMP_SUFFIX
+            )
+        except OSError as exc:
+            raise write_error(self.destination, exc) from None
+        self.path = Path(name)
+        if hasattr(os, "fchmod"):  # mkstemp makes the file private; give it a normal mode
+            os.fchmod(fd, 0o666 & ~_umask())
+        self.file = os.fdopen(fd, "wb")
+        return self
+
+    def finish(self) -> None:
+        """Flush and fsync: after this the bytes are on disk under the temporary name."""
+        assert self.file is not None
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def commit(self) -> None:
+        assert self.path is not None
+        os.replace(self.path, self.destination)
+        self.path = None
+        fsync_folder(self.destination.parent)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.file is not None and not self.file.closed:
+            try:
+                self.file.close()
+            except OSError:
+                pass  # a failed flush on a full disk: the file is removed below anyway
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+class AtomicFolder:
+    """A temporary folder next to ``destination`` for shards. ``commit()`` renames it into place
+    when the destination does not exist (or is empty); into an existing folder (a model folder
+    with its config.json) it moves each shard, and the index last, so the index never names a
+    shard that is not there."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.path: Path | None = None
+
+    def __enter__(self) -> AtomicFolder:
+        try:
+            name = tempfile.mkdtemp(
+                dir=self.destination.parent, prefix=f".{self.destination.name}.", suffix=TEMP_SUFFIX
+            )
+        except OSError as exc:
+            raise write_error(self.destination, exc) from None
+        self.path = Path(name)
+        return self
+
+    def open(self, name: str) -> BinaryIO:
+        assert self.path is not None
+        return open(self.path / name, "wb")
+
+    @staticmethod
+    def finish(file: BinaryIO) -> None:
+        file.flush()
+        os.fsync(file.fileno())
+        file.close()
+
+    def commit(self, names: list[str]) -> None:
+        """Put the files ``names`` (shards first, index last) in the destination folder."""
+        assert self.path is not None
+        dst = self.destination
+        if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
+            os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes it private
+            os.replace(self.path, dst)
+            self.path = None
+        else:
+            for name in names:
+                os.replace(self.path / name, dst / name)
+            fsync_folder(dst)
+        fsync_folder(dst.parent)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None

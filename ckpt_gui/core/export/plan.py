@@ -1,0 +1,345 @@
+"""What an export will write: a pure function from a checkpoint and options to the keys kept
+(with their output names and dtypes), the keys dropped (with a reason) and the expected size.
+
+The same plan drives the dialog's live preview, the writers and the verification, so what the
+user was shown is exactly what is written and then checked.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.errors import CheckpointError
+from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, assign_shards, estimate_size
+from ckpt_gui.core.tree import Node, dtype_from_name, join_key
+
+MODES = ("params", "all")  # the model's state_dict only | the whole checkpoint (CPU copy)
+FORMATS = ("pt", "safetensors")
+CASTS = ("float32", "float16", "bfloat16")
+STATE_DICT_LABELS = ("model", "EMA")
+
+
+class ExportError(CheckpointError):
+    """The export cannot be done or was refused; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything the user chooses. ``state_dict``: key of the state_dict to keep in "params"
+    mode (``None``: the model's); ``add_prefix`` after ``strip_prefix`` replaces a prefix."""
+
+    mode: str = "params"
+    format: str = "pt"
+    dtype: str | None = None
+    state_dict: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    strip_prefix: str = ""
+    add_prefix: str = ""
+    shard_size: int | None = None
+
+
+PRESETS = {
+    "params": ExportOptions(mode="params", format="safetensors"),
+    "cpu": ExportOptions(mode="all", format="pt"),
+}
+
+
+@dataclass
+class KeptTensor:
+    key: str  # in the source
+    name: str  # its key in the result (what ``open_checkpoint`` of the result calls it)
+    source_dtype: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int  # in the result
+    shares_with: str | None = None  # result name of the tensor whose storage it shares (pt)
+    shard: int = 0
+
+
+@dataclass
+class Dropped:
+    key: str
+    reason: str
+    nbytes: int = 0
+    is_tensor: bool = True
+
+
+@dataclass
+class ExportPlan:
+    options: ExportOptions
+    source: Path
+    size_before: int
+    state_dict: str | None  # the state_dict kept in "params" mode
+    candidates: list[str]  # keys of every state_dict the user may choose ("" = the top)
+    kept: list[KeptTensor] = field(default_factory=list)
+    kept_values: list[tuple[str, str]] = field(default_factory=list)  # (source key, result key)
+    dropped: list[Dropped] = field(default_factory=list)
+    # Every kept node (containers too) by source key -> its name in the result's container.
+    structure: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # shard file names, then the index
+    size_after: int = 0
+    size_exact: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def flat(self) -> bool:
+        """The result is one flat name -> tensor mapping (safetensors, or any sharded export)."""
+        return self.options.format == "safetensors" or bool(self.options.shard_size)
+
+    @property
+    def root_key(self) -> str:
+        """Source key of the object that becomes the result's top level."""
+        return (self.state_dict or "") if self.options.mode == "params" else ""
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(k.nbytes for k in self.kept)
+
+    @property
+    def dropped_tensors(self) -> list[Dropped]:
+        return [d for d in self.dropped if d.is_tensor]
+
+
+def state_dict_candidates(root: Node) -> list[Node]:
+    """Every dict recognised as a model or EMA state_dict, in saved order."""
+    return [n for n in root.walk() if n.kind == "dict" and n.label in STATE_DICT_LABELS]
+
+
+def default_state_dict(candidates: list[Node]) -> Node | None:
+    """The model's state_dict (not an EMA) when there is one."""
+    for node in candidates:
+        if node.label == "model":
+            return node
+    return candidates[0] if candidates else None
+
+
+def is_floating(dtype: str) -> bool:
+    return dtype_from_name(dtype).is_floating_point
+
+
+def output_dtype(dtype: str, cast: str | None) -> str:
+    """Casts touch floating tensors only; integers, booleans and complex stay as they are."""
+    return cast if cast and is_floating(dtype) else dtype
+
+
+def parse_size(text: str) -> int:
+    """``"5GB"`` -> 5_000_000_000, ``"500MiB"`` -> 524_288_000 (HF's units); bytes when bare."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (try 500MB or 5GB)")
+    number, unit = float(match.group(1)), (match.group(2) or "b").lower().rstrip("b")
+    base = 1024 if unit.endswith("i") else 1000
+    power = " kmgt".index(unit[:1]) if unit else 0
+    size = int(number * base**power)
+    if size <= 0:
+        raise ValueError(f"the size must be positive: {text!r}")
+    return size
+
+
+def plan_export(ckpt: Checkpoint, options: ExportOptions) -> ExportPlan:
+    """What exporting ``ckpt`` with ``options`` keeps, drops and writes (nothing is read)."""
+    candidates = state_dict_candidates(ckpt.root)
+    plan = ExportPlan(
+        options=options,
+        source=ckpt.path,
+        size_before=ckpt.size_on_disk,
+        state_dict=None,
+        candidates=[c.key for c in candidates],
+    )
+    _check_options(options, plan)
+    top = ckpt.root
+    if options.mode == "params":
+        chosen = _chosen_state_dict(candidates, options, plan)
+        if chosen is None:
+            return plan
+        plan.state_dict, top = chosen.key, chosen
+        _drop_outside(ckpt.root, chosen, plan)
+    _Walker(plan, top).run()
+    if not plan.kept and not plan.kept_values and not plan.problems:
+        plan.problems.append("nothing left to export: every key was dropped")
+    _check_names(plan)
+    _mark_sharing(ckpt.root, plan)
+    assign_shards(plan)
+    estimate_size(ckpt.root, plan)
+    return plan
+
+
+def _check_options(options: ExportOptions, plan: ExportPlan) -> None:
+    if options.mode not in MODES:
+        plan.problems.append(f"unknown export mode {options.mode!r}")
+    if options.format not in FORMATS:
+        plan.problems.append(f"unknown format {options.format!r} (pt or safetensors)")
+    if options.dtype is not None and options.dtype not in CASTS:
+        plan.problems.append(f"cannot cast to {options.dtype!r} (float32, float16 or bfloat16)")
+    if options.shard_size is not None and options.shard_size <= 0:
+        plan.problems.append("the shard size must be positive")
+
+
+def _chosen_state_dict(
+    candidates: list[Node], options: ExportOptions, plan: ExportPlan
+) -> Node | None:
+    if options.state_dict is not None:
+        for node in candidates:
+            if node.key == options.state_dict:
+                return node
+        names = ", ".join(repr(c.key) for c in candidates) or "none"
+        plan.problems.append(f"no state_dict {options.state_dict!r} (choose from: {names})")
+        return None
+    chosen = default_state_dict(candidates)
+    if chosen is None:
+        plan.problems.append("no model state_dict found; export a CPU copy instead")
+    return chosen
+
+
+def _drop_outside(root: Node, chosen: Node, plan: ExportPlan) -> None:
+    """Record every leaf outside the chosen state_dict as dropped, saying why."""
+    for node in _leaves(root):
+        if node is chosen or _is_inside(node, chosen):
+            continue
+        owner = _owner_state_dict(node)
+        if node.kind == "tensor" and node.role == "optimizer_state":
+            reason = "optimizer state"
+        elif owner is not None:
+            reason = f"state_dict {owner.key!r} not chosen"
+        else:
+            reason = "not in the model's state_dict"
+        plan.dropped.append(Dropped(node.key, reason, _nbytes(node), node.kind == "tensor"))
+
+
+class _Walker:
+    """Walks the kept part of the tree, applying the globs, the renames and the format's limits,
+    and numbers list items among the kept ones (the result's keys are computed here)."""
+
+    def __init__(self, plan: ExportPlan, top: Node) -> None:
+        self.plan, self.top, self.opts = plan, top, plan.options
+
+    def run(self) -> None:
+        self.plan.structure[self.top.key] = ""
+        self.visit(self.top, "", included=not self.opts.include)
+
+    def visit(self, node: Node, out_key: str, included: bool) -> bool:
+        kept_any, index = False, 0
+        for child in node.children:
+            name = str(index) if node.kind == "list" else self.rename(node, child.name)
+            rel = _relative(child.key, self.top.key)
+            if self.matches(self.opts.exclude, child, rel, name):
+                for leaf in _leaves(child):
+                    self.drop(leaf, "excluded by --exclude")
+                continue
+            child_included = included or self.matches(self.opts.include, child, rel, name)
+            child_out = join_key(out_key, name)
+            if child.kind in ("dict", "list") and child.children:
+                keep = self.visit(child, child_out, child_included)
+            elif child.kind == "tensor":
+                keep = child_included and self.keep_tensor(child, child_out)
+                if not child_included:
+                    self.drop(child, "not matched by --include")
+            else:  # a value, or an empty container
+                keep = child_included and not self.plan.flat
+                if not child_included:
+                    self.drop(child, "not matched by --include")
+                elif self.plan.flat:
+                    self.drop(child, f"{self.container_name()} holds tensors only")
+                else:
+                    self.plan.kept_values.append((child.key, child_out))
+            if keep:
+                self.plan.structure[child.key] = name
+                kept_any, index = True, index + 1
+        return kept_any
+
+    def keep_tensor(self, node: Node, out_key: str) -> bool:
+        info = node.tensor
+        assert info is not None
+        dtype = output_dtype(info.dtype, self.opts.dtype)
+        if self.opts.format == "safetensors" and dtype not in SAFETENSORS_DTYPES:
+            self.drop(node, f"{dtype} cannot be stored in safetensors")
+            self.plan.problems.append(f"{node.key}: {dtype} cannot be stored in safetensors")
+            return False
+        nbytes = info.numel * dtype_from_name(dtype).itemsize
+        self.plan.kept.append(KeptTensor(node.key, out_key, info.dtype, dtype, info.shape, nbytes))
+        return True
+
+    def rename(self, parent: Node, name: str) -> str:
+        """Prefix changes apply to the keys of state_dicts (``module.``, Lightning's ``model.``)."""
+        if parent.label not in STATE_DICT_LABELS:
+            return name
+        strip = self.opts.strip_prefix
+        if strip and name.startswith(strip) and len(name) > len(strip):
+            name = name[len(strip) :]
+        return self.opts.add_prefix + name
+
+    @staticmethod
+    def matches(globs: tuple[str, ...], node: Node, rel: str, name: str) -> bool:
+        """A glob matches the full source key, the key below the exported object, or the name
+        the key gets in the result, so ``linear1.*`` works in a training checkpoint too."""
+        return any(fnmatch.fnmatchcase(k, g) for g in globs for k in {node.key, rel, name} if k)
+
+    def drop(self, node: Node, reason: str) -> None:
+        self.plan.dropped.append(Dropped(node.key, reason, _nbytes(node), node.kind == "tensor"))
+
+    def container_name(self) -> str:
+        return "a sharded export" if self.opts.shard_size else "safetensors"
+
+
+def _check_names(plan: ExportPlan) -> None:
+    seen: dict[str, str] = {}
+    for source, name in [(k.key, k.name) for k in plan.kept] + plan.kept_values:
+        if name in seen:
+            plan.problems.append(f"{seen[name]!r} and {source!r} would both be named {name!r}")
+            return
+        seen[name] = source
+
+
+def _mark_sharing(root: Node, plan: ExportPlan) -> None:
+    """In pt output, tensors that share a storage in the source keep sharing it (tied weights).
+    safetensors cannot alias, so there every key gets its own copy."""
+    if plan.options.format != "pt":
+        return
+    infos = {n.key: n.tensor for n in root.tensors()}
+    first: dict[object, str] = {}
+    for kept in plan.kept:
+        info = infos[kept.key]
+        if info is None or info.storage_id is None:
+            continue
+        owner = first.setdefault((info.storage_id, kept.dtype), kept.name)
+        if owner != kept.name:
+            kept.shares_with = owner
+
+
+def _relative(key: str, top: str) -> str:
+    return key[len(top) + 1 :] if top and key.startswith(top + ".") else key
+
+
+def _leaves(node: Node) -> list[Node]:
+    return [n for n in node.walk() if n.kind not in ("dict", "list") or not n.children]
+
+
+def _nbytes(node: Node) -> int:
+    return node.tensor.nbytes if node.tensor is not None else 0
+
+
+def _is_inside(node: Node, ancestor: Node) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _owner_state_dict(node: Node) -> Node | None:
+    parent = node.parent
+    while parent is not None:
+        if parent.label in STATE_DICT_LABELS:
+            return parent
+        parent = parent.parent
+    return None

@@ -1,0 +1,257 @@
+"""``iter_export``: plan, write to a temporary name, verify, rename into place, report.
+
+A generator, so the window runs it on a worker and every ``yield`` is a progress and cancel
+point; the command line simply drains it. Closing the generator (cancel) or any error removes
+the temporary file: the destination is either the verified result or what it was before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.export.atomic import AtomicFile, AtomicFolder, check_destination, write_error
+from ckpt_gui.core.export.layout import index_json, safetensors_header
+from ckpt_gui.core.export.plan import (
+    ExportError,
+    ExportOptions,
+    ExportPlan,
+    KeptTensor,
+    plan_export,
+)
+from ckpt_gui.core.export.verify import Verification, iter_verify
+from ckpt_gui.core.export.writers import (
+    CancelCheck,
+    convert_tensors,
+    iter_write_pt,
+    iter_write_safetensors,
+    kept_tensors,
+    rebuild,
+)
+from ckpt_gui.core.formats.torch_file import load_torch_file
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.tree import Node, dtype_from_name
+from ckpt_gui.core.units import human_bytes
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    """Where an export is: ``done`` of ``total`` bytes over writing and verifying together."""
+
+    phase: str  # "writing" | "verifying"
+    key: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 1.0
+
+
+@dataclass
+class ExportResult:
+    destination: Path
+    files: list[Path]
+    plan: ExportPlan
+    size_after: int
+    verification: Verification
+
+    def describe(self) -> list[str]:
+        """The summary a user reads: what was kept and dropped, sizes, the verification."""
+        plan = self.plan
+        kept = f"kept {count(len(plan.kept), 'tensor')} ({human_bytes(plan.tensor_bytes)})"
+        if plan.kept_values:
+            kept += f" and {count(len(plan.kept_values), 'value')}"
+        lines = [f"exported to {self.destination}", kept, dropped_summary(plan)]
+        if len(self.files) > 1:
+            shards = len(self.files) - 1
+            lines.append(f"{shards} shard{'s' * (shards != 1)} and {self.files[-1].name}")
+        lines.append(
+            f"size: {human_bytes(plan.size_before)} before, {human_bytes(self.size_after)} after"
+        )
+        lines.append(self.verification.describe())
+        return lines
+
+
+def count(n: int, noun: str) -> str:
+    """``count(1, "tensor")`` -> ``"1 tensor"``, ``count(3, "tensor")`` -> ``"3 tensors"``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def dropped_summary(plan: ExportPlan) -> str:
+    """``dropped 12 tensors (optimizer state 12) and 3 values`` or ``dropped nothing``."""
+    tensors = plan.dropped_tensors
+    values = len(plan.dropped) - len(tensors)
+    if not plan.dropped:
+        return "dropped nothing"
+    parts = []
+    if tensors:
+        reasons = Counter(d.reason for d in tensors)
+        why = ", ".join(f"{reason} {n}" for reason, n in reasons.most_common())
+        size = human_bytes(sum(d.nbytes for d in tensors))
+        parts.append(f"{count(len(tensors), 'tensor')} ({size}: {why})")
+    if values:
+        parts.append(count(values, "value"))
+    return "dropped " + " and ".join(parts)
+
+
+def iter_export(
+    source: Checkpoint | str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    options: ExportOptions,
+    cancel: CancelCheck = None,
+) -> Generator[ExportProgress, None, ExportResult]:
+    """Export ``source`` to ``destination``; returns the verified ``ExportResult``.
+
+    ``cancel()`` is polled inside long writes too (the worker's abort flag). Raises
+    ``ExportError`` (a ``CheckpointError``) with one line when it refuses or fails.
+    """
+    own = not isinstance(source, Checkpoint)
+    ckpt = source if isinstance(source, Checkpoint) else open_checkpoint(source)
+    try:
+        plan = plan_export(ckpt, options)
+        if not plan.ok:
+            raise ExportError(plan.problems[0])
+        dest = Path(destination)
+        check_destination(ckpt.path, dest, bool(plan.files), plan.files)
+        total = 2 * plan.tensor_bytes
+        done = 0
+        target: AtomicFile | AtomicFolder = AtomicFolder(dest) if plan.files else AtomicFile(dest)
+        with target:
+            yield ExportProgress("writing", "", 0, total)
+            try:
+                for key, n in _write(plan, ckpt, target, cancel):
+                    done = min(done + n, plan.tensor_bytes)
+                    yield ExportProgress("writing", key, done, total)
+                assert target.path is not None
+                result_path = target.path / plan.files[-1] if plan.files else target.path
+                size_after = _size(target.path)
+                verifying = iter_verify(plan, ckpt, result_path, cancel)
+                done = plan.tensor_bytes
+                while True:
+                    try:
+                        key, n = next(verifying)
+                    except StopIteration as stop:
+                        verification: Verification = stop.value
+                        break
+                    done += n
+                    yield ExportProgress("verifying", key, done, total)
+                if isinstance(target, AtomicFolder):
+                    target.commit(plan.files)
+                else:
+                    target.commit()
+            except OSError as exc:
+                raise write_error(dest, exc) from None
+        files = [dest / f for f in plan.files] if plan.files else [dest]
+        return ExportResult(dest, files, plan, size_after, verification)
+    finally:
+        if own:
+            ckpt.close()
+
+
+def _write(
+    plan: ExportPlan, ckpt: Checkpoint, target: AtomicFile | AtomicFolder, cancel: CancelCheck
+) -> Iterator[tuple[str, int]]:
+    if isinstance(target, AtomicFile):
+        assert target.file is not None
+        if plan.options.format == "safetensors":
+            yield from _write_safetensors(target.file, plan.kept, ckpt, cancel)
+        else:
+            yield from iter_write_pt(target.file, _pt_object(plan, ckpt), cancel)
+        target.finish()
+        return
+    for shard, name in enumerate(plan.files[:-1]):
+        kept = [k for k in plan.kept if k.shard == shard]
+        with target.open(name) as file:
+            if plan.options.format == "safetensors":
+                yield from _write_safetensors(file, kept, ckpt, cancel)
+            else:
+                yield from iter_write_pt(file, _flat_pt_object(kept, ckpt), cancel)
+            target.finish(file)
+    with target.open(plan.files[-1]) as file:
+        file.write(index_json(plan))
+        target.finish(file)
+
+
+def _write_safetensors(
+    file: Any, kept: list[KeptTensor], ckpt: Checkpoint, cancel: CancelCheck
+) -> Iterator[tuple[str, int]]:
+    nodes = _tensor_nodes(ckpt)
+    header = safetensors_header([(k.name, k.dtype, k.shape) for k in kept])
+    items = [(k.name, nodes[k.key].load, dtype_from_name(k.dtype)) for k in kept]
+    yield from iter_write_safetensors(file, header, items, cancel)
+
+
+def _flat_pt_object(kept: list[KeptTensor], ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+    nodes = _tensor_nodes(ckpt)
+    found = {k.key: nodes[k.key].load() for k in kept}
+    tensors = convert_tensors(found, {k.key: dtype_from_name(k.dtype) for k in kept})
+    return {k.name: tensors[k.key] for k in kept}
+
+
+def _pt_object(plan: ExportPlan, ckpt: Checkpoint) -> Any:
+    """The object to save: the source object (loaded again, memory-mapped, so that tuples,
+    OrderedDicts, bytes and sets come back exactly) cut down and converted as planned."""
+    obj = _source_object(ckpt)
+    top = ckpt.find(plan.root_key) if plan.root_key else ckpt.root
+    assert top is not None
+    for name in _path(top):
+        obj = _child(obj, name)
+    found = kept_tensors(obj, plan.root_key, plan.structure)
+    if len(found) != len(plan.kept):
+        raise ExportError(f"{ckpt.path}: the file changed while it was being exported")
+    tensors = convert_tensors(found, {k.key: dtype_from_name(k.dtype) for k in plan.kept})
+    return rebuild(obj, plan.root_key, plan.structure, tensors)
+
+
+def _source_object(ckpt: Checkpoint) -> Any:
+    if ckpt.format in ("torch-zip", "torch-legacy"):
+        obj, _ = load_torch_file(ckpt.path, mmap=ckpt.format == "torch-zip")
+        return obj
+    return _object_from_tree(ckpt.root)
+
+
+def _object_from_tree(node: Node) -> Any:
+    """safetensors, shards and DCP hold nothing the tree does not show."""
+    if node.kind == "dict":
+        return {c.name: _object_from_tree(c) for c in node.children}
+    if node.kind == "list":
+        return [_object_from_tree(c) for c in node.children]
+    if node.kind == "tensor":
+        return node.load()
+    return node.value
+
+
+def _path(node: Node) -> list[str]:
+    names = []
+    while node.parent is not None:
+        names.append(node.name)
+        node = node.parent
+    return names[::-1]
+
+
+def _child(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if str(k) == name:
+                return v
+    elif isinstance(obj, (list, tuple)):
+        return obj[int(name)]
+    raise ExportError(f"{name!r} is no longer in the file; it changed while being exported")
+
+
+def _tensor_nodes(ckpt: Checkpoint) -> dict[str, Node]:
+    return {n.key: n for n in ckpt.root.tensors()}
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size

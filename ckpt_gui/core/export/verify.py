@@ -1,0 +1,117 @@
+"""Proof that an export is right: re-open the written file as any reader would and compare every
+tensor with the source, byte for byte (or with the source cast to the chosen dtype), chunk by
+chunk so that memory stays flat however large the tensors are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.export.plan import ExportError, ExportPlan
+from ckpt_gui.core.export.writers import CancelCheck, check_cancel, raw_bytes, tensor_chunks
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.tree import Node, dtype_from_name
+
+
+@dataclass
+class Verification:
+    tensors: int  # tensors compared
+    values: int  # non-tensor values compared
+    cast: str | None  # the dtype floating tensors were compared after casting to, if any
+
+    def describe(self) -> str:
+        what = f"all {self.tensors} tensors"
+        if self.values:
+            what += f" and {self.values} values"
+        if self.cast:
+            return f"verified: {what} equal the source (floating tensors cast to {self.cast})"
+        return f"verified: {what} equal the source exactly"
+
+
+def iter_verify(
+    plan: ExportPlan, source: Checkpoint, result_path: Path, cancel: CancelCheck = None
+) -> Generator[tuple[str, int], None, Verification]:
+    """Compare the result at ``result_path`` with ``source`` as ``plan`` says it should be.
+    Yields ``(key, bytes compared)``; raises ``ExportError`` at the first difference."""
+    try:
+        result = open_checkpoint(result_path)
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to re-open is a failed verification
+        raise ExportError(f"verification failed: the result cannot be read back ({exc})") from None
+    with result:
+        source_nodes = {n.key: n for n in source.root.walk()}
+        result_nodes = {n.key: n for n in result.root.walk()}
+        expected = {k.name for k in plan.kept}
+        found = {n.key for n in result.root.tensors()}
+        if expected != found:
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            what = f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is unexpected"
+            raise ExportError(f"verification failed: {what} in the result")
+        cast = None
+        for kept in plan.kept:
+            src, out = source_nodes[kept.key], result_nodes[kept.name]
+            _check_description(kept.name, out, kept.dtype, kept.shape)
+            if kept.dtype != kept.source_dtype:
+                cast = kept.dtype
+            yield from _compare(kept.name, src, out, dtype_from_name(kept.dtype), cancel)
+        _check_sharing(plan, result_nodes)
+        for src_key, out_key in plan.kept_values:
+            _check_value(out_key, source_nodes[src_key], result_nodes.get(out_key))
+    return Verification(len(plan.kept), len(plan.kept_values), cast)
+
+
+def _check_description(name: str, out: Node, dtype: str, shape: tuple[int, ...]) -> None:
+    info = out.tensor
+    assert info is not None
+    if info.dtype != dtype or info.shape != shape:
+        raise ExportError(
+            f"verification failed: {name!r} is {info.dtype} {list(info.shape)}, "
+            f"expected {dtype} {list(shape)}"
+        )
+    if info.device != "cpu":
+        raise ExportError(f"verification failed: {name!r} would load on {info.device}")
+
+
+def _compare(
+    name: str, src: Node, out: Node, dtype: torch.dtype, cancel: CancelCheck
+) -> Generator[tuple[str, int], None, None]:
+    a, b = src.load(), out.load()
+    for chunk_a, chunk_b in zip(tensor_chunks(a), tensor_chunks(b)):
+        check_cancel(cancel)
+        if chunk_a.dtype != dtype:
+            chunk_a = chunk_a.to(dtype)
+        # Bytes, not values: NaN == NaN here, and -0.0 must stay -0.0.
+        if not torch.equal(raw_bytes(chunk_a), raw_bytes(chunk_b)):
+            raise ExportError(f"verification failed: {name!r} differs from the source")
+        yield name, chunk_b.numel() * chunk_b.element_size()
+
+
+def _check_sharing(plan: ExportPlan, nodes: dict[str, Node]) -> None:
+    for kept in plan.kept:
+        if kept.shares_with is None:
+            continue
+        a, b = nodes[kept.name].tensor, nodes[kept.shares_with].tensor
+        assert a is not None and b is not None
+        if a.storage_id is None or a.storage_id != b.storage_id:
+            raise ExportError(
+                f"verification failed: {kept.name!r} no longer shares storage with "
+                f"{kept.shares_with!r}"
+            )
+
+
+def _check_value(key: str, src: Node, out: Node | None) -> None:
+    if out is None or src.kind != out.kind or not _same(src.value, out.value):
+        shown = "missing" if out is None else repr(out.value)
+        raise ExportError(f"verification failed: value {key!r} is {shown}, expected {src.value!r}")
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # NaN: the value was kept, it just never equals itself
+    return a == b
