@@ -33,15 +33,10 @@ from benchmarks.common import (  # noqa: E402
     timed,
     warm_page_cache,
 )
+from ckpt_gui.core.chunks import DEFAULT_CHUNK_ELEMS, drain, map_chunks  # noqa: E402
 from ckpt_gui.core.histogram import histogram  # noqa: E402
 from ckpt_gui.core.reader import open_checkpoint  # noqa: E402
-from ckpt_gui.core.stats import (  # noqa: E402
-    DEFAULT_CHUNK_ELEMS,
-    StatsResult,
-    drain,
-    iter_stats,
-    map_chunks,
-)
+from ckpt_gui.core.stats import StatsResult, iter_stats  # noqa: E402
 from ckpt_gui.core.tree import Node  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 Bins are equal-width over the finite range, ``bins`` of them (128 by default); integer and bool
 tensors get integer-aligned bins (edges at half-integers, every bin holding the same number of
 integer values). Counting avoids ``torch.histc``: each chunk, on the worker threads of
-``ckpt_gui.core.stats``, maps to bin indices with an in-place ``(x - lo) * scale`` and a
+``ckpt_gui.core.chunks``, maps to bin indices with an in-place ``(x - lo) * scale`` and a
 ``bincount`` of uint8 indices, several times faster. The few values within rounding of an edge
 are re-binned exactly, so counts match the float64 edges.
 """
@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ckpt_gui.core.stats import (
+from ckpt_gui.core.chunks import (
     DEFAULT_CHUNK_ELEMS,
     CancelCheck,
-    TensorStats,
     dense_flat,
     drain,
     map_chunks,
     to_work,
     work_dtype,
 )
+from ckpt_gui.core.stats import TensorStats
 
 DEFAULT_BINS = 128
 # A few million elements: enough for a faithful shape, small enough for well under 50 ms.

@@ -8,9 +8,8 @@ about the chunk's own mean. Chunk moments are merged in float64 with Chan et al.
 ``std`` stays accurate when the mean is large next to the spread. Memory stays bounded by a few
 chunk-sized buffers whatever the tensor's size.
 
-Chunks of a large tensor are spread over a small pool of worker threads (torch releases the GIL),
-each running torch single-threaded: per-op OpenMP teams on small chunks stall at every barrier
-when other processes share the cores, and a work queue of chunks does not.
+Chunking and the worker threads that reduce chunks of a large tensor in parallel live in
+``ckpt_gui.core.chunks``.
 
 ``iter_stats`` is the generator the window's worker thread and the CLI consume; see its docstring
 for the events it yields.
@@ -18,33 +17,26 @@ for the events it yields.
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from ckpt_gui.core.errors import Cancelled, CheckpointError
+from ckpt_gui.core.chunks import (
+    DEFAULT_CHUNK_ELEMS,
+    PROGRESS_INTERVAL,
+    CancelCheck,
+    drain,
+    map_chunks,
+    to_work,
+    work_dtype,
+)
+from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.tree import Node, dtype_name
-
-# 256K elements: a 1 MiB float32 chunk stays in L2 while the fused reductions read it again.
-DEFAULT_CHUNK_ELEMS = 1 << 18
-# Progress within a tensor is reported at most this often (seconds): a bar moves smoothly and a
-# GUI thread is not flooded with events.
-PROGRESS_INTERVAL = 0.05
-# For sweeps that report progress by bytes read (the diff uses it).
-DEFAULT_PROGRESS_BYTES = 32 << 20
-
-CancelCheck = Callable[[], Any]
-S = TypeVar("S")
-R = TypeVar("R")
 
 _NATIVE_MINMAX = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
 
@@ -112,165 +104,6 @@ class StatsFailed:
 
 
 StatsEvent = Progress | StatsResult | StatsFailed
-
-
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The float type chunks of ``dtype`` are reduced in: float32 for 16-bit and smaller floats
-    and small integers (exact there), float64 for float64 and wide integers."""
-    if dtype in (torch.float64, torch.complex128, torch.int32, torch.int64):
-        return torch.float64
-    if dtype in (torch.uint32, torch.uint64):
-        return torch.float64
-    return torch.float32
-
-
-def dense_flat(t: torch.Tensor) -> torch.Tensor | None:
-    """A 1-D view of every element of ``t`` exactly once, or ``None`` when the layout has gaps
-    or overlaps. Statistics ignore element order, so a transposed (permuted) tensor qualifies."""
-    if t.is_contiguous():
-        return t.view(-1)
-    order = sorted(range(t.dim()), key=lambda d: t.stride(d), reverse=True)
-    permuted = t.permute(order)
-    return permuted.view(-1) if permuted.is_contiguous() else None
-
-
-def flat_chunks(t: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Iterator[torch.Tensor]:
-    """1-D pieces covering every element of ``t`` once, at most ``chunk_elems`` long (in no
-    particular order). Views where the layout allows; otherwise chunk-sized copies, never a copy
-    of the whole tensor. Quantized tensors come out dequantized, chunk by chunk."""
-    if t.is_quantized:
-        for piece in _row_pieces(t, chunk_elems):
-            yield piece.dequantize().reshape(-1)
-        return
-    flat = dense_flat(t)
-    if flat is not None:
-        for start in range(0, flat.numel(), chunk_elems):
-            yield flat[start : start + chunk_elems]
-        return
-    for piece in _row_pieces(t, chunk_elems):
-        yield piece.reshape(-1)  # a copy of at most chunk_elems elements
-
-
-def _row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
-    """Slices of ``t`` along its first dimension, each at most ``chunk_elems`` elements."""
-    if t.dim() == 0:
-        yield t
-        return
-    if t.numel() == 0:
-        return
-    row = t.numel() // t.shape[0]
-    if row <= chunk_elems:
-        step = chunk_elems // row
-        for i in range(0, t.shape[0], step):
-            yield t[i : i + step]
-        return
-    for i in range(t.shape[0]):
-        yield from _row_pieces(t[i], chunk_elems)
-
-
-def to_work(chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    """``chunk`` as a real tensor of ``buf``'s dtype, converted into ``buf`` when needed.
-    Complex chunks become their magnitude."""
-    if chunk.dtype == buf.dtype:
-        return chunk
-    out = buf[: chunk.numel()]
-    if chunk.is_complex():
-        if chunk.dtype == torch.complex32:
-            chunk = chunk.to(torch.complex64)
-        return torch.abs(chunk, out=out)
-    return out.copy_(chunk)
-
-
-# -- running chunks on worker threads ------------------------------------------------------------
-
-_GRAIN = 32_000  # below torch's internal grain size (32768) an op runs on the calling thread
-_pool_lock = threading.Lock()
-_pool: tuple[ThreadPoolExecutor, int, int] | None = None
-_pool_pid = 0  # a forked child inherits the pool object but not its threads
-
-
-def _serial_torch_in_this_thread() -> int:
-    """Worker initializer: make torch ops on this thread run on it alone. Two workers that each
-    fork an OpenMP team onto two cores stall at every barrier when the cores are busy (4-10x
-    slower on a shared machine). ``omp_set_num_threads`` changes only the calling thread's
-    setting, where ``torch.set_num_threads`` would change every new thread's default."""
-    torch.get_num_threads()  # torch's lazy per-thread setup first, so it cannot undo the call
-    try:
-        ctypes.CDLL(None).omp_set_num_threads(1)
-    except (OSError, AttributeError, TypeError):
-        pass  # no OpenMP runtime in reach: chunks are kept below the grain size instead
-    return torch.get_num_threads()
-
-
-def _workers() -> tuple[ThreadPoolExecutor, int, int]:
-    """The shared worker pool, its size (torch's thread count, so OMP_NUM_THREADS and
-    ``torch.set_num_threads`` are honoured) and the largest chunk it can take."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            n = max(1, min(torch.get_num_threads(), 8))
-            pool = ThreadPoolExecutor(n, "ckpt-stats", initializer=_serial_torch_in_this_thread)
-            serial = pool.submit(torch.get_num_threads).result() == 1
-            _pool, _pool_pid = (pool, n, (1 << 40 if serial else _GRAIN)), os.getpid()
-        return _pool
-
-
-def map_chunks(
-    t: torch.Tensor,
-    chunk_elems: int,
-    make_state: Callable[[int], S],
-    step: Callable[[S, torch.Tensor], None],
-    cancel: CancelCheck | None = None,
-) -> Generator[int, None, list[S]]:
-    """Call ``step(state, chunk)`` on every chunk of ``t`` (``flat_chunks``), spread over the
-    worker threads, each with its own ``make_state(chunk_elems)``; the generator yields the
-    number of elements done about 20 times a second and returns the states. ``cancel`` is
-    called between chunks. Closing the generator stops the workers before it returns."""
-    pool, workers, cap = _workers()
-    if t.numel() <= 2 * chunk_elems or workers == 1:  # small: run it here
-        state, done = make_state(chunk_elems), 0
-        for chunk in flat_chunks(t, chunk_elems):
-            _check(cancel)
-            step(state, chunk)
-            done += chunk.numel()
-            yield done
-        return [state]
-    chunk_elems = min(chunk_elems, cap)
-    pieces = flat_chunks(t, chunk_elems)
-    lock, stop, done_box = threading.Lock(), threading.Event(), [0]
-
-    def work() -> S:
-        state = make_state(chunk_elems)
-        try:
-            while True:
-                with lock:
-                    chunk = None if stop.is_set() else next(pieces, None)
-                    if chunk is None:
-                        return state
-                    _check(cancel)
-                step(state, chunk)
-                with lock:
-                    done_box[0] += chunk.numel()
-        except BaseException:
-            stop.set()
-            raise
-
-    futures = [pool.submit(work) for _ in range(workers)]
-    try:
-        pending: set[Future[S]] = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=PROGRESS_INTERVAL)
-            yield done_box[0]
-    finally:
-        stop.set()
-        wait(futures)  # no chunk is still being read once this returns
-    return [f.result() for f in futures]
-
-
-def _check(cancel: CancelCheck | None) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled()
-
 
 # -- the fused reductions ---------------------------------------------------------------------
 
@@ -426,15 +259,6 @@ def tensor_stats(
     work with ``Cancelled``.
     """
     return drain(_stats_steps(t, chunk_elems, cancel))
-
-
-def drain(steps: Generator[Any, None, R]) -> R:
-    """Run a generator that reports progress to its end and return its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
 
 
 def iter_stats(

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from ckpt_gui.core.chunks import flat_chunks
 from ckpt_gui.core.errors import Cancelled, CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.stats import (
@@ -20,7 +21,6 @@ from ckpt_gui.core.stats import (
     StatsFailed,
     StatsResult,
     TensorStats,
-    flat_chunks,
     iter_stats,
     tensor_stats,
     to_json,
