@@ -1,0 +1,178 @@
+"""How long the window stops responding while it opens a big checkpoint and computes its stats.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui_stall.py [--gb 2.1] [--path FILE]
+
+A 2 ms precise timer runs on the GUI thread; every gap between two of its ticks beyond the
+interval is time the event loop could not paint or react. Figures, on a generated float32
+transformer checkpoint (warm page cache), side by side:
+- idle: the event loop with nothing to do (the floor on this machine);
+- ckpt-gui open + stats: ``MainWindow.open_path`` (open on a worker, then every statistic on a
+  worker, tree and status bar updating as results arrive) until the tab is idle;
+- then select largest: selecting the largest tensor, until the histogram and values panels
+  (both computed on workers, drawn on the GUI thread) are done;
+- GUI-thread baseline: the same open and statistics sweep called from the GUI thread, as a naive
+  app would.
+Goal: longest gap under 50 ms while opening and computing statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from benchmarks.common import make_big_checkpoint, print_table, warm_page_cache  # noqa: E402
+from ckpt_gui.core.reader import open_checkpoint  # noqa: E402
+from ckpt_gui.core.stats import iter_stats  # noqa: E402
+from ckpt_gui.qt.main_window import MainWindow  # noqa: E402
+
+TICK_MS = 2
+
+
+class GapProbe:
+    """Records the gaps between ticks of a precise timer on the GUI thread."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.clock = QElapsedTimer()
+        self.last_ns = 0
+        self.gaps_ms: list[float] = []
+
+    def start(self) -> None:
+        self.gaps_ms = []
+        self.clock.start()
+        self.last_ns = self.clock.nsecsElapsed()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self._tick()
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = self.clock.nsecsElapsed()
+        self.gaps_ms.append((now - self.last_ns) / 1e6)
+        self.last_ns = now
+
+    def summary(self, name: str, seconds: float) -> dict[str, object]:
+        gaps = sorted(self.gaps_ms) or [0.0]
+        return {
+            "run": name,
+            "wall s": round(seconds, 2),
+            "longest gap ms": round(gaps[-1], 1),
+            "p99 gap ms": round(gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], 1),
+            "median ms": round(statistics.median(gaps), 2),
+            "gaps > 50 ms": sum(g > 50 for g in gaps),
+        }
+
+
+def run_until(app: QApplication, done: Callable[[], bool], timeout_s: float = 1800) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        app.processEvents()
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not finish in time")
+        time.sleep(0.0005)
+
+
+def measure_idle(app: QApplication, probe: GapProbe, seconds: float = 2.0) -> dict[str, object]:
+    probe.start()
+    end = time.monotonic() + seconds
+    run_until(app, lambda: time.monotonic() > end)
+    probe.stop()
+    return probe.summary("idle event loop", seconds)
+
+
+def measure_window(
+    app: QApplication, probe: GapProbe, path: Path, run: int
+) -> tuple[dict[str, object], dict[str, object], int]:
+    """Open and compute every statistic (the goal), then select the largest tensor."""
+    window = MainWindow()
+    window.resize(1600, 1000)
+    window.show()
+    run_until(app, lambda: True)
+    probe.start()
+    start = time.perf_counter()
+    view = window.open_path(path)
+    run_until(app, view.is_idle)
+    seconds = time.perf_counter() - start
+    probe.stop()
+    opened = probe.summary(f"ckpt-gui open + stats #{run}", seconds)
+    probe.start()
+    start = time.perf_counter()
+    view.select_largest_tensor()
+    run_until(app, lambda: not view.panels_busy())
+    seconds = time.perf_counter() - start
+    probe.stop()
+    selected = probe.summary(f"  then select largest #{run}", seconds)
+    assert view.model is not None
+    computed = view.model.stats_count()
+    window.close()
+    return opened, selected, computed
+
+
+def measure_gui_thread(app: QApplication, probe: GapProbe, path: Path) -> dict[str, object]:
+    finished = []
+
+    def work() -> None:
+        ckpt = open_checkpoint(path)
+        for _ in iter_stats(ckpt.tensors()):
+            pass
+        ckpt.close()
+        finished.append(True)
+
+    probe.start()
+    start = time.perf_counter()
+    QTimer.singleShot(0, work)
+    run_until(app, lambda: bool(finished))
+    seconds = time.perf_counter() - start
+    probe.stop()
+    return probe.summary("GUI-thread baseline", seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=2.1, help="size of the generated checkpoint")
+    parser.add_argument("--path", type=Path, help="use this checkpoint instead of generating one")
+    parser.add_argument("--runs", type=int, default=3, help="repeat the window run")
+    parser.add_argument("--skip-baseline", action="store_true", help="skip the GUI-thread run")
+    args = parser.parse_args()
+    path = args.path or make_big_checkpoint(gb=args.gb)
+    size = warm_page_cache(path)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    probe = GapProbe()
+    rows = [measure_idle(app, probe)]
+    worst = 0.0
+    computed = 0
+    for run in range(1, args.runs + 1):
+        opened, selected, computed = measure_window(app, probe, path, run)
+        rows += [opened, selected]
+        worst = max(worst, float(opened["longest gap ms"]))  # type: ignore[arg-type]
+    if not args.skip_baseline:
+        rows.append(measure_gui_thread(app, probe, path))
+    print(
+        f"{path.name}: {size / 1e9:.2f} GB, {computed} tensors with statistics, "
+        f"{os.cpu_count()} CPUs, tick {TICK_MS} ms"
+    )
+    print_table(rows)
+    print(
+        f"goal: longest gap while opening + stats < 50 ms in every run -> "
+        f"{'met' if worst < 50 else 'NOT met'} (worst {worst:.1f} ms)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Compare mode: checkpoint A against checkpoint B (``CompareView``) and its models and plots."""
+
+from __future__ import annotations
+
+from ckpt_gui.qt.compare.plots import LayerChart, PairHistogramPanel
+from ckpt_gui.qt.compare.table_model import DiffFilterProxy, DiffTableModel
+from ckpt_gui.qt.compare.view import CompareView
+
+__all__ = ["CompareView", "DiffFilterProxy", "DiffTableModel", "LayerChart", "PairHistogramPanel"]

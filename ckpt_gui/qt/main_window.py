@@ -1,0 +1,291 @@
+"""``MainWindow``: tabs of checkpoints, menus and shortcuts, drag and drop, recent files, and the
+status bar with progress and Cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QTabWidget,
+    QWidget,
+)
+
+from ckpt_gui.qt import recent, workers
+from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
+from ckpt_gui.qt.widgets.compare_placeholder import ComparePlaceholder
+
+FILE_FILTERS = ";;".join(
+    (
+        "Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.tar *.pkl *.index.json *.distcp)",
+        "PyTorch files (*.pt *.pth *.bin *.ckpt *.tar)",
+        "safetensors (*.safetensors *.safetensors.index.json)",
+        "All files (*)",
+    )
+)
+WELCOME = (
+    "<p style='font-size:15pt'>Open a checkpoint</p>"
+    "<p style='color:gray'>File ▸ Open (Ctrl+O), or drop a file or a folder here.</p>"
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("ckpt-gui")
+        self.setAcceptDrops(True)
+        self.tabs = QTabWidget()
+        self.tabs.setTabsClosable(True)
+        self.tabs.setMovable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(lambda _: self._sync_status())
+        self.welcome = QLabel(WELCOME)
+        self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.tabs)
+        self.setCentralWidget(self.stack)
+
+        self.status_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_current)
+        bar = self.statusBar()
+        bar.addWidget(self.status_label, 1)
+        bar.addPermanentWidget(self.progress_bar)
+        bar.addPermanentWidget(self.cancel_button)
+        self._build_menus()
+        self._sync_status()
+
+    # --- menus ------------------------------------------------------------------------------
+    def _action(
+        self, text: str, slot: object, shortcut: QKeySequence | str | None = None
+    ) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self.open_action = self._action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
+        self.open_folder_action = self._action("Open &Folder…", self.open_folder_dialog)
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.demo_action = self._action("Open &Demo Checkpoint", self.open_demo)
+        self.reload_action = self._action("&Reload", self.reload_current, "F5")
+        self.close_action = self._action("&Close Tab", self.close_current, "Ctrl+W")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        for item in (
+            self.open_action,
+            self.open_folder_action,
+            self.recent_menu,
+            self.demo_action,
+            None,
+            self.reload_action,
+            self.close_action,
+            None,
+            self.quit_action,
+        ):
+            if item is None:
+                file_menu.addSeparator()
+            elif isinstance(item, QMenu):
+                file_menu.addMenu(item)
+            else:
+                file_menu.addAction(item)
+        edit_menu = menu.addMenu("&Edit")
+        self.copy_action = self._action("&Copy Keys", self.copy_keys, QKeySequence.StandardKey.Copy)
+        self.find_action = self._action(
+            "&Filter…", self.focus_filter, QKeySequence.StandardKey.Find
+        )
+        edit_menu.addAction(self.copy_action)
+        edit_menu.addAction(self.find_action)
+        view_menu = menu.addMenu("&View")
+        self.expand_action = self._action("&Expand All", lambda: self._tree_call("expand_all"))
+        self.collapse_action = self._action(
+            "&Collapse All", lambda: self._tree_call("collapse_all")
+        )
+        view_menu.addAction(self.expand_action)
+        view_menu.addAction(self.collapse_action)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = recent.recent_files()
+        for path in files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list").triggered.connect(recent.forget_all)
+
+    # --- opening ----------------------------------------------------------------------------
+    def open_path(self, path: str | Path) -> CheckpointView:
+        """Open ``path`` in a new tab (or show the tab that already has it)."""
+        path = Path(path)
+        for view in self.views():
+            if view.path.resolve() == path.resolve():
+                self.tabs.setCurrentWidget(view)
+                return view
+        view = CheckpointView(path)
+        view.progress.connect(lambda *_: self._sync_status(view))
+        view.state_changed.connect(lambda _: self._sync_status(view))
+        view.loaded.connect(lambda: recent.remember(view.path))
+        index = self.tabs.addTab(view, view.title())
+        self.tabs.setTabToolTip(index, str(path))
+        self.tabs.setCurrentIndex(index)
+        self.stack.setCurrentWidget(self.tabs)
+        view.start()
+        return view
+
+    def open_compare(self, a: str | Path, b: str | Path) -> QWidget:
+        page = ComparePlaceholder(Path(a), Path(b))
+        index = self.tabs.addTab(page, f"{Path(a).name} ↔ {Path(b).name}")
+        self.tabs.setCurrentIndex(index)
+        self.stack.setCurrentWidget(self.tabs)
+        return page
+
+    def open_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "", FILE_FILTERS)
+        for path in paths:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "Open a sharded or distributed checkpoint folder"
+        )
+        if path:
+            self.open_path(path)
+
+    def open_demo(self) -> None:
+        from ckpt_gui.core.demo import write_demo
+
+        self.open_path(write_demo())
+
+    # --- tabs -------------------------------------------------------------------------------
+    def views(self) -> list[CheckpointView]:
+        pages = (self.tabs.widget(i) for i in range(self.tabs.count()))
+        return [w for w in pages if isinstance(w, CheckpointView)]
+
+    def current_view(self) -> CheckpointView | None:
+        widget = self.tabs.currentWidget()
+        return widget if isinstance(widget, CheckpointView) else None
+
+    def close_tab(self, index: int) -> None:
+        widget = self.tabs.widget(index)
+        if widget is None:
+            return
+        if isinstance(widget, CheckpointView):
+            widget.shutdown()  # abort its workers and wait: no thread outlives its tab
+        self.tabs.removeTab(index)
+        widget.deleteLater()
+        if self.tabs.count() == 0:
+            self.stack.setCurrentWidget(self.welcome)
+        self._sync_status()
+
+    def close_current(self) -> None:
+        if self.tabs.count():
+            self.close_tab(self.tabs.currentIndex())
+
+    def reload_current(self) -> None:
+        view = self.current_view()
+        if view is not None:
+            view.reload()
+
+    def cancel_current(self) -> None:
+        view = self.current_view()
+        if view is not None:
+            view.cancel()
+
+    def is_idle(self) -> bool:
+        return all(v.is_idle() for v in self.views())
+
+    # --- edit -------------------------------------------------------------------------------
+    def copy_keys(self) -> None:
+        view = self.current_view()
+        if view is None:
+            return
+        keys = view.tree.selected_keys()
+        if keys:
+            QGuiApplication.clipboard().setText("\n".join(keys))
+            self.statusBar().showMessage(
+                f"Copied {len(keys)} key{'s' if len(keys) > 1 else ''}", 3000
+            )
+
+    def focus_filter(self) -> None:
+        view = self.current_view()
+        if view is not None:
+            view.tree.focus_filter()
+
+    def _tree_call(self, name: str) -> None:
+        view = self.current_view()
+        if view is not None:
+            getattr(view.tree, name)()
+
+    # --- status bar -------------------------------------------------------------------------
+    def _sync_status(self, sender: CheckpointView | None = None) -> None:
+        view = self.current_view()
+        if sender is not None and sender is not view:
+            return
+        if view is None:
+            self.status_label.setText("")
+            self.progress_bar.setVisible(False)
+            self.cancel_button.setVisible(False)
+            return
+        text, done, total = view.progress_state()
+        self.status_label.setText(text)
+        self.progress_bar.setVisible(view.is_busy())
+        self.cancel_button.setVisible(view.is_busy())
+        self.progress_bar.setRange(0, total)  # 0..0 shows a busy indicator
+        self.progress_bar.setValue(done)
+
+    # --- drag and drop ----------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if _local_paths(event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = _local_paths(event.mimeData().urls())
+        for path in paths:
+            self.open_path(path)
+        if paths:
+            event.acceptProposedAction()
+
+    # --- closing ----------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Abort all work and wait for every worker thread."""
+        for view in self.views():
+            view.shutdown()
+        workers.abort_all()
+
+
+def _local_paths(urls: list[QUrl]) -> list[str]:
+    return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]

@@ -1,0 +1,146 @@
+"""``TreeFilterProxy``: filters rows by key (substring, glob or regex), keeping the parents of
+matching rows, and sorts by raw numbers rather than by the text shown."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QModelRoleDataSpan,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from ckpt_gui.qt.models import columns as col
+from ckpt_gui.qt.models.items import Item
+from ckpt_gui.qt.models.tree_model import KEY_ROLE, SORT_ROLE, CheckpointModel, fill_span
+
+MODES = ("substring", "glob", "regex")
+ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class TreeFilterProxy(QSortFilterProxyModel):
+    """Keeps rows whose key (or name) matches, with all their parents."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._pattern = ""
+        self._mode = "substring"
+        self._matcher: re.Pattern[str] | None = None
+        self._error = ""
+        self._checkpoint_model: CheckpointModel | None = None
+        # Qt keeps the parents of accepted rows; a matching container keeps its children too.
+        self.setRecursiveFilteringEnabled(True)
+        self.setAutoAcceptChildRows(True)
+        self.setDynamicSortFilter(True)
+
+    def setSourceModel(self, model: QAbstractItemModel) -> None:  # noqa: N802 - Qt override
+        # Kept in Python: painting asks for it once per cell, and each call into Qt costs.
+        self._checkpoint_model = model if isinstance(model, CheckpointModel) else None
+        if self._checkpoint_model is not None:
+            # Statistics arriving never change which rows match (the filter reads keys), so
+            # there is no need to re-filter on every dataChanged; re-sorting is asked for
+            # explicitly (``TreePanel.apply_stats``) when the sort column holds statistics.
+            self.setDynamicSortFilter(False)
+            self.setFilterRole(KEY_ROLE)
+            self.setSortRole(SORT_ROLE)
+        super().setSourceModel(model)
+
+    def set_filter(self, pattern: str, mode: str = "substring") -> str:
+        """Apply a filter; returns an error message for an invalid regex, or ``""``."""
+        if mode not in MODES:
+            raise ValueError(f"unknown filter mode {mode!r}")
+        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.9
+        if begin is not None:
+            begin()
+        self._pattern, self._mode, self._error = pattern.strip(), mode, ""
+        self._matcher = None
+        if self._pattern:
+            try:
+                if mode == "regex":
+                    self._matcher = re.compile(self._pattern, re.IGNORECASE)
+                elif mode == "glob":
+                    glob = (
+                        self._pattern
+                        if any(c in self._pattern for c in "*?[")
+                        else f"*{self._pattern}*"
+                    )
+                    self._matcher = re.compile(fnmatch.translate(glob), re.IGNORECASE)
+            except re.error as exc:
+                self._error = f"invalid regular expression: {exc}"
+                self._matcher = re.compile(r"(?!)")  # matches nothing until fixed
+        if begin is not None:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateRowsFilter()
+        return self._error
+
+    def pattern(self) -> str:
+        return self._pattern
+
+    def mode(self) -> str:
+        return self._mode
+
+    def matches(self, item: Item) -> bool:
+        if not self._pattern:
+            return True
+        key = item.key or item.name
+        if self._mode == "substring":
+            needle = self._pattern.lower()
+            return needle in key.lower()
+        assert self._matcher is not None
+        if self._mode == "glob":
+            return bool(self._matcher.match(key)) or bool(self._matcher.match(item.name))
+        return bool(self._matcher.search(key))
+
+    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
+        if not self._pattern:
+            return True
+        model = self.sourceModel()
+        index = model.index(source_row, 0, source_parent)
+        if not index.isValid():
+            return False
+        return self.matches(index.internalPointer())
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        # Every row is enabled and selectable: answering here spares a source lookup per cell.
+        if self._checkpoint_model is None:
+            return super().flags(index)
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return ROW_FLAGS
+
+    def multiData(self, index: _Index, span: QModelRoleDataSpan) -> None:  # noqa: N802
+        """Forward the delegate's many-roles query to the source in one call; Qt's proxy would
+        ask the source model one role at a time."""
+        source = self._checkpoint_model
+        if index.isValid() and source is not None:
+            fill_span(source, self.mapToSource(index), span)
+        else:
+            super().multiData(index, span)
+
+    def lessThan(self, left: _Index, right: _Index) -> bool:  # noqa: N802 - Qt override
+        model = self._checkpoint_model
+        assert model is not None
+        column = left.column()
+        a_item, b_item = left.internalPointer(), right.internalPointer()
+        a = col.sort_value(a_item, column, model.stats_of(a_item))
+        b = col.sort_value(b_item, column, model.stats_of(b_item))
+        # Rows without a value go last whichever way the column is sorted.
+        descending = self.sortOrder() == Qt.SortOrder.DescendingOrder
+        if a is None or b is None:
+            if a is None and b is None:
+                return a_item.row < b_item.row
+            return (a is None) == descending
+        if a == b:
+            return a_item.row < b_item.row
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)

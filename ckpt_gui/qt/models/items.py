@@ -1,0 +1,138 @@
+"""The rows the tree view shows, built from the core tree without touching it.
+
+A model state_dict is flat (``layers.0.attn.weight``); users think in modules, so dotted names
+are grouped into module rows here. Building the rows is plain Python and runs on the loading
+worker, so the GUI thread only wraps a ready tree in a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ckpt_gui.core.tree import Node, join_key
+
+
+class Item:
+    """One row: a core ``Node``, or a module row grouping tensors that share a dotted prefix."""
+
+    __slots__ = (
+        "name",
+        "key",
+        "node",
+        "parent",
+        "children",
+        "row",
+        "numel",
+        "nbytes",
+        "tensors",
+        "dtype",
+    )
+
+    def __init__(self, name: str, key: str, node: Node | None, parent: Item | None) -> None:
+        self.name = name
+        self.key = key
+        self.node = node
+        self.parent = parent
+        self.children: list[Item] = []
+        self.row = 0
+        self.numel = 0
+        self.nbytes = 0
+        self.tensors = 0
+        self.dtype = ""  # the tensors' dtype below this row, "mixed" when they differ
+
+    @property
+    def kind(self) -> str:
+        return self.node.kind if self.node is not None else "module"
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.node is not None and self.node.kind == "tensor"
+
+    def walk(self) -> Iterator[Item]:
+        stack = [self]
+        while stack:
+            item = stack.pop()
+            yield item
+            stack.extend(reversed(item.children))
+
+    def ancestors(self) -> Iterator[Item]:
+        item = self.parent
+        while item is not None:
+            yield item
+            item = item.parent
+
+
+def build_items(root: Node, group_modules: bool = True) -> Item:
+    """The row tree for ``root``; an invisible root item holds the top-level rows."""
+    top = Item("", root.key, root, None)
+    _fill(top, root.children, group_modules)
+    _count(top)
+    return top
+
+
+def _fill(parent: Item, children: list[Node], group_modules: bool) -> None:
+    if group_modules and any("." in c.name for c in children):
+        _fill_grouped(parent, children, group_modules)
+        return
+    for node in children:
+        item = _add(parent, Item(node.name, node.key, node, parent))
+        if node.children:
+            _fill(item, node.children, group_modules)
+
+
+def _fill_grouped(parent: Item, children: list[Node], group_modules: bool) -> None:
+    """Nest ``a.b.c`` under module rows ``a`` and ``b``, keeping the saved order."""
+    modules: dict[tuple[int, str], Item] = {}  # (id of parent item, name) -> module row
+    for node in children:
+        parts = node.name.split(".")
+        holder = parent
+        prefix = parent.key
+        for part in parts[:-1]:
+            prefix = join_key(prefix, part)
+            found = modules.get((id(holder), part))
+            if found is None:
+                found = _add(holder, Item(part, prefix, None, holder))
+                modules[(id(holder), part)] = found
+            holder = found
+        item = _add(holder, Item(parts[-1], node.key, node, holder))
+        if node.children:
+            _fill(item, node.children, group_modules)
+
+
+def _add(parent: Item, item: Item) -> Item:
+    item.row = len(parent.children)
+    parent.children.append(item)
+    return item
+
+
+def _count(item: Item) -> None:
+    """Elements, bytes and tensor counts of every row, summed over the rows below it."""
+    for it in reversed(list(item.walk())):
+        if it.is_tensor:
+            assert it.node is not None and it.node.tensor is not None
+            info = it.node.tensor
+            it.numel, it.nbytes, it.tensors, it.dtype = info.numel, info.nbytes, 1, info.dtype
+        for c in it.children:
+            it.numel += c.numel
+            it.nbytes += c.nbytes
+            it.tensors += c.tensors
+            if c.dtype:
+                it.dtype = c.dtype if it.dtype in ("", c.dtype) else "mixed"
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple:
+    """Sort ``layers.2`` before ``layers.10``."""
+    return tuple(
+        (0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in _DIGITS.split(text) if p
+    )
+
+
+def shared_param(item: Item) -> str | None:
+    """The model parameter an optimizer-state row belongs to, if the core found it."""
+    if item.node is not None and item.node.param:
+        return item.node.param
+    return None

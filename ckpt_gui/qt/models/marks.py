@@ -1,0 +1,84 @@
+"""Marks that draw the eye to a row: NaN/Inf, all zeros, tied storage, saved on a GPU.
+
+Each mark is a coloured dot in the name column; the legend under the tree names the colours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+
+from ckpt_gui.qt.models import columns as col
+from ckpt_gui.qt.models.items import Item
+
+# Order matters: dots are drawn left to right in this order.
+MARKS = {
+    "nonfinite": ("#d32f2f", "NaN/Inf"),
+    "zero": ("#9e9e9e", "all zeros"),
+    "tied": ("#1e88e5", "tied storage"),
+    "gpu": ("#8e24aa", "saved on GPU"),
+}
+_DOT = 8
+_GAP = 3
+_icons: dict[tuple[str, ...], QIcon] = {}
+
+
+def marks_of(item: Item, stats: Any) -> tuple[str, ...]:
+    """The marks a row carries, in legend order."""
+    found = []
+    if col.nonfinite(stats):
+        found.append("nonfinite")
+    node = item.node
+    if item.is_tensor and node is not None and node.tensor is not None:
+        if col.is_all_zero(stats):
+            found.append("zero")
+        if node.shares_storage_with:
+            found.append("tied")
+        if node.tensor.device not in ("cpu", "meta"):
+            found.append("gpu")
+    return tuple(found)
+
+
+def marks_tooltip(marks: tuple[str, ...], item: Item) -> list[str]:
+    node = item.node
+    lines = []
+    for mark in marks:
+        if mark == "tied" and node is not None:
+            lines.append(f"shares storage with {node.shares_storage_with}")
+        elif mark == "gpu" and node is not None and node.tensor is not None:
+            lines.append(f"saved on {node.tensor.device}")
+        else:
+            lines.append(MARKS[mark][1])
+    return lines
+
+
+def dot_pixmap(colour: str, size: int = _DOT) -> QPixmap:
+    pix = QPixmap(size, size)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(colour))
+    painter.drawEllipse(QPointF(size / 2, size / 2), size / 2 - 0.5, size / 2 - 0.5)
+    painter.end()
+    return pix
+
+
+def mark_icon(marks: tuple[str, ...]) -> QIcon | None:
+    """One icon holding a dot per mark (cached), or ``None`` for an unmarked row."""
+    if not marks:
+        return None
+    icon = _icons.get(marks)
+    if icon is None:
+        width = len(marks) * (_DOT + _GAP)
+        pix = QPixmap(width, 16)
+        pix.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pix)
+        for i, mark in enumerate(marks):
+            painter.drawPixmap(i * (_DOT + _GAP), (16 - _DOT) // 2, dot_pixmap(MARKS[mark][0]))
+        painter.end()
+        icon = QIcon(pix)
+        _icons[marks] = icon
+    return icon

@@ -1,0 +1,303 @@
+"""``CheckpointModel``: a ``QAbstractItemModel`` over the rows built from the core tree.
+
+Each index's ``internalPointer`` is an ``Item``. ``SORT_ROLE`` holds raw numbers so the proxy sorts
+numerically, ``ITEM_ROLE`` hands views the ``Item`` itself. Statistics arrive later, row by row,
+through ``add_stats``; module rows show roll-ups of the rows below them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QModelRoleDataSpan,
+    QPersistentModelIndex,
+    Qt,
+)
+from PySide6.QtGui import QBrush, QColor, QFont
+
+from ckpt_gui.core.tree import Node
+from ckpt_gui.qt.models import columns as col
+from ckpt_gui.qt.models.items import Item
+from ckpt_gui.qt.models.marks import mark_icon, marks_of, marks_tooltip
+from ckpt_gui.qt.models.rollup import combine
+
+DISPLAY = Qt.ItemDataRole.DisplayRole
+ALIGNMENT = Qt.ItemDataRole.TextAlignmentRole
+FOREGROUND = Qt.ItemDataRole.ForegroundRole
+BACKGROUND = Qt.ItemDataRole.BackgroundRole
+FONT = Qt.ItemDataRole.FontRole
+DECORATION = Qt.ItemDataRole.DecorationRole
+PAINTED_ROLES = frozenset(
+    (DISPLAY, ALIGNMENT, FOREGROUND, BACKGROUND, FONT, DECORATION, Qt.ItemDataRole.CheckStateRole)
+)
+CHANGED_ROLES = [DISPLAY, FOREGROUND, BACKGROUND, DECORATION]
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ITEM_ROLE = Qt.ItemDataRole.UserRole + 2
+KEY_ROLE = Qt.ItemDataRole.UserRole + 3
+
+RED = QColor("#c62828")
+RED_BACKGROUND = QColor(198, 40, 40, 38)
+GREY = QColor("#8a8a8a")
+BLUE = QColor("#1565c0")
+PURPLE = QColor("#7b1fa2")
+
+_Index = QModelIndex | QPersistentModelIndex
+NO_PARENT = QModelIndex()  # an immutable value: safe as a default argument
+
+
+class CheckpointModel(QAbstractItemModel):
+    """The checkpoint's rows and columns; read-only."""
+
+    def __init__(self, root: Item, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._root = root
+        self._by_node: dict[Node, Item] = {it.node: it for it in root.walk() if it.node is not None}
+        self._stats: dict[Item, Any] = {}  # tensor rows: the core's TensorStats
+        self._rolled: dict[Item, Any] = {}  # container rows: cached roll-ups
+        self._cells: dict[Item, list[dict[int, Any] | None]] = {}
+        self._italic = QFont()
+        self._italic.setItalic(True)
+        self._brushes = {
+            "red": QBrush(RED),
+            "grey": QBrush(GREY),
+            "purple": QBrush(PURPLE),
+            "blue": QBrush(BLUE),
+        }
+        self._red_background = QBrush(RED_BACKGROUND)
+
+    # --- structure --------------------------------------------------------------------------
+    def root_item(self) -> Item:
+        return self._root
+
+    def item(self, index: _Index) -> Item:
+        return index.internalPointer() if index.isValid() else self._root
+
+    def index_of(self, item: Item, column: int = 0) -> QModelIndex:
+        if item is self._root:
+            return QModelIndex()
+        return self.createIndex(item.row, column, item)
+
+    def item_for_node(self, node: Node) -> Item | None:
+        return self._by_node.get(node)
+
+    def index(self, row: int, column: int, parent: _Index = NO_PARENT) -> QModelIndex:
+        if column < 0 or column >= len(col.COLUMNS) or row < 0:
+            return QModelIndex()
+        if parent.isValid() and parent.column() != 0:
+            return QModelIndex()
+        holder = self.item(parent)
+        if row >= len(holder.children):
+            return QModelIndex()
+        return self.createIndex(row, column, holder.children[row])
+
+    def parent(self, index: _Index = NO_PARENT) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        up = self.item(index).parent
+        if up is None or up is self._root:
+            return QModelIndex()
+        return self.createIndex(up.row, 0, up)
+
+    def rowCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self.item(parent).children)
+
+    def columnCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
+        return len(col.COLUMNS)
+
+    def hasChildren(self, parent: _Index = NO_PARENT) -> bool:  # noqa: N802 - Qt override
+        return self.rowCount(parent) > 0
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def headerData(  # noqa: N802 - Qt override
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(col.COLUMNS):
+            return None
+        column = col.COLUMNS[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return column.tip
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _alignment(column.numeric)
+        return None
+
+    # --- cells ------------------------------------------------------------------------------
+    def stats_of(self, item: Item) -> Any:
+        """The item's statistics: its own for a tensor, a roll-up for a container."""
+        if item.is_tensor:
+            return self._stats.get(item)
+        if not item.tensors:
+            return None
+        if item not in self._rolled:
+            self._rolled[item] = combine(self._rollup_part(c) for c in item.children if c.tensors)
+        return self._rolled[item]
+
+    def _rollup_part(self, item: Item) -> Any:
+        # Integer and bool tensors (step counters, masks) would swamp a module's min and max.
+        if item.is_tensor:
+            return self._stats.get(item) if _is_float(item) else None
+        return self.stats_of(item)
+
+    def cell(self, item: Item, column: int) -> dict[int, Any]:
+        """The painted roles of one cell, cached until the row's statistics change.
+
+        Painting asks for seven roles per cell; answering them from a dict keeps the number of
+        Python calls per repaint low, which is what keeps the window responsive while workers
+        hold the GIL (see ``TreeFilterProxy.multiData``).
+        """
+        row = self._cells.get(item)
+        if row is None:
+            row = self._cells[item] = [None] * len(col.COLUMNS)
+        cell = row[column]
+        if cell is None:
+            cell = row[column] = self._make_cell(item, column)
+        return cell
+
+    def _make_cell(self, item: Item, column: int) -> dict[int, Any]:
+        stats = self.stats_of(item)
+        cell: dict[int, Any] = {
+            DISPLAY: col.display(item, column, stats),
+            ALIGNMENT: _alignment(col.COLUMNS[column].numeric),
+        }
+        foreground = self._foreground(item, column, stats)
+        if foreground is not None:
+            cell[FOREGROUND] = foreground
+        if col.nonfinite(stats):
+            cell[BACKGROUND] = self._red_background
+        if column == col.NAME:
+            if item.node is None:
+                cell[FONT] = self._italic
+            icon = mark_icon(marks_of(item, stats))
+            if icon is not None:
+                cell[DECORATION] = icon
+        return cell
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        item: Item = index.internalPointer()
+        column = index.column()
+        if role in PAINTED_ROLES:
+            return self.cell(item, column).get(role)
+        if role == SORT_ROLE:
+            return col.sort_value(item, column, self.stats_of(item))
+        if role == ITEM_ROLE:
+            return item
+        if role == KEY_ROLE:
+            return item.key
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(item, column)
+        return None
+
+    def multiData(self, index: _Index, span: QModelRoleDataSpan) -> None:  # noqa: N802
+        fill_span(self, index, span)
+
+    def _foreground(self, item: Item, column: int, stats: Any) -> QBrush | None:
+        if column == col.NONFINITE and col.nonfinite(stats):
+            return self._brushes["red"]
+        if item.is_tensor and col.is_all_zero(stats):
+            return self._brushes["grey"]
+        node = item.node
+        if column == col.DTYPE and node is not None and node.tensor is not None:
+            if node.tensor.device != "cpu":
+                return self._brushes["purple"]
+        if column == col.VALUE and node is not None and node.shares_storage_with:
+            return self._brushes["blue"]
+        if column in (col.ROLE, col.VALUE) and node is not None and node.param:
+            return self._brushes["grey"]
+        return None
+
+    def _tooltip(self, item: Item, column: int) -> str | None:
+        if column == col.NAME:
+            lines = [item.key or item.name]
+            lines += marks_tooltip(marks_of(item, self.stats_of(item)), item)
+            return "\n".join(lines)
+        node = item.node
+        if column == col.VALUE and node is not None and node.shares_storage_with:
+            return f"shares storage with {node.shares_storage_with}"
+        text = col.display(item, column, self.stats_of(item))
+        return text if column == col.VALUE and len(text) > 12 else None
+
+    # --- statistics arrive ------------------------------------------------------------------
+    def add_stats(self, pairs: list[tuple[Node, Any]]) -> None:
+        """Store statistics for tensors and repaint their rows and the roll-ups above them."""
+        touched: dict[Item, None] = {}
+        for node, stats in pairs:
+            item = self._by_node.get(node)
+            if item is None:
+                continue
+            self._stats[item] = stats
+            touched[item] = None
+            for up in item.ancestors():
+                self._rolled.pop(up, None)
+                if up is not self._root:
+                    touched[up] = None
+        # One signal per parent covering its changed rows: each signal costs the view a pass.
+        rows_by_parent: dict[Item, list[int]] = {}
+        for item in touched:
+            self._cells.pop(item, None)
+            assert item.parent is not None
+            rows_by_parent.setdefault(item.parent, []).append(item.row)
+        last = len(col.COLUMNS) - 1
+        for parent, rows in rows_by_parent.items():
+            first_row, last_row = min(rows), max(rows)
+            self.dataChanged.emit(
+                self.createIndex(first_row, col.VALUE, parent.children[first_row]),
+                self.createIndex(last_row, last, parent.children[last_row]),
+                CHANGED_ROLES,
+            )
+
+    def set_stats(self, node: Node, stats: Any) -> None:
+        self.add_stats([(node, stats)])
+
+    def raw_stats(self, node: Node) -> Any:
+        item = self._by_node.get(node)
+        return self._stats.get(item) if item is not None else None
+
+    def stats_count(self) -> int:
+        return len(self._stats)
+
+
+def fill_span(model: CheckpointModel, index: _Index, span: QModelRoleDataSpan) -> None:
+    """Answer every role the delegate asks for in one Python call (Qt 6 ``multiData``)."""
+    if not index.isValid():
+        return
+    item: Item = index.internalPointer()
+    column = index.column()
+    cell = model.cell(item, column)
+    for role_data in span:
+        role = role_data.role()
+        value = cell.get(role)
+        if value is None and role not in PAINTED_ROLES:
+            value = model.data(index, role)
+        # The delegate reuses its span from cell to cell: clear what this cell does not set.
+        # (setData(None) would also clear it, but corrupts None's refcount in PySide 6.12.)
+        if value is None:
+            role_data.clearData()
+        else:
+            role_data.setData(value)
+
+
+def _is_float(item: Item) -> bool:
+    assert item.node is not None and item.node.tensor is not None
+    return item.node.tensor.dtype.startswith(("float", "bfloat", "complex"))
+
+
+def _needs_stats(column: int, item: Item) -> bool:
+    return column in col.STAT_COLUMNS or (column == col.VALUE and item.is_tensor)
+
+
+def _alignment(numeric: bool) -> Qt.AlignmentFlag:
+    if numeric:
+        return Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+    return Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter

@@ -1,0 +1,89 @@
+"""What the Values panel shows of a tensor: all of a small one, an evenly spaced sample of a big
+one, always with the real indices. Qt-free; runs on a worker because it reads tensor data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ckpt_gui.core.tree import Node
+
+MAX_1D = 4096  # a 1-D tensor up to this length is shown whole
+MAX_SIDE = 256  # a 2-D view up to this many rows/columns is shown whole
+
+
+@dataclass
+class ValueSample:
+    values: np.ndarray  # 0-, 1- or 2-D, real numbers
+    rows: np.ndarray  # the real index of each row (1-D: of each element)
+    cols: np.ndarray | None  # the real index of each column (2-D only)
+    full_shape: tuple[int, ...]  # the shape the values come from (after any reshape)
+    note: str  # what is shown, in words
+    sampled: bool
+    integer: bool
+
+
+def _spaced(n: int, limit: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def _as_numpy(t: torch.Tensor) -> tuple[np.ndarray, bool]:
+    if t.is_quantized:
+        t = t.dequantize()
+    if t.is_complex():
+        t = t.abs()
+    if t.dtype == torch.bool:
+        return t.to(torch.uint8).numpy(), True
+    if t.dtype.is_floating_point:
+        return t.to(torch.float64 if t.dtype == torch.float64 else torch.float32).numpy(), False
+    if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return t.to(torch.int64).numpy(), True
+    return t.numpy(), True
+
+
+def sample_tensor(node: Node) -> ValueSample:
+    """Read just enough of ``node``'s tensor to show it."""
+    t = node.load()
+    shape = tuple(t.shape)
+    complex_note = " (magnitudes of complex values)" if t.is_complex() else ""
+    if t.dim() == 0:
+        values, integer = _as_numpy(t.reshape(()))
+        return ValueSample(
+            values, np.arange(1), None, shape, "scalar" + complex_note, False, integer
+        )
+    if t.numel() == 0:
+        values, integer = _as_numpy(t.reshape(-1))
+        return ValueSample(values, np.arange(0), None, shape, "empty tensor", False, integer)
+    note = ""
+    if t.dim() == 1:
+        rows = _spaced(shape[0], MAX_1D)
+        picked = t if len(rows) == shape[0] else t.index_select(0, torch.from_numpy(rows))
+        values, integer = _as_numpy(picked)
+        sampled = len(rows) < shape[0]
+        if sampled:
+            note = f"{len(rows):,} of {shape[0]:,} values, evenly spaced"
+        return ValueSample(
+            values, rows, None, shape, (note or "all values") + complex_note, sampled, integer
+        )
+    n_rows = shape[0]
+    n_cols = t.numel() // n_rows
+    if t.dim() > 2:
+        note = f"viewed as [{n_rows}, {n_cols}]; "
+    rows, cols = _spaced(n_rows, MAX_SIDE), _spaced(n_cols, MAX_SIDE)
+    picked = t if len(rows) == n_rows else t.index_select(0, torch.from_numpy(rows))
+    picked = picked.reshape(len(rows), n_cols)  # rows are picked first: never copies it all
+    if len(cols) < n_cols:
+        picked = picked.index_select(1, torch.from_numpy(cols))
+    values, integer = _as_numpy(picked)
+    sampled = len(rows) < n_rows or len(cols) < n_cols
+    if sampled:
+        note += (
+            f"{len(rows):,} of {n_rows:,} rows × {len(cols):,} of {n_cols:,} columns, evenly spaced"
+        )
+    else:
+        note += "all values"
+    return ValueSample(values, rows, cols, (n_rows, n_cols), note + complex_note, sampled, integer)

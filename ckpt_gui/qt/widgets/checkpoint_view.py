@@ -1,0 +1,322 @@
+"""``CheckpointView``: one tab. Opens a file on a worker, shows the tree as soon as the structure
+is read, then fills in statistics row by row."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
+
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.errors import CheckpointError
+from ckpt_gui.qt import stats_feed, workers
+from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.models.items import Item, build_items
+from ckpt_gui.qt.models.tree_model import CheckpointModel
+from ckpt_gui.qt.widgets.details import DetailsPanel
+from ckpt_gui.qt.widgets.error_view import ErrorView
+from ckpt_gui.qt.widgets.histogram import HistogramPanel
+from ckpt_gui.qt.widgets.summary_bar import SummaryBar
+from ckpt_gui.qt.widgets.tree_panel import TreePanel
+from ckpt_gui.qt.widgets.values import ValuesPanel
+
+# Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
+# the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
+STATS_BATCH_SECONDS = 0.25
+PROGRESS_STEPS = 1000
+FIRST_PAINT_MS = 60  # progress is in bytes, which overflow a QProgressBar's int range
+LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
+
+
+def _open(path: Path) -> tuple[Checkpoint, Item]:
+    from ckpt_gui.core.reader import open_checkpoint
+
+    ckpt = open_checkpoint(path)
+    try:
+        return ckpt, build_items(ckpt.root)
+    except BaseException:
+        ckpt.close()
+        raise
+
+
+def error_text(exc: BaseException) -> tuple[str, str]:
+    """(one line for the user, details on request) for an error raised while opening."""
+    if isinstance(exc, CheckpointError):
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return line, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError):
+        return "Not enough memory to open this file.", "MemoryError"
+    line = f"Unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+    return line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+class CheckpointView(QWidget):
+    """Summary bar, tree and the panels beside it for one checkpoint."""
+
+    state_changed = Signal(str)
+    progress = Signal(str, int, int)  # message, done, total (total 0: busy without a count)
+    loaded = Signal()
+    load_failed = Signal(str)
+    stats_finished = Signal()
+
+    def __init__(self, path: str | Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.path = Path(path)
+        self.checkpoint: Checkpoint | None = None
+        self.model: CheckpointModel | None = None
+        self.state = LOADING
+        self.error_message = ""
+        self._loading = workers.WorkerSlot()
+        self._stats = workers.WorkerSlot()
+        self._stats_failures = 0
+        self._progress: tuple[str, int, int] = ("", 0, 0)
+
+        self.summary = SummaryBar()
+        self.tree = TreePanel()
+        self.details = DetailsPanel()
+        self.histogram = HistogramPanel()
+        self.values = ValuesPanel()
+        self.plots = QTabWidget()
+        self.plots.addTab(self.histogram, "Histogram")
+        self.plots.addTab(self.values, "Values")
+        self.side = QSplitter(Qt.Orientation.Vertical)
+        self.side.addWidget(self.details)
+        self.side.addWidget(self.plots)
+        self.side.setStretchFactor(0, 2)
+        self.side.setStretchFactor(1, 3)
+        self._sized = False
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.tree)
+        self.splitter.addWidget(self.side)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        content_layout.setSpacing(0)
+        content_layout.addWidget(self.summary)
+        content_layout.addWidget(self.splitter, 1)
+
+        self.loading_label = QLabel()
+        self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.loading_label.setStyleSheet("color: gray; font-size: 14pt;")
+        self.error_view = ErrorView()
+        self.error_view.retry_button.clicked.connect(self.reload)
+        self.stack = QStackedWidget()
+        for page in (self.loading_label, self.error_view, content):
+            self.stack.addWidget(page)
+        self._content = content
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack)
+        self.tree.selection_changed.connect(self._on_selection)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._sized and self.width() > 200:
+            # Most of the width for the tree and its statistics columns, the rest for the panels.
+            self._sized = True
+            width, height = self.width(), self.height()
+            self.splitter.setSizes([int(width * 0.7), width - int(width * 0.7)])
+            self.side.setSizes([int(height * 0.42), height - int(height * 0.42)])
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    # --- public -----------------------------------------------------------------------------
+    def title(self) -> str:
+        return self.path.name or str(self.path)
+
+    def is_idle(self) -> bool:
+        """Nothing left to load or compute (the screenshot waits for this)."""
+        return self.state in (FAILED, READY, CANCELLED)
+
+    def is_busy(self) -> bool:
+        return not self.is_idle()
+
+    def panels_busy(self) -> bool:
+        """The histogram or values panel is still computing for the selection."""
+        return self.histogram.is_busy() or self.values.is_busy()
+
+    def start(self) -> None:
+        """Open the file on a worker; the window keeps painting meanwhile."""
+        self._stop_workers()
+        self._release_checkpoint()
+        self.loading_label.setText(f"Opening {self.title()}…")
+        self.stack.setCurrentWidget(self.loading_label)
+        self._set_state(LOADING)
+        self._report(f"Opening {self.title()}…", 0, 0)
+        path = self.path
+        worker = workers.Worker(
+            lambda: workers.run_call(lambda: _open(path)), discard=_close_result
+        )
+        worker.finished.connect(self._on_loaded)
+        worker.failed.connect(self._on_load_failed)
+        self._loading.start(worker)
+
+    def reload(self) -> None:
+        self.start()
+
+    def cancel(self) -> None:
+        """Stop what is running: an abandoned open shows as cancelled, statistics stop filling."""
+        if self.state == LOADING:
+            self._stop_workers(wait=False)
+            self.error_message = "Opening was cancelled."
+            self.error_view.set_error(f"{self.title()} was not opened", self.error_message)
+            self.stack.setCurrentWidget(self.error_view)
+            self._set_state(CANCELLED)
+        elif self.state == STATS:
+            self._stop_workers(wait=False)
+            self._report("Statistics cancelled", 0, 0)
+            self._set_state(READY)
+
+    def shutdown(self, wait_s: float = 5.0) -> None:
+        """Abort every worker of this tab and wait for their threads (tab or window closing)."""
+        self._stop_workers(wait=True, wait_s=wait_s)
+        self.histogram.shutdown(wait_s)
+        self.values.shutdown(wait_s)
+        self._release_checkpoint()
+
+    def select_largest_tensor(self) -> Item | None:
+        if self.model is None:
+            return None
+        tensors = [it for it in self.model.root_item().walk() if it.is_tensor]
+        if not tensors:
+            return None
+        largest = max(tensors, key=lambda it: it.nbytes)
+        self.tree.select_item(largest)
+        return largest
+
+    # --- loading ----------------------------------------------------------------------------
+    def _on_loaded(self, result: tuple[Checkpoint, Item]) -> None:
+        self._loading.current = None
+        self.checkpoint, root = result
+        self.model = CheckpointModel(root, self)
+        self.tree.set_model(self.model)
+        self.summary.set_checkpoint(self.checkpoint)
+        self.stack.setCurrentWidget(self._content)
+        self.details.show_item(None, None)
+        self._set_state(STATS)
+        # Let the tree paint before the statistics workers compete with it for the CPU.
+        QTimer.singleShot(FIRST_PAINT_MS, self._start_stats_if_current)
+        self.loaded.emit()
+
+    def _on_load_failed(self, exc: BaseException) -> None:
+        self._loading.current = None
+        line, details = error_text(exc)
+        self.error_message = line
+        self.error_view.set_error(f"Could not open {self.title()}", line, details)
+        self.stack.setCurrentWidget(self.error_view)
+        self._set_state(FAILED)
+        self._report("", 0, 0)
+        self.load_failed.emit(line)
+
+    # --- statistics -------------------------------------------------------------------------
+    def _start_stats_if_current(self) -> None:
+        if self.state == STATS and not self._stats.busy() and self.checkpoint is not None:
+            self._start_stats()
+
+    def _start_stats(self) -> None:
+        assert self.checkpoint is not None
+        nodes = self.checkpoint.tensors()
+        if not nodes:
+            self._finish_stats("")
+            return
+        self._stats_failures = 0
+        self._set_state(STATS)
+        self._report("Computing statistics…", 0, PROGRESS_STEPS)
+        worker = workers.Worker(
+            lambda cancel: stats_feed.stats_events(nodes, cancel),
+            with_abort=True,
+            batch_seconds=STATS_BATCH_SECONDS,
+        )
+        worker.yielded.connect(self._on_stats)
+        worker.finished.connect(lambda _: self._on_stats_done())
+        worker.failed.connect(self._on_stats_failed)
+        self._stats.start(worker)
+
+    def _on_stats(self, batch: list[Any]) -> None:
+        if self.model is None:
+            return
+        pairs, progress, failures = stats_feed.split_events(batch)
+        self._stats_failures += len(failures)
+        if pairs:
+            self.tree.apply_stats(pairs)
+            selected = self.tree.selected_items()
+            if len(selected) == 1:
+                item = selected[0]
+                if not item.is_tensor or any(n is item.node for n, _ in pairs):
+                    self.details.show_item(item, self.model.stats_of(item))
+        if progress is not None and progress.total_bytes:
+            done = int(PROGRESS_STEPS * progress.done_bytes / progress.total_bytes)
+            text = f"Computing statistics… {format_bytes(progress.done_bytes)} of " + format_bytes(
+                progress.total_bytes
+            )
+            self._report(text, done, PROGRESS_STEPS)
+
+    def _on_stats_done(self) -> None:
+        self._stats.current = None
+        failed = self._stats_failures
+        self._finish_stats(f"Statistics: {failed} tensors could not be read" if failed else "")
+
+    def _on_stats_failed(self, exc: BaseException) -> None:
+        self._stats.current = None
+        line, _ = error_text(exc)
+        self._finish_stats(f"Statistics stopped: {line}")
+
+    def _finish_stats(self, message: str) -> None:
+        self.tree.apply_stats([], final=True)
+        # Make the plot widgets now, while idle, one per event-loop turn, rather than on the
+        # first click (each takes ~15 ms).
+        QTimer.singleShot(0, self.histogram.prepare)
+        QTimer.singleShot(30, self.values.prepare)
+        self._set_state(READY)
+        self._report(message, 0, 0)
+        if self.model is not None:
+            self._on_selection(self.tree.selected_items())
+        self.stats_finished.emit()
+
+    # --- selection --------------------------------------------------------------------------
+    def _on_selection(self, items: list[Item]) -> None:
+        if self.model is None:
+            return
+        current = items[0] if items else None
+        self.details.show_item(current, self.model.stats_of(current) if current else None)
+        tensors = [it.node for it in items if it.is_tensor and it.node is not None]
+        self.histogram.show_tensors(tensors)
+        self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def progress_state(self) -> tuple[str, int, int]:
+        """The last progress reported: (message, done, total)."""
+        return self._progress
+
+    def _report(self, text: str, done: int, total: int) -> None:
+        self._progress = (text, done, total)
+        self.progress.emit(text, done, total)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.state_changed.emit(state)
+
+    def _stop_workers(self, wait: bool = False, wait_s: float = 5.0) -> None:
+        for slot in (self._loading, self._stats):
+            if wait:
+                slot.shutdown(wait_s)
+            else:
+                slot.abort()
+
+    def _release_checkpoint(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.close()
+            self.checkpoint = None
+
+
+def _close_result(result: object) -> None:
+    if isinstance(result, tuple) and result and isinstance(result[0], Checkpoint):
+        result[0].close()

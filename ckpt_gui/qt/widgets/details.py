@@ -1,0 +1,151 @@
+"""``DetailsPanel``: everything known about the selected row, selectable and copyable."""
+
+from __future__ import annotations
+
+import dataclasses
+from html import escape
+from typing import Any
+
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+
+from ckpt_gui.qt.formatting import (
+    format_bytes,
+    format_count,
+    format_float,
+    format_percent,
+    format_shape,
+)
+from ckpt_gui.qt.models import columns as col
+from ckpt_gui.qt.models.items import Item
+
+STAT_ORDER = ("min", "max", "mean", "std", "l2", "absmax")
+STAT_TITLES = {"l2": "norm (L2)", "absmax": "max |x|", "std": "std"}
+
+
+def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
+    """(label, value) pairs describing ``item``; what the panel shows and what Copy copies."""
+    node = item.node
+    rows: list[tuple[str, str]] = [("key", item.key or "(top level)")]
+    if node is None:
+        rows.append(("kind", "module (grouped by dotted name)"))
+    elif node.kind == "tensor" and node.tensor is not None:
+        info = node.tensor
+        rows += [
+            ("kind", "tensor"),
+            ("role", node.role.replace("_", " ")),
+            ("dtype", info.dtype),
+            ("shape", format_shape(info.shape)),
+            (
+                "stride",
+                format_shape(info.stride) if info.stride is not None else "n/a (not strided)",
+            ),
+            ("contiguous", "yes" if info.contiguous else "no"),
+            ("saved on", info.device),
+            ("elements", f"{info.numel:,}"),
+            ("size", f"{format_bytes(info.nbytes)} ({info.nbytes:,} bytes)"),
+        ]
+        if info.storage_offset:
+            rows.append(("storage offset", f"{info.storage_offset:,}"))
+        rows.append(
+            (
+                "storage",
+                f"shared with {node.shares_storage_with}" if node.shares_storage_with else "own",
+            )
+        )
+    else:
+        rows.append(("kind", node.kind))
+        if node.label:
+            rows.append(("recognised as", node.label))
+        if node.kind == "value" or node.value is not None:
+            rows.append(("value", repr(node.value)))
+            rows.append(("type", type(node.value).__name__))
+    if node is not None and node.param:
+        rows.append(("parameter", node.param))
+    if item.tensors and not item.is_tensor:
+        rows.append(("tensors", f"{item.tensors:,}"))
+        rows.append(("elements", f"{format_count(item.numel)} ({item.numel:,})"))
+        rows.append(("size", format_bytes(item.nbytes)))
+    rows += stat_rows(stats, rolled=not item.is_tensor)
+    if stats is not None and not item.is_tensor:
+        rows.append(("", "statistics of a module roll up its floating-point tensors"))
+    return rows
+
+
+def stat_rows(stats: Any, rolled: bool = False) -> list[tuple[str, str]]:
+    if stats is None:
+        return []
+    prefix = ""
+    rows = []
+    for name in STAT_ORDER:
+        value = getattr(stats, name, None)
+        if value is not None or hasattr(stats, name):
+            rows.append(
+                (prefix + STAT_TITLES.get(name, name), format_float(value, digits=7) or "—")
+            )
+    zeros = col.zero_fraction(stats)
+    if zeros is not None:
+        rows.append((prefix + "zeros", f"{getattr(stats, 'zeros', 0):,} ({format_percent(zeros)})"))
+    for name, title in (("nan", "NaN"), ("posinf", "+Inf"), ("neginf", "-Inf")):
+        value = getattr(stats, name, None)
+        if value is not None:
+            rows.append((prefix + title, f"{value:,}"))
+    extra = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
+    known = set(STAT_ORDER) | {
+        "zeros",
+        "nan",
+        "posinf",
+        "neginf",
+        "numel",
+        "tensors",
+        "key",
+        "dtype",
+    }
+    for name, value in extra.items():
+        if name not in known and isinstance(value, (int, float)) and not isinstance(value, bool):
+            text = format_float(value, digits=7) if isinstance(value, float) else f"{value:,}"
+            rows.append((prefix + name.replace("_", " "), text))
+    return rows
+
+
+class DetailsPanel(QWidget):
+    """A read-only, selectable table of the selected row's details."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.browser = QTextBrowser()
+        self.browser.setOpenLinks(False)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy these details as text")
+        self.copy_button.clicked.connect(self.copy)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.copy_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.browser, 1)
+        layout.addLayout(buttons)
+        self._rows: list[tuple[str, str]] = []
+        self.show_rows([])
+
+    def show_item(self, item: Item | None, stats: Any) -> None:
+        self.show_rows(detail_rows(item, stats) if item is not None else [])
+
+    def show_rows(self, rows: list[tuple[str, str]]) -> None:
+        self._rows = rows
+        self.copy_button.setEnabled(bool(rows))
+        if not rows:
+            self.browser.setHtml("<p style='color:gray'>Select a row to see its details.</p>")
+            return
+        cells = "".join(
+            f"<tr><td style='color:gray; padding-right:12px' valign='top'>{escape(k)}</td>"
+            f"<td>{escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        self.browser.setHtml(f"<table cellspacing='2'>{cells}</table>")
+
+    def text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self._rows)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text())

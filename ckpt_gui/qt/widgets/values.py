@@ -1,0 +1,242 @@
+"""``ValuesPanel``: the selected tensor's values as a table, plus a line plot (1-D) or a heat map
+with a colour bar (2-D). Big tensors show an evenly spaced sample, labelled with real indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRectF,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QTableView, QVBoxLayout, QWidget
+
+from ckpt_gui.core.tree import Node
+from ckpt_gui.qt import workers
+from ckpt_gui.qt.formatting import format_float, format_shape
+from ckpt_gui.qt.value_sample import ValueSample, sample_tensor
+
+_Index = QModelIndex | QPersistentModelIndex
+NO_PARENT = QModelIndex()  # an immutable value: safe as a default argument
+
+
+class ValuesTableModel(QAbstractTableModel):
+    """A read-only table over a 1-D or 2-D sample; headers are the tensor's real indices."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._sample: ValueSample | None = None
+        self._table = np.zeros((0, 0))
+
+    def set_sample(self, sample: ValueSample | None) -> None:
+        self.beginResetModel()
+        self._sample = sample
+        if sample is None:
+            self._table = np.zeros((0, 0))
+        elif sample.values.ndim == 0:
+            self._table = sample.values.reshape(1, 1)
+        elif sample.values.ndim == 1:
+            self._table = sample.values.reshape(-1, 1)
+        else:
+            self._table = sample.values
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
+        return 0 if parent.isValid() else self._table.shape[0]
+
+    def columnCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
+        return 0 if parent.isValid() else self._table.shape[1]
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or self._sample is None:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            value = self._table[index.row(), index.column()]
+            return str(int(value)) if self._sample.integer else format_float(float(value), 6)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        return None
+
+    def headerData(  # noqa: N802 - Qt override
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole or self._sample is None:
+            return None
+        sample = self._sample
+        if orientation == Qt.Orientation.Vertical:
+            return str(int(sample.rows[section])) if section < len(sample.rows) else None
+        if sample.cols is None:
+            return "value"
+        return str(int(sample.cols[section])) if section < len(sample.cols) else None
+
+
+class ValuesPanel(QWidget):
+    """Table and plot of one tensor's values, read on a worker."""
+
+    values_ready = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.note = QLabel("Select one tensor to see its values.")
+        self.note.setStyleSheet("color: gray;")
+        self.note.setWordWrap(True)
+        self.table_model = ValuesTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
+        self.table.horizontalHeader().setDefaultSectionSize(86)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self._plot: pg.PlotWidget | None = None  # made on first use: it costs ~10 ms
+        self.image: pg.ImageItem | None = None
+        self.colour_bar: pg.ColorBarItem | None = None
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.note)
+        layout.addWidget(self.splitter, 1)
+        self.splitter.setVisible(False)
+        self._node: Node | None = None
+        self._sample: ValueSample | None = None
+        self._slot = workers.WorkerSlot()  # one current worker; aborted ones are waited for
+        self._generation = 0
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def prepare(self) -> None:
+        """Make the plot widget ahead of its first use."""
+        self.plot  # noqa: B018
+
+    @property
+    def plot(self) -> pg.PlotWidget:
+        if self._plot is None:
+            plot = pg.PlotWidget(background="w")
+            plot.setMenuEnabled(False)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            for axis in ("bottom", "left"):
+                plot.getAxis(axis).enableAutoSIPrefix(False)  # no "(x0.001)" in the labels
+            self.splitter.insertWidget(0, plot)
+            self.splitter.setStretchFactor(0, 3)
+            self.splitter.setStretchFactor(1, 2)
+            self.splitter.setSizes([600, 400])  # proportions: the plot above, the table below
+            self._plot = plot
+        return self._plot
+
+    def plot_shown(self) -> bool:
+        return self._plot is not None and self._plot.isVisible()
+
+    def show_tensor(self, node: Node | None) -> None:
+        if node is self._node and (self._sample is not None or self._slot.busy()):
+            return
+        self._slot.abort()
+        self._generation += 1
+        self._node = node
+        self._sample = None
+        if node is None:
+            self._show(None, "Select one tensor to see its values.")
+            return
+        self.note.setText(f"Reading {node.key}…")
+        generation = self._generation
+        worker = workers.Worker(lambda: workers.run_call(lambda: sample_tensor(node)))
+        worker.finished.connect(lambda sample: self._on_sample(generation, sample))
+        worker.failed.connect(lambda exc: self._on_failed(generation, exc))
+        self._slot.start(worker)
+
+    def is_busy(self) -> bool:
+        return self._slot.busy()
+
+    def sample(self) -> ValueSample | None:
+        return self._sample
+
+    def shutdown(self, wait_s: float = 5.0) -> None:
+        self._slot.shutdown(wait_s)
+
+    def _on_sample(self, generation: int, sample: ValueSample) -> None:
+        if generation != self._generation:
+            return
+        self._slot.current = None
+        self._sample = sample
+        self._show(sample, sample.note)
+        self.values_ready.emit()
+
+    def _on_failed(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self._slot.current = None
+        self._show(None, f"Could not read the values: {exc}".splitlines()[0])
+        self.values_ready.emit()
+
+    def _show(self, sample: ValueSample | None, note: str) -> None:
+        if sample is not None and self._node is not None and self._node.tensor is not None:
+            note = f"{format_shape(self._node.tensor.shape)} {self._node.tensor.dtype}: {note}"
+        self.note.setText(note)
+        self.table_model.set_sample(sample)
+        self._draw(sample)
+        self.splitter.setVisible(sample is not None and sample.values.size > 0)
+
+    def _draw(self, sample: ValueSample | None) -> None:
+        nothing = sample is None or sample.values.ndim == 0 or sample.values.size == 0
+        if nothing and self._plot is None:
+            return
+        plot_item = self.plot.getPlotItem()
+        plot_item.clear()
+        if self.colour_bar is not None:
+            self.colour_bar.setVisible(False)
+        plot_item.invertY(False)
+        plot_item.setAspectLocked(False)
+        if nothing:
+            self.plot.setVisible(False)
+            return
+        self.plot.setVisible(True)
+        assert sample is not None
+        values = np.asarray(sample.values, dtype=np.float64)
+        if values.ndim == 1:
+            plot_item.plot(
+                sample.rows, np.nan_to_num(values, nan=0.0), pen=pg.mkPen("#1f77b4", width=1.2)
+            )
+            plot_item.setLabel("bottom", "index")
+            plot_item.setLabel("left", "value")
+            plot_item.autoRange()
+            return
+        self._draw_heat_map(plot_item, sample, values)
+
+    def _draw_heat_map(
+        self, plot_item: pg.PlotItem, sample: ValueSample, values: np.ndarray
+    ) -> None:
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        if lo < 0 < hi:  # centre diverging data on zero so the sign reads at a glance
+            bound = max(-lo, hi)
+            lo, hi, cmap = -bound, bound, "CET-D1"
+        else:
+            cmap = "viridis"
+        if self.image is None:
+            self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setImage(np.nan_to_num(values, nan=lo), levels=(lo, hi))
+        n_rows, n_cols = sample.full_shape
+        self.image.setRect(QRectF(0, 0, n_cols, n_rows))  # axes show the tensor's real indices
+        plot_item.addItem(self.image)
+        plot_item.invertY(True)
+        plot_item.setLabel("bottom", "column")
+        plot_item.setLabel("left", "row")
+        if self.colour_bar is None:  # one colour bar, reused: making one costs ~15 ms
+            self.colour_bar = pg.ColorBarItem(
+                values=(lo, hi), colorMap=cmap, interactive=False, width=14
+            )
+            self.colour_bar.setImageItem(self.image, insert_in=plot_item)
+        else:
+            self.colour_bar.setColorMap(pg.colormap.get(cmap))
+            self.colour_bar.setLevels((lo, hi))
+            self.colour_bar.setVisible(True)
+        plot_item.autoRange(padding=0)

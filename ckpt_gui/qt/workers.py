@@ -1,0 +1,235 @@
+"""The one module that starts threads.
+
+A ``Worker`` runs a core generator (or a plain call) on a private thread pool. Every ``yield`` is a
+progress point and a cancel point: the worker checks its abort flag between yields. Results are
+batched (at most one signal every ``BATCH_SECONDS``) so that a checkpoint with thousands of tensors
+does not flood the event loop, and they are re-emitted on the GUI thread only if the worker has not
+been aborted, so work the user abandoned never reaches a widget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+from ckpt_gui.core.errors import Cancelled
+
+BATCH_SECONDS = 0.03
+
+_pool: QThreadPool | None = None
+_live: set[Worker] = set()  # keeps Python wrappers alive until their results are delivered
+
+
+def pool() -> QThreadPool:
+    """The thread pool every worker runs on (not the global one, so tests can count ours)."""
+    global _pool
+    if _pool is None:
+        _pool = QThreadPool()
+        _pool.setMaxThreadCount(4)
+        _pool.setExpiryTimeout(2000)
+    return _pool
+
+
+def active_workers() -> int:
+    """Workers whose thread is still running."""
+    return sum(1 for w in list(_live) if not w.is_done())
+
+
+def abort_all(wait_ms: int = 5000) -> bool:
+    """Abort every worker and wait for their threads; True when all stopped in time."""
+    for worker in list(_live):
+        worker.abort()
+    return pool().waitForDone(wait_ms)
+
+
+class Worker(QObject):
+    """Runs ``make_iter()`` in the pool and reports on the GUI thread.
+
+    Signals: ``yielded(list)`` batches of yielded items, ``finished(object)`` the generator's
+    return value, ``failed(object)`` the exception, ``aborted()`` once stopped by ``abort()``.
+    Exactly one of ``finished``, ``failed`` or ``aborted`` is emitted, unless aborted before the
+    end, in which case only ``aborted`` is.
+    """
+
+    yielded = Signal(list)
+    finished = Signal(object)
+    failed = Signal(object)
+    aborted = Signal()
+
+    # Emitted from the worker thread; queued onto the GUI thread by Qt.
+    _batch = Signal(list)
+    _done = Signal(str, object)
+
+    def __init__(
+        self,
+        make_iter: Callable[..., Iterable[Any]],
+        discard: Callable[[Any], None] | None = None,
+        with_abort: bool = False,
+        batch_seconds: float = BATCH_SECONDS,
+    ) -> None:
+        """``with_abort``: call ``make_iter(is_aborted)`` so long steps inside one yield can poll
+        the abort flag too (the core's ``cancel=`` callbacks)."""
+        super().__init__()
+        self._make_iter = make_iter
+        self._with_abort = with_abort
+        self._batch_seconds = batch_seconds
+        self._discard = discard
+        self._abort = threading.Event()
+        self._thread_done = threading.Event()
+        self._batch.connect(self._deliver_batch)
+        self._done.connect(self._deliver_done)
+
+    # --- GUI thread -------------------------------------------------------------------------
+    def start(self) -> Worker:
+        _live.add(self)
+        pool().start(_Runnable(self))
+        return self
+
+    def abort(self) -> None:
+        """Ask the work to stop at its next yield; nothing it produces is delivered any more."""
+        if not self._abort.is_set():
+            self._abort.set()
+
+    def is_aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def is_done(self) -> bool:
+        return self._thread_done.is_set()
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        """Block until the thread has finished; True when it did within ``timeout`` seconds."""
+        return self._thread_done.wait(timeout)
+
+    @Slot(list)
+    def _deliver_batch(self, items: list) -> None:
+        if not self._abort.is_set():
+            self.yielded.emit(items)
+
+    @Slot(str, object)
+    def _deliver_done(self, how: str, payload: object) -> None:
+        _live.discard(self)
+        if self._abort.is_set() or how == "aborted":
+            if how == "finished" and self._discard is not None:
+                try:
+                    self._discard(payload)  # e.g. close a checkpoint nobody will look at
+                except Exception:  # noqa: BLE001 - best-effort clean-up of abandoned results
+                    pass
+            self.aborted.emit()
+        elif how == "failed":
+            self.failed.emit(payload)
+        else:
+            self.finished.emit(payload)
+
+    # --- worker thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        how, payload = "finished", None
+        try:
+            how, payload = self._iterate()
+        except Cancelled:
+            how, payload = "aborted", None
+        except BaseException as exc:  # noqa: BLE001 - reported to the GUI, never raised there
+            how, payload = ("aborted", None) if self._abort.is_set() else ("failed", exc)
+        finally:
+            self._thread_done.set()
+        self._done.emit(how, payload)
+
+    def _iterate(self) -> tuple[str, object]:
+        iterable = self._make_iter(self.is_aborted) if self._with_abort else self._make_iter()
+        if not isinstance(iterable, Generator):
+            iterable = iter(iterable)
+        batch: list = []
+        last = time.monotonic()
+        result: object = None
+        try:
+            while True:
+                if self._abort.is_set():
+                    return "aborted", None
+                try:
+                    item = next(iterable)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                batch.append(item)
+                now = time.monotonic()
+                if now - last >= self._batch_seconds:
+                    self._batch.emit(batch)
+                    batch, last = [], now
+        finally:
+            close = getattr(iterable, "close", None)
+            if close is not None:
+                close()  # runs the generator's finally blocks on this thread
+        if batch:
+            self._batch.emit(batch)
+        return "finished", result
+
+
+class _Runnable(QRunnable):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__()
+        self._worker = worker
+        self.setAutoDelete(True)
+
+    def run(self) -> None:
+        self._worker._run()
+
+
+def run_call(fn: Callable[[], Any]) -> Generator[None, None, Any]:
+    """Wraps a plain call as a generator without yields, so it runs on a worker too."""
+    return fn()
+    yield  # pragma: no cover - makes this a generator
+
+
+def start_call(fn: Callable[[], Any], discard: Callable[[Any], None] | None = None) -> Worker:
+    """Run ``fn()`` on a worker; its return value arrives through ``finished``."""
+    return Worker(lambda: run_call(fn), discard=discard).start()
+
+
+def start_generator(
+    make_iter: Callable[[], Iterable[Any]], discard: Callable[[Any], None] | None = None
+) -> Worker:
+    """Run a generator on a worker; each batch of yields arrives through ``yielded``."""
+    return Worker(make_iter, discard=discard).start()
+
+
+class WorkerSlot:
+    """The one current worker of a view, plus the aborted ones still winding down.
+
+    ``start`` aborts the current worker before starting the next; ``shutdown`` aborts them all
+    and waits, so a closed view leaves no thread behind.
+    """
+
+    def __init__(self) -> None:
+        self.current: Worker | None = None
+        self._retired: list[Worker] = []
+
+    def start(self, worker: Worker) -> Worker:
+        self.abort()
+        self.current = worker
+        return worker.start()
+
+    def abort(self) -> None:
+        if self.current is not None:
+            self.current.abort()
+            self._retired.append(self.current)
+            self.current = None
+        self._retired = [w for w in self._retired if not w.is_done()]
+
+    def done(self, worker: Worker) -> bool:
+        """Forget ``worker`` if it is the current one; True when it was."""
+        if worker is self.current:
+            self.current = None
+            return True
+        return False
+
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def shutdown(self, wait_s: float = 5.0) -> bool:
+        self.abort()
+        ok = all(w.wait(wait_s) for w in self._retired)
+        self._retired = [w for w in self._retired if not w.is_done()]
+        return ok

@@ -1,0 +1,74 @@
+"""Real checkpoint files for the GUI tests, written with ``torch.save``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(10, 5)
+        self.bn = nn.BatchNorm1d(5)
+        self.linear2 = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.bn(self.linear1(x)))
+
+
+def training_checkpoint(path: Path) -> Path:
+    """model + SGD optimizer state + epoch + loss, like the PyTorch tutorial recipe."""
+    torch.manual_seed(0)
+    model = SmallNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(8, 10)).pow(2).mean().backward()
+        opt.step()
+    torch.save(
+        {
+            "epoch": 7,
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": opt.state_dict(),
+            "loss": 0.25,
+        },
+        path,
+    )
+    return path
+
+
+def marked_state_dict(path: Path) -> Path:
+    """A state_dict with something to mark: NaN/Inf, all zeros, tied weights."""
+    emb = torch.randn(16, 8)
+    bad = torch.randn(4, 4)
+    bad[0, 0] = float("nan")
+    bad[1, 1] = float("inf")
+    torch.save(
+        {
+            "embed.weight": emb,
+            "head.weight": emb,  # tied: the same storage
+            "broken.weight": bad,
+            "zeros.bias": torch.zeros(8),
+        },
+        path,
+    )
+    return path
+
+
+def sized_state_dict(path: Path) -> Path:
+    """Tensors whose element counts sort differently as text (9, 10, 100) than as numbers."""
+    torch.save(
+        {"a": torch.ones(100), "b": torch.full((9,), 2.0), "c": torch.full((10,), -3.0)}, path
+    )
+    return path
+
+
+def corrupt_file(path: Path) -> Path:
+    """The first half of a real checkpoint: a truncated download."""
+    training_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

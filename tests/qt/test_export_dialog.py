@@ -1,0 +1,131 @@
+"""The export dialog, driven offscreen: presets change the preview, an export produces a
+verified file, Cancel leaves no partial file and no thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import torch
+from PySide6.QtCore import Qt
+from safetensors.torch import load_file
+
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.export import ExportOptions, ExportProgress, ExportResult
+from ckpt_gui.qt import workers
+from ckpt_gui.qt.export_dialog import ExportDialog
+from tests.qt.files import training_checkpoint
+
+MODEL_KEYS = 9  # SmallNet's state_dict: two linears and a batch norm
+
+
+def open_dialog(qtbot, path: Path, cls: type[ExportDialog] = ExportDialog) -> ExportDialog:
+    dialog = cls(path)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.loaded, timeout=20_000):
+        dialog.show()
+    return dialog
+
+
+def rows(dialog: ExportDialog, status: str) -> list[str]:
+    model = dialog.preview_model
+    return [model.row(r)[1] for r in range(model.rowCount()) if model.row(r)[0] == status]
+
+
+def test_presets_change_the_preview(qtbot, qtmodeltester, tmp_path: Path) -> None:
+    src = training_checkpoint(tmp_path / "train.pt")
+    dialog = open_dialog(qtbot, src)
+    qtmodeltester.check(dialog.preview_model)
+    assert dialog.preset_buttons["params"].isChecked()
+    assert len(rows(dialog, "kept")) == MODEL_KEYS
+    assert "optimizer_state_dict.state.0.momentum_buffer" in rows(dialog, "dropped")
+    assert dialog.summary_label.text().startswith(f"Keeps {MODEL_KEYS} tensors (")
+    assert dialog.dest_edit.text() == str(tmp_path / "train.params.safetensors")
+
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        qtbot.mouseClick(dialog.preset_buttons["cpu"], Qt.MouseButton.LeftButton)
+    assert len(rows(dialog, "kept")) == MODEL_KEYS + 6 and rows(dialog, "dropped") == []
+    assert "drops nothing" in dialog.summary_label.text()
+    assert dialog.dest_edit.text() == str(tmp_path / "train.cpu.pt")
+
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.exclude_edit.setText("optimizer_state_dict")
+    assert dialog.preset_buttons["custom"].isChecked()
+    assert len(rows(dialog, "kept")) == MODEL_KEYS
+    assert dialog.preview_model.row(0)[2] == "model_state_dict.linear1.weight"
+
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.shard_edit.setText("lots")
+    assert "Shard size: not a size" in dialog.problem_label.text()
+    assert not dialog.export_button.isEnabled()
+
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.dest_edit.setText(str(src))
+        dialog.dest_edit.textEdited.emit(str(src))
+        dialog.shard_edit.clear()
+    assert "this is the source file" in dialog.problem_label.text()
+    assert not dialog.export_button.isEnabled()
+
+
+def test_export_produces_a_verified_file(qtbot, tmp_path: Path) -> None:
+    src = training_checkpoint(tmp_path / "train.pt")
+    before = src.read_bytes()
+    dialog = open_dialog(qtbot, src)
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.dtype_box.setCurrentIndex(dialog.dtype_box.findData("bfloat16"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=30_000) as done:
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    result: ExportResult = done.args[0]
+    dst = tmp_path / "train.params.safetensors"
+    assert result.destination == dst
+    expected = torch.load(src, weights_only=True)["model_state_dict"]
+    loaded = load_file(dst)
+    for key, value in expected.items():
+        cast = value.to(torch.bfloat16) if value.is_floating_point() else value
+        assert torch.equal(loaded[key], cast)
+    text = dialog.result_label.text()
+    assert f"verified: all {MODEL_KEYS} tensors equal the source" in text
+    assert "floating tensors cast to bfloat16" in text
+    assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
+    assert src.read_bytes() == before
+
+
+class GatedDialog(ExportDialog):
+    """Pauses the export after its temporary file exists, until the test has pressed Cancel:
+    the cancel lands mid-export every time, however fast the machine."""
+
+    gate = threading.Event()
+
+    def export_steps(
+        self,
+        checkpoint: Checkpoint,
+        destination: Path,
+        options: ExportOptions,
+        cancel: Callable[[], bool],
+    ) -> Generator[ExportProgress, None, ExportResult]:
+        steps = super().export_steps(checkpoint, destination, options, cancel)
+        yield next(steps)
+        self.gate.wait(20)
+        return (yield from steps)
+
+
+def test_cancel_leaves_no_partial_file_and_no_thread(qtbot, tmp_path: Path) -> None:
+    src = training_checkpoint(tmp_path / "train.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    dialog = open_dialog(qtbot, src, GatedDialog)
+    GatedDialog.gate.clear()
+    dialog.dest_edit.setText(str(out / "params.pt"))
+    dialog.dest_edit.textEdited.emit(dialog.dest_edit.text())
+    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    assert dialog.is_exporting() and dialog.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: any(out.iterdir()), timeout=20_000)
+    assert [p.name.endswith(".partial") for p in out.iterdir()] == [True]
+    with qtbot.waitSignal(dialog.export_cancelled, timeout=20_000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+        GatedDialog.gate.set()
+    assert list(out.iterdir()) == []
+    assert dialog.result_label.text() == "Export cancelled. Nothing was written."
+    assert not dialog.is_exporting() and dialog.export_button.isEnabled()
+    qtbot.waitUntil(lambda: workers.active_workers() == 0, timeout=10_000)
