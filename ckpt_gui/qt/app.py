@@ -59,8 +59,6 @@ def build_window(args: argparse.Namespace) -> MainWindow:
         window.open_path(path)
     if args.compare:
         a, b = args.compare
-        window.open_path(a)  # browsable in their own tabs until compare mode exists
-        window.open_path(b)
         window.open_compare(a, b)
     return window
 
@@ -88,7 +86,7 @@ class Screenshotter(QObject):
         timed_out = time.monotonic() > self.deadline
         if not self.window.is_idle() and not timed_out:
             return
-        view = self.window.current_view()
+        view = self.window.current_page()
         if view is not None and not self.selected:
             self.selected = True
             if view.select_largest_tensor() is not None:

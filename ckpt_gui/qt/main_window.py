@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from ckpt_gui.qt import recent, workers
+from ckpt_gui.qt.compare import CompareView
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
-from ckpt_gui.qt.widgets.compare_placeholder import ComparePlaceholder
 
 FILE_FILTERS = ";;".join(
     (
@@ -94,6 +94,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.demo_action = self._action("Open &Demo Checkpoint", self.open_demo)
+        self.compare_action = self._action("Compare &With…", self.compare_dialog, "Ctrl+D")
+        self.export_action = self._action("&Export Cleaned Copy…", self.export_dialog, "Ctrl+E")
         self.reload_action = self._action("&Reload", self.reload_current, "F5")
         self.close_action = self._action("&Close Tab", self.close_current, "Ctrl+W")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -102,6 +104,9 @@ class MainWindow(QMainWindow):
             self.open_folder_action,
             self.recent_menu,
             self.demo_action,
+            None,
+            self.compare_action,
+            self.export_action,
             None,
             self.reload_action,
             self.close_action,
@@ -160,12 +165,41 @@ class MainWindow(QMainWindow):
         view.start()
         return view
 
-    def open_compare(self, a: str | Path, b: str | Path) -> QWidget:
-        page = ComparePlaceholder(Path(a), Path(b))
-        index = self.tabs.addTab(page, f"{Path(a).name} ↔ {Path(b).name}")
+    def open_compare(self, a: str | Path, b: str | Path) -> CompareView:
+        """Compare ``a`` with ``b`` in a new tab."""
+        page = CompareView(Path(a), Path(b))
+        page.progress.connect(lambda *_: self._sync_status(page))
+        page.state_changed.connect(lambda _: self._sync_status(page))
+        index = self.tabs.addTab(page, page.title())
+        self.tabs.setTabToolTip(index, f"A: {a}\nB: {b}")
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
+        page.start()
         return page
+
+    def compare_dialog(self) -> None:
+        """File > Compare With…: the current checkpoint is A, the chosen file is B."""
+        view = self.current_view()
+        if view is None:
+            self.statusBar().showMessage("Open a checkpoint first, then compare it", 4000)
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Compare {view.path.name} with", str(view.path.parent), FILE_FILTERS
+        )
+        if path:
+            self.open_compare(view.path, path)
+
+    def export_dialog(self) -> None:
+        """File > Export Cleaned Copy… for the current checkpoint."""
+        from ckpt_gui.qt.export_dialog import ExportDialog
+
+        view = self.current_view()
+        if view is None:
+            self.statusBar().showMessage("Open a checkpoint first, then export it", 4000)
+            return
+        dialog = ExportDialog(view.path, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def open_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "", FILE_FILTERS)
@@ -185,9 +219,17 @@ class MainWindow(QMainWindow):
         self.open_path(write_demo())
 
     # --- tabs -------------------------------------------------------------------------------
+    def pages(self) -> list[CheckpointView | CompareView]:
+        """Every tab: checkpoint views and compare views."""
+        widgets = (self.tabs.widget(i) for i in range(self.tabs.count()))
+        return [w for w in widgets if isinstance(w, (CheckpointView, CompareView))]
+
     def views(self) -> list[CheckpointView]:
-        pages = (self.tabs.widget(i) for i in range(self.tabs.count()))
-        return [w for w in pages if isinstance(w, CheckpointView)]
+        return [w for w in self.pages() if isinstance(w, CheckpointView)]
+
+    def current_page(self) -> CheckpointView | CompareView | None:
+        widget = self.tabs.currentWidget()
+        return widget if isinstance(widget, (CheckpointView, CompareView)) else None
 
     def current_view(self) -> CheckpointView | None:
         widget = self.tabs.currentWidget()
@@ -197,7 +239,7 @@ class MainWindow(QMainWindow):
         widget = self.tabs.widget(index)
         if widget is None:
             return
-        if isinstance(widget, CheckpointView):
+        if isinstance(widget, (CheckpointView, CompareView)):
             widget.shutdown()  # abort its workers and wait: no thread outlives its tab
         self.tabs.removeTab(index)
         widget.deleteLater()
@@ -210,17 +252,17 @@ class MainWindow(QMainWindow):
             self.close_tab(self.tabs.currentIndex())
 
     def reload_current(self) -> None:
-        view = self.current_view()
-        if view is not None:
-            view.reload()
+        page = self.current_page()
+        if page is not None:
+            page.reload()
 
     def cancel_current(self) -> None:
-        view = self.current_view()
-        if view is not None:
-            view.cancel()
+        page = self.current_page()
+        if page is not None:
+            page.cancel()
 
     def is_idle(self) -> bool:
-        return all(v.is_idle() for v in self.views())
+        return all(p.is_idle() for p in self.pages())
 
     # --- edit -------------------------------------------------------------------------------
     def copy_keys(self) -> None:
@@ -245,8 +287,8 @@ class MainWindow(QMainWindow):
             getattr(view.tree, name)()
 
     # --- status bar -------------------------------------------------------------------------
-    def _sync_status(self, sender: CheckpointView | None = None) -> None:
-        view = self.current_view()
+    def _sync_status(self, sender: QWidget | None = None) -> None:
+        view = self.current_page()
         if sender is not None and sender is not view:
             return
         if view is None:
@@ -282,8 +324,8 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Abort all work and wait for every worker thread."""
-        for view in self.views():
-            view.shutdown()
+        for page in self.pages():
+            page.shutdown()
         workers.abort_all()
 
 

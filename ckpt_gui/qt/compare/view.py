@@ -95,6 +95,8 @@ class CompareView(QWidget):
         self._diff_worker: workers.Worker | None = None
         self._generation = 0
         self._failures: list[DiffFailed] = []
+        self._progress_state: tuple[str, int, int] = ("", 0, 0)
+        self.progress.connect(self._remember_progress)
         self.setAcceptDrops(True)
         self._build()
 
@@ -163,6 +165,23 @@ class CompareView(QWidget):
 
     def panels_busy(self) -> bool:
         return self.histograms.is_busy()
+
+    def is_busy(self) -> bool:
+        return not self.is_idle()
+
+    def progress_state(self) -> tuple[str, int, int]:
+        """The last progress message with its counts, for the window's status bar."""
+        return self._progress_state
+
+    def _remember_progress(self, message: str, done: int, total: int) -> None:
+        self._progress_state = (message, done, total)
+
+    def reload(self) -> None:
+        self.start()
+
+    def select_largest_tensor(self) -> DiffEntry | None:
+        """What the screenshot selects: here, the tensor that changed most."""
+        return self.select_largest_change()
 
     def start(self) -> None:
         """Open A and B on a worker, then compare them; earlier work is abandoned."""
