@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_entries
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_name, join_key
 
 MAX_DEPTH = 200  # deeper nesting than this is not a checkpoint anyone wrote by hand
@@ -20,7 +21,11 @@ PLAIN = (int, float, bool, str, complex, type(None), torch.dtype, torch.device, 
 TensorDescriber = Callable[[torch.Tensor], TensorInfo]
 
 
-def describe_loaded(locations: Mapping[int, str] | None = None) -> TensorDescriber:
+def describe_loaded(
+    locations: Mapping[int, str] | None = None,
+    location_of: Callable[[torch.Tensor], str | None] | None = None,
+    storage_key_of: Callable[[torch.Tensor], Any] | None = None,
+) -> TensorDescriber:
     """A describer for tensors already in memory (or memory-mapped) on the CPU.
 
     ``locations`` maps a storage's data pointer to the device it was saved on, as recorded by
@@ -29,10 +34,14 @@ def describe_loaded(locations: Mapping[int, str] | None = None) -> TensorDescrib
     locations = locations or {}
 
     def describe(t: torch.Tensor) -> TensorInfo:
+        if t.requires_grad:  # an nn.Parameter: the data is all a viewer needs
+            t = t.detach()
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         storage_id = ptr if storage.nbytes() > 0 else None
-        device = locations.get(ptr, str(t.device))
+        device = locations.get(ptr) or (location_of(t) if location_of else None) or str(t.device)
+        if storage_key_of is not None:
+            storage_id = storage_key_of(t)
         return TensorInfo(
             dtype=dtype_name(t.dtype),
             shape=tuple(t.shape),
@@ -63,12 +72,17 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
             return Node(name=name, key=key, kind="value", value=_short_bytes(bytes(value)))
         if isinstance(value, (set, frozenset)):
             return Node(name=name, key=key, kind="value", value=_short_repr(value))
+        if isinstance(value, StandIn):
+            return Node(name=name, key=key, kind="value", value=repr(value), standin=value.qualname)
         if id(value) in on_path:
             return Node(name=name, key=key, kind="value", value="<reference cycle>")
         if depth > MAX_DEPTH:
             return Node(name=name, key=key, kind="value", value="<nested too deeply>")
         items: Iterable[tuple[Any, Any]]
-        if isinstance(value, Mapping):
+        buffers: set[str] | None = None
+        if isinstance(value, StandInObject):
+            node, items, buffers = _standin_node(value, name, key)
+        elif isinstance(value, Mapping):
             node = Node(name=name, key=key, kind="dict")
             items = value.items()
         elif isinstance(value, (list, tuple)):
@@ -83,6 +97,9 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
                 node.add(visit(v, child_name, join_key(key, child_name), depth + 1))
         finally:
             on_path.discard(id(value))
+        if buffers is not None:  # a pickled module: roles are known exactly
+            for child in node.children:
+                child.role = "buffer" if child.name in buffers else "parameter"
         if node.kind == "list" and all(c.kind == "value" for c in node.children):
             node.value = _short_repr([c.value for c in node.children])
         return node
@@ -90,6 +107,32 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
     root = visit(obj, name, key, 0)
     mark_shared_storage(root)
     return root
+
+
+def _standin_node(
+    obj: StandInObject, name: str, key: str
+) -> tuple[Node, list[tuple[Any, Any]], set[str] | None]:
+    """An object the pickle would have built by calling ``obj.qualname``: a pickled module
+    shows its state_dict (and which entries are buffers); anything else shows its arguments
+    and state."""
+    node = Node(name=name, key=key, kind="object", standin=obj.qualname)
+    if is_module(obj):
+        entries = module_entries(obj)
+        node.value = f"<module {obj.qualname}>"
+        node.label = "model"
+        return node, [(k, t) for k, t, _ in entries], {k for k, _, buf in entries if buf}
+    node.value = f"<{obj.qualname}>"
+    items: list[tuple[Any, Any]] = []
+    if obj.args:
+        items.append(("args", list(obj.args)))
+    items.extend(obj.kwargs.items())
+    if isinstance(obj.state, Mapping):
+        items.extend(obj.state.items())
+    elif obj.state is not None:
+        items.append(("state", obj.state))
+    items.extend(obj.dictitems.items())
+    items.extend(enumerate(obj.listitems))
+    return node, items, None
 
 
 def mark_shared_storage(root: Node) -> None:

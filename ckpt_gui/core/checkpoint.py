@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ckpt_gui.core.tree import Node
 
@@ -31,6 +32,11 @@ class Checkpoint:
     size_on_disk: int
     kind: str = "object"  # what the top object is: "state_dict", "training checkpoint", ...
     notes: list[str] = field(default_factory=list)  # things worth telling the user
+    # How the file was read: "weights_only" (torch's safe loader), "structural" (our code-free
+    # unpickler, for files torch refuses), "trusted" (a real load the user asked for), or
+    # "header" (formats with no pickle: safetensors, DCP).
+    view: str = "header"
+    scan: Any = None  # the ScanReport of the file's pickles, where it has any
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def tensors(self) -> list[Node]:
@@ -68,3 +74,10 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def size_on_disk(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

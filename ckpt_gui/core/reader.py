@@ -10,50 +10,47 @@ from pathlib import Path
 
 import torch
 
-from ckpt_gui.core.build import build_tree, describe_loaded
-from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.build import describe_loaded
+from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
 from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
-from ckpt_gui.core.formats import dcp, safetensors_file, torchscript
+from ckpt_gui.core.formats import dcp, pickled, safetensors_file
 from ckpt_gui.core.formats.detect import detect, find_index
 from ckpt_gui.core.formats.torch_file import load_torch_file
 from ckpt_gui.core.recognise import recognise
 from ckpt_gui.core.tree import Node, TensorInfo, join_key
 
 
-def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def open_checkpoint(
+    path: str | os.PathLike[str], *, structural: bool = True, trust: bool = False
+) -> Checkpoint:
     """Open ``path`` (a file, a sharded folder or its index, or a DCP folder).
 
+    Nothing from the file runs: torch's ``weights_only`` loader first; when it refuses, the
+    structural view (``structural=True``) or an ``UnsafeError``. ``trust=True`` allows a real
+    load instead, and must only come from an explicit decision of the user.
     Raises a ``CheckpointError`` subclass with a one-line message for anything that is not a
     readable checkpoint.
     """
     path = Path(path)
     fmt = detect(path)
-    opener = _OPENERS.get(fmt)
-    if opener is None:
+    if fmt in ("torch-zip", "torch-legacy", "torchscript"):
+        ckpt = pickled.open_pickled(path, fmt, structural=structural, trust=trust)
+    elif fmt in _OPENERS:
+        ckpt = _OPENERS[fmt](path, fmt)
+    else:
         raise UnsupportedFormatError(f"{path}: {fmt} files are not supported")
-    ckpt = opener(path, fmt)
-    ckpt.kind = recognise(ckpt.root) if ckpt.kind == "object" else ckpt.kind
+    kind = recognise(ckpt.root)
+    if ckpt.kind == "object":
+        ckpt.kind = kind
     _note_optimizer_mapping(ckpt)
     return ckpt
-
-
-def _size_on_disk(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
-
-
-def _open_torch(path: Path, fmt: str) -> Checkpoint:
-    obj, locations = load_torch_file(path, mmap=fmt == "torch-zip")
-    root = build_tree(obj, describe_loaded(locations))
-    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
 
 
 def _open_safetensors(path: Path, fmt: str) -> Checkpoint:
     entries, metadata = safetensors_file.read_header(path)
     mapped = safetensors_file.MappedFile(path)
     root = _flat_root(safetensors_file.tensor_infos(path, entries, mapped).items())
-    ckpt = Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
+    ckpt = Checkpoint(path=path, format=fmt, root=root, size_on_disk=size_on_disk(path))
     ckpt._closers.append(mapped.close)
     if metadata:
         ckpt.notes.append("metadata: " + ", ".join(f"{k}={v}" for k, v in metadata.items()))
@@ -90,7 +87,7 @@ def _open_sharded(path: Path, fmt: str) -> Checkpoint:
     if missing:
         raise CorruptError(f"{path}: {missing[0]!r} is in the index but in no shard")
     root = _flat_root((k, infos[k]) for k in keys)
-    ckpt = Checkpoint(path=folder, format=fmt, root=root, size_on_disk=_size_on_disk(folder))
+    ckpt = Checkpoint(path=folder, format=fmt, root=root, size_on_disk=size_on_disk(folder))
     ckpt._closers.extend(closers)
     ckpt.notes.append(f"{len(shards)} shards")
     return ckpt
@@ -112,7 +109,7 @@ def _open_dcp(path: Path, fmt: str) -> Checkpoint:
             parent.add(Node(name=parts[-1], key=key, kind="tensor", tensor=item))
         else:
             parent.add(Node(name=parts[-1], key=key, kind="value", value=item))
-    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=_size_on_disk(path))
+    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=size_on_disk(path))
 
 
 def _dcp_path(meta: object, key: str) -> list[str]:
@@ -121,13 +118,6 @@ def _dcp_path(meta: object, key: str) -> list[str]:
     if isinstance(parts, (list, tuple)) and parts and ".".join(map(str, parts)) == key:
         return [str(p) for p in parts]
     return [key]
-
-
-def _open_torchscript(path: Path, fmt: str) -> Checkpoint:
-    raise UnsupportedFormatError(
-        f"{path}: {torchscript.describe(path)}; loading it would compile and run its code, "
-        "so ckpt-gui does not load it"
-    )
 
 
 def _open_tar(path: Path, fmt: str) -> Checkpoint:
@@ -161,12 +151,9 @@ def _note_optimizer_mapping(ckpt: Checkpoint) -> None:
 
 
 _OPENERS = {
-    "torch-zip": _open_torch,
-    "torch-legacy": _open_torch,
     "safetensors": _open_safetensors,
     "safetensors-sharded": _open_sharded,
     "torch-sharded": _open_sharded,
     "dcp": _open_dcp,
-    "torchscript": _open_torchscript,
     "torch-tar": _open_tar,
 }

@@ -68,6 +68,8 @@ def recognise(root: Node) -> str:
     for opt in optimizers:
         opt.label = "optimizer"
     models = [n for n in root.walk() if is_state_dict(n) and not _inside(n, optimizers)]
+    # Pickled nn.Modules (structural view) already carry exact roles.
+    modules = [n for n in root.walk() if n.kind == "object" and n.label == "model"]
     for model in models:
         lowered = model.name.lower()
         model.label = "EMA" if any(m in lowered for m in EMA_MARKERS) else "model"
@@ -75,6 +77,7 @@ def recognise(root: Node) -> str:
         if "sched" in child.name.lower() and child.label is None:
             child.label = "scheduler"
     _assign_roles(root, optimizers, models)
+    models += modules
     for opt in optimizers:
         owner = _model_for(opt, models)
         if owner is not None:
@@ -84,6 +87,8 @@ def recognise(root: Node) -> str:
 
 def _kind(root: Node, optimizers: list[Node], models: list[Node]) -> str:
     names = {c.name for c in root.children}
+    if root.kind == "object" and root.label == "model":
+        return "pickled model"
     if root in models:
         return "state_dict"
     if root in optimizers:

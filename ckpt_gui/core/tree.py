@@ -71,6 +71,9 @@ class Node:
     label: str | None = None  # what this node was recognised as: "optimizer", "model", ...
     shares_storage_with: str | None = None
     param: str | None = None  # optimizer state: the parameter it belongs to
+    # Set when the node stands in for a class or function the pickle names (structural view):
+    # "module.Name" of what loading the file for real would have imported or called.
+    standin: str | None = None
 
     def add(self, child: Node) -> Node:
         child.parent = self

@@ -9,7 +9,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ckpt_gui.core.errors import UnsupportedFormatError
 from ckpt_gui.core.reader import open_checkpoint
 from tests.core.checkpoints import (
     TinyNet,
@@ -148,13 +147,6 @@ def test_dcp_folder(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert torch.equal(node.load(), model.linear1.weight.detach())
-
-
-def test_torchscript_is_named_not_executed(tmp_path: Path) -> None:
-    path = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(TinyNet().eval()), path)
-    with pytest.raises(UnsupportedFormatError, match="TorchScript archive"):
-        open_checkpoint(path)
 
 
 def test_legacy_training_checkpoint(tmp_path: Path) -> None:

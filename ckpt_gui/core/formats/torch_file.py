@@ -16,8 +16,12 @@ import torch
 from ckpt_gui.core.errors import CorruptError, UnsafeError, UnsupportedFormatError
 
 
-def load_torch_file(path: Path, *, mmap: bool) -> tuple[Any, dict[int, str]]:
-    """The saved object with CPU tensors, and a map from storage data pointer to saved device."""
+def load_torch_file(path: Path, *, mmap: bool, trust: bool = False) -> tuple[Any, dict[int, str]]:
+    """The saved object with CPU tensors, and a map from storage data pointer to saved device.
+
+    ``trust=True`` is a real unpickling that can run code from the file: only ever after the
+    user said so (``--trust`` or the trust dialog), never as a fallback.
+    """
     locations: dict[int, str] = {}
 
     def to_cpu(storage: Any, location: str) -> Any:
@@ -27,7 +31,7 @@ def load_torch_file(path: Path, *, mmap: bool) -> tuple[Any, dict[int, str]]:
     try:
         # weights_only=True is passed explicitly, so TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot
         # weaken it (torch only honours that variable when the argument is left unset).
-        obj = torch.load(path, map_location=to_cpu, weights_only=True, mmap=mmap)
+        obj = torch.load(path, map_location=to_cpu, weights_only=not trust, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
     except Exception as exc:  # noqa: BLE001 - whatever torch trips over in a damaged file

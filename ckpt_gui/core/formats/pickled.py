@@ -1,0 +1,75 @@
+"""Pickle-based files (``torch.save`` zip and legacy files, TorchScript archives), opened by the
+loading policy that never runs code from the file:
+
+1. the pickles are scanned first (every global they name, and nesting that could crash any
+   unpickler), which also checks the zip archive;
+2. ``torch.load(weights_only=True)``, memory-mapped;
+3. when torch refuses, the structural view: our own unpickler, where every global is an inert
+   stand-in and tensors are rebuilt from the archive's raw records;
+4. a real load only with ``trust=True``, which only an explicit decision of the user sets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ckpt_gui.core.build import build_tree, describe_loaded
+from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
+from ckpt_gui.core.errors import CorruptError, UnsafeError
+from ckpt_gui.core.formats.torch_file import load_torch_file
+from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, ScanReport, scan_file
+from ckpt_gui.core.safety.standins import check_nesting
+from ckpt_gui.core.safety.structural import structural_load
+
+# A tree larger than this (counting shared objects once per reference) is not something a
+# person saved on purpose; refusing it keeps a few bytes of pickle memo from hanging the app.
+MAX_TREE_NODES = 2_000_000
+
+
+def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Checkpoint:
+    report = scan_file(path)
+    if report.max_tuple_depth > MAX_SAFE_TUPLE_DEPTH:
+        raise CorruptError(f"{path}: tuples nested {report.max_tuple_depth} deep; refused")
+    if fmt != "torchscript":  # TorchScript is never handed to torch: it would compile code
+        try:
+            obj, locations = load_torch_file(path, mmap=fmt == "torch-zip")
+            return _checkpoint(path, fmt, obj, describe_loaded(locations), report, "weights_only")
+        except UnsafeError:
+            if not (structural or trust):
+                raise
+    if trust and fmt != "torchscript":
+        obj, locations = load_torch_file(path, mmap=fmt == "torch-zip", trust=True)
+        ckpt = _checkpoint(path, fmt, obj, describe_loaded(locations), report, "trusted")
+        ckpt.notes.insert(0, "loaded with code execution allowed, as you asked (--trust)")
+        return ckpt
+    if not structural:
+        raise UnsafeError(f"{path}: a TorchScript archive; loading it would run its code")
+    result = structural_load(path)
+
+    def storage_key(t: object) -> object:
+        ref = result.storage_of(t)  # type: ignore[arg-type]
+        return ref.key if ref is not None else None
+
+    describe = describe_loaded(location_of=result.location, storage_key_of=storage_key)
+    ckpt = _checkpoint(path, fmt, result.obj, describe, report, "structural")
+    ckpt._closers.append(result.close)
+    if fmt == "torchscript":
+        ckpt.kind = "TorchScript module"
+    names = sorted({f"{g.module}.{g.name}" for g in report.globals if g.verdict != "safe"})
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    ckpt.notes.insert(
+        0,
+        "structural view: torch's safe loader refused this file, so it was read without "
+        f"running anything from it (it names {shown or 'globals torch does not allow'})",
+    )
+    return ckpt
+
+
+def _checkpoint(
+    path: Path, fmt: str, obj: object, describe: object, report: ScanReport, view: str
+) -> Checkpoint:
+    check_nesting(obj, str(path), max_nodes=MAX_TREE_NODES)
+    root = build_tree(obj, describe)  # type: ignore[arg-type]
+    return Checkpoint(
+        path=path, format=fmt, root=root, size_on_disk=size_on_disk(path), view=view, scan=report
+    )

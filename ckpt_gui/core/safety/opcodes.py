@@ -1,0 +1,184 @@
+"""Walk one pickle's opcodes with ``pickletools.genops`` and report the globals it names.
+
+A small stack-and-memo simulation resolves the names protocol 4 builds with ``STACK_GLOBAL``
+(from string pushes or memo lookups), follows ``EXT`` codes through copyreg's registry (read
+only), tracks how deeply tuples nest, and hands byte strings passed to ``pickle.loads`` and
+friends back to the caller to scan as nested pickles. Nothing is unpickled; nothing is imported.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickletools
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ckpt_gui.core.safety.globals import NESTED_PICKLE_LOADERS, NESTED_TORCH_LOADERS, normalize
+
+_MARK = object()
+_STRINGS = set("STRING BINSTRING SHORT_BINSTRING UNICODE SHORT_BINUNICODE BINUNICODE".split())
+_STRINGS.add("BINUNICODE8")
+_BYTES = {"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
+_INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+
+
+class Sink(Protocol):
+    """What the walk reports to."""
+
+    def add(self, module: str, name: str, where: str, protocol: int = 0) -> None: ...
+    def note(self, text: str) -> None: ...
+    def nested(self, data: bytes, where: str, torch_file: bool) -> None: ...
+    def tuple_depth(self, depth: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Global:
+    """A global on the simulated stack (so a later REDUCE knows what it calls)."""
+
+    module: str
+    name: str
+
+
+class STuple(tuple):  # type: ignore[type-arg]
+    """A tuple on the simulated stack, with its nesting depth."""
+
+    depth: int
+
+
+def _tuple(items: list[Any], sink: Sink) -> STuple:
+    result = STuple(items)
+    result.depth = 1 + max((i.depth for i in items if isinstance(i, STuple)), default=0)
+    sink.tuple_depth(result.depth)
+    return result
+
+
+def simulate(stream: Any, where: str, sink: Sink) -> Any:
+    """Walk one pickle (bytes, or a file positioned at it) and return its value when it is a
+    simple one (an int, a string, a list or tuple of those). Raises ``ValueError`` (and what
+    ``genops`` raises) on a malformed pickle."""
+    stack: list[Any] = []
+    memo: dict[Any, Any] = {}
+    raw = stream if isinstance(stream, (bytes, bytearray)) else None
+
+    def pop() -> Any:
+        if not stack:
+            raise ValueError("stack underflow")
+        return stack.pop()
+
+    def pop_mark() -> list[Any]:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is _MARK:
+                items = stack[i + 1 :]
+                del stack[i:]
+                return items
+        raise ValueError("no MARK on the stack")
+
+    protocol = 0
+    arg: Any
+    for op, arg, pos in pickletools.genops(stream):
+        name = op.name
+        if name == "PROTO":
+            protocol = arg
+        elif name in _STRINGS:
+            stack.append(arg if isinstance(arg, str) else None)
+        elif name in _BYTES:
+            stack.append(bytes(arg))
+        elif name in _INTS:
+            stack.append(arg)
+        elif name in ("GLOBAL", "INST"):
+            module, qual = _global_operands(raw, pos, arg)
+            sink.add(module, qual, where, protocol)
+            if name == "INST":
+                pop_mark()
+                stack.append(None)
+            else:
+                stack.append(Global(*normalize(module, qual)))
+        elif name == "STACK_GLOBAL":
+            qual, module = pop(), pop()
+            if isinstance(module, str) and isinstance(qual, str):
+                sink.add(module, qual, where, protocol)
+                stack.append(Global(module, qual))
+            else:  # built by code at load time: we cannot tell what it imports
+                sink.add("?", "?", where)
+                stack.append(None)
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            key = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]  # not the cache
+            if key:
+                sink.add(key[0], key[1], where, protocol)
+                stack.append(Global(*normalize(*key)))
+            else:
+                sink.add("?", "?", where)
+                sink.note(f"{where}: unregistered extension code {arg}")
+                stack.append(None)
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = stack[-1] if stack else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else None
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo.get(arg))
+        elif name == "MARK":
+            stack.append(_MARK)
+        elif name == "EMPTY_TUPLE":
+            stack.append(_tuple([], sink))
+        elif name in ("TUPLE", "FROZENSET"):
+            stack.append(_tuple(pop_mark(), sink))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            items = [pop() for _ in range(int(name[-1]))]
+            stack.append(_tuple(items[::-1], sink))
+        elif name == "EMPTY_LIST":
+            stack.append([])
+        elif name == "LIST":
+            stack.append(pop_mark())
+        elif name in ("APPEND", "APPENDS"):
+            items = [pop()] if name == "APPEND" else pop_mark()
+            if stack and isinstance(stack[-1], list):
+                stack[-1].extend(items)
+        elif name == "REDUCE":
+            args, func = pop(), pop()
+            stack.append(_reduce(func, args, where, sink))
+        elif name == "DUP":
+            stack.append(stack[-1] if stack else None)
+        elif name == "STOP":
+            return pop() if stack else None
+        else:  # everything else only matters for its effect on the stack
+            before, after = op.stack_before, op.stack_after
+            if pickletools.markobject in before:
+                pop_mark()
+                for _ in range(before.index(pickletools.markobject)):
+                    pop()
+            else:
+                for _ in before:
+                    pop()
+            stack.extend(_MARK if a is pickletools.markobject else None for a in after)
+    raise ValueError("pickle ends before STOP")
+
+
+def _reduce(func: Any, args: Any, where: str, sink: Sink) -> Any:
+    """The simulated result of ``func(*args)``: known for the few calls that build names,
+    bytes or tuples; nested pickles are handed to the sink."""
+    if not isinstance(func, Global) or not isinstance(args, tuple):
+        return None
+    key = (func.module, func.name)
+    if key in (("builtins", "tuple"), ("builtins", "frozenset")) and args:
+        return _tuple(list(args[0]), sink) if isinstance(args[0], (list, tuple)) else None
+    if key == ("_codecs", "encode") and len(args) == 2 and isinstance(args[0], str):
+        if args[1] in ("latin1", "latin-1"):  # how protocol 2 writes bytes
+            return args[0].encode("latin-1", "replace")
+        return None
+    if (key in NESTED_PICKLE_LOADERS or key in NESTED_TORCH_LOADERS) and args:
+        if isinstance(args[0], bytes):
+            sink.nested(args[0], f"{where} > nested pickle", key in NESTED_TORCH_LOADERS)
+    return None
+
+
+def _global_operands(raw: bytes | bytearray | None, pos: int | None, arg: str) -> tuple[str, str]:
+    """module and name of GLOBAL/INST, read from the raw bytes when we have them: genops joins
+    them with a space, which is ambiguous when a name holds one."""
+    if raw is not None and pos is not None:
+        end1 = raw.find(b"\n", pos + 1)
+        end2 = raw.find(b"\n", end1 + 1)
+        if end1 > 0 and end2 > 0:
+            module = raw[pos + 1 : end1].decode("utf-8", "replace")
+            return module, raw[end1 + 1 : end2].decode("utf-8", "replace")
+    module, _, name = arg.partition(" ")
+    return module, name
