@@ -60,7 +60,7 @@ def flat_chunks(t: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Iter
     particular order). Views where the layout allows; otherwise chunk-sized copies, never a copy
     of the whole tensor. Quantized tensors come out dequantized, chunk by chunk."""
     if t.is_quantized:
-        for piece in _row_pieces(t, chunk_elems):
+        for piece in row_pieces(t, chunk_elems):
             yield piece.dequantize().reshape(-1)
         return
     flat = dense_flat(t)
@@ -68,11 +68,11 @@ def flat_chunks(t: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Iter
         for start in range(0, flat.numel(), chunk_elems):
             yield flat[start : start + chunk_elems]
         return
-    for piece in _row_pieces(t, chunk_elems):
+    for piece in row_pieces(t, chunk_elems):
         yield piece.reshape(-1)  # a copy of at most chunk_elems elements
 
 
-def _row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
+def row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
     """Slices of ``t`` along its first dimension, each at most ``chunk_elems`` elements."""
     if t.dim() == 0:
         yield t
@@ -86,7 +86,7 @@ def _row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
             yield t[i : i + step]
         return
     for i in range(t.shape[0]):
-        yield from _row_pieces(t[i], chunk_elems)
+        yield from row_pieces(t[i], chunk_elems)
 
 
 def to_work(chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:

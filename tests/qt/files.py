@@ -5,24 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
-
-class SmallNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(10, 5)
-        self.bn = nn.BatchNorm1d(5)
-        self.linear2 = nn.Linear(5, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.bn(self.linear1(x)))
+from tests.core.checkpoints import TinyNet
 
 
 def training_checkpoint(path: Path) -> Path:
     """model + SGD optimizer state + epoch + loss, like the PyTorch tutorial recipe."""
     torch.manual_seed(0)
-    model = SmallNet()
+    model = TinyNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for _ in range(2):
         opt.zero_grad()

@@ -17,7 +17,7 @@ from ckpt_gui.qt import workers
 from ckpt_gui.qt.export_dialog import ExportDialog
 from tests.qt.files import training_checkpoint
 
-MODEL_KEYS = 9  # SmallNet's state_dict: two linears and a batch norm
+MODEL_KEYS = 9  # TinyNet's state_dict: two linears and a batch norm
 
 
 def open_dialog(qtbot, path: Path, cls: type[ExportDialog] = ExportDialog) -> ExportDialog:

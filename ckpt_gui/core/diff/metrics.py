@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ckpt_gui.core.chunks import row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.tree import dtype_name
 
@@ -123,7 +124,7 @@ def paired_chunks(
         for start in range(0, fa.numel(), chunk_elems):
             yield fa[start : start + chunk_elems], fb[start : start + chunk_elems]
         return
-    for pa, pb in zip(_row_pieces(a, chunk_elems), _row_pieces(b, chunk_elems)):
+    for pa, pb in zip(row_pieces(a, chunk_elems), row_pieces(b, chunk_elems)):
         yield pa.reshape(-1), pb.reshape(-1)
 
 
@@ -136,23 +137,6 @@ def _aligned_flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
         if pa.is_contiguous() and pb.is_contiguous():
             return pa.reshape(-1), pb.reshape(-1)
     return None
-
-
-def _row_pieces(t: torch.Tensor, chunk_elems: int) -> Iterator[torch.Tensor]:
-    """Slices along the first dimension of at most ``chunk_elems`` elements, in index order."""
-    if t.dim() == 0:
-        yield t
-        return
-    if t.numel() == 0:
-        return
-    row = t.numel() // t.shape[0]
-    if row <= chunk_elems:
-        step = chunk_elems // row
-        for i in range(0, t.shape[0], step):
-            yield t[i : i + step]
-        return
-    for i in range(t.shape[0]):
-        yield from _row_pieces(t[i], chunk_elems)
 
 
 def _bits(chunk: torch.Tensor) -> np.ndarray:
