@@ -12,26 +12,12 @@ import zipfile
 from pathlib import Path
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
+from ckpt_gui.core.safety.filecheck import describe_content
 
 # The pickled magic number that starts every legacy (pre-1.6) torch.save file.
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-
-_LOOKS_LIKE = [
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"\x7fELF", "a program (ELF executable)"),
-    (b"\x93NUMPY", "a NumPy .npy array"),
-    (b"\x89HDF", "an HDF5 file (Keras .h5?)"),
-    (b"GGUF", "a GGUF model (llama.cpp)"),
-    (b"BZh", "a bzip2 archive"),
-    (b"\xfd7zXZ", "an xz archive"),
-    (b"7z\xbc\xaf", "a 7-zip archive"),
-]
 
 
 def detect(path: Path) -> str:
@@ -64,7 +50,7 @@ def detect(path: Path) -> str:
                 return "torch-tar"
     if _looks_like_safetensors(head, st.st_size):
         return "safetensors"
-    raise NotACheckpointError(f"{path}: not a checkpoint; it looks like {_describe(head)}")
+    raise NotACheckpointError(f"{path}: not a checkpoint; it looks like {describe_content(head)}")
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -121,22 +107,3 @@ def _detect_folder(path: Path) -> str:
     raise NotACheckpointError(
         f"{path}: a folder without a checkpoint (no .metadata, no index.json, no .safetensors)"
     )
-
-
-def _describe(head: bytes) -> str:
-    for magic, name in _LOOKS_LIKE:
-        if head.startswith(magic):
-            return name
-    if head.startswith(b"\x80") and len(head) > 1 and head[1] <= 5:
-        return "a plain Python pickle (not written by torch.save)"
-    if head.startswith(b"<?xml") or head.lstrip().startswith((b"<!DOCTYPE", b"<html")):
-        return "an HTML or XML document (a download error page?)"
-    if head.lstrip().startswith((b"version https://git-lfs", b"oid sha256")):
-        return "a Git LFS pointer (the real file was never downloaded)"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "unrecognised binary data"
-    if all(c.isprintable() or c in "\r\n\t" for c in text):
-        return "a text file"
-    return "unrecognised binary data"

@@ -110,6 +110,13 @@ def describe_content(head: bytes) -> str:
     for magic, what in _MAGICS:
         if head.startswith(magic):
             return what
+    if head.startswith(b"\x80") and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a plain Python pickle (not written by torch.save)"
+    stripped = head.lstrip()
+    if stripped.startswith((b"<?xml", b"<!DOCTYPE", b"<!doctype", b"<html")):
+        return "an HTML or XML document (a download error page?)"
+    if stripped.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (the real file was never downloaded)"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
