@@ -5,7 +5,9 @@ headless. Subcommands live in ``ckpt_gui.commands`` and call the core only, neve
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -66,8 +68,24 @@ def gui_parser() -> _Parser:
         metavar="OUT.png",
         help="wait until loading and statistics are done, save a picture of the window, exit",
     )
-    parser.add_argument("--trust", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow running code from the files named here (only for files you trust); "
+        "without it, a file torch's safe loader refuses opens in the structural view",
+    )
     return parser
+
+
+def _interrupt_on_sigterm() -> None:
+    """A terminated command unwinds like Ctrl-C, so exports remove their temporary files."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def fail(message: str) -> int:
@@ -79,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         if args_list and args_list[0] in COMMANDS:
+            _interrupt_on_sigterm()
             commands = _available_commands()
             if args_list[0] not in commands:
                 return fail(f"the {args_list[0]!r} command is not available in this version")

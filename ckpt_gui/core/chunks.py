@@ -21,13 +21,17 @@ from typing import Any, TypeVar
 
 import torch
 
-from ckpt_gui.core.errors import Cancelled
+from ckpt_gui.core.errors import Cancelled, CorruptError
 
 # 256K elements: a 1 MiB float32 chunk stays in L2 while the fused reductions read it again.
 DEFAULT_CHUNK_ELEMS = 1 << 18
 # Progress within a tensor is reported at most this often (seconds): a bar moves smoothly and a
 # GUI thread is not flooded with events.
 PROGRESS_INTERVAL = 0.05
+# A tensor may view its storage at most this many times over (beyond broadcast dimensions)
+# before it is refused: no real tensor overlaps itself, but a hostile file can describe a
+# trillion-element view of four bytes.
+MAX_OVERLAP = 64
 # For sweeps that report progress by bytes read (the diff uses it).
 
 CancelCheck = Callable[[], Any]
@@ -200,3 +204,34 @@ def drain(steps: Generator[Any, None, R]) -> R:
             next(steps)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+
+def broadcast_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """The dimensions along which ``t`` repeats itself (stride 0, size above 1)."""
+    if t.layout != torch.strided:
+        return ()
+    return tuple(d for d, (n, s) in enumerate(zip(t.shape, t.stride())) if s == 0 and n > 1)
+
+
+def compact(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``t`` with each broadcast dimension cut to size 1, and how many times every element of
+    that view repeats in ``t``. Statistics, histograms and differences of ``t`` follow exactly
+    from the compact view, so a 10**12-element broadcast view costs what its storage holds.
+    Raises ``CorruptError`` for views that overlap their storage beyond reason."""
+    dims = broadcast_dims(t)
+    view, repeat = t, 1
+    if dims:
+        view = t[tuple(slice(0, 1) if d in dims else slice(None) for d in range(t.dim()))]
+        # A size-1 dimension never steps, so its stride is free: 1 keeps byte views possible.
+        strides = [1 if d in dims else s for d, s in enumerate(view.stride())]
+        view = view.as_strided(view.shape, strides, view.storage_offset())
+        for d in dims:
+            repeat *= t.shape[d]
+    if t.layout == torch.strided and not t.is_quantized and view.numel() > (1 << 20):
+        held = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+        if view.numel() > MAX_OVERLAP * held:
+            raise CorruptError(
+                f"a view of {t.numel():,} elements over a storage of {held:,} "
+                "overlaps itself; not read"
+            )
+    return view, repeat

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from ckpt_gui.core.chunks import (
     DEFAULT_CHUNK_ELEMS,
     CancelCheck,
+    compact,
     dense_flat,
     drain,
     map_chunks,
@@ -82,6 +83,33 @@ def histogram(
     calling ``cancel`` between them (a true result stops with ``Cancelled``). ``stats`` from
     ``tensor_stats`` supplies the range and saves the exact mode its first pass.
     """
+    t, repeat = compact(t)
+    result = _histogram(t, bins, exact, stats, sample, chunk_elems, cancel)
+    if repeat == 1:
+        return result
+    # A broadcast view: every element of the compact view stands ``repeat`` times.
+    if result.sampled:
+        return replace(result, numel=result.numel * repeat)
+    return replace(
+        result,
+        counts=result.counts * repeat,
+        numel=result.numel * repeat,
+        elements=result.elements * repeat,
+        nan=result.nan * repeat,
+        posinf=result.posinf * repeat,
+        neginf=result.neginf * repeat,
+    )
+
+
+def _histogram(
+    t: torch.Tensor,
+    bins: int,
+    exact: bool,
+    stats: TensorStats | None,
+    sample: int,
+    chunk_elems: int,
+    cancel: CancelCheck | None,
+) -> Histogram:
     if bins < 1:
         raise ValueError("bins must be at least 1")
     numel = t.numel()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from ckpt_gui.core.chunks import (
     DEFAULT_CHUNK_ELEMS,
     PROGRESS_INTERVAL,
     CancelCheck,
+    compact,
     drain,
     map_chunks,
     to_work,
@@ -197,6 +198,7 @@ def _stats_steps(
     generator's return value is the ``TensorStats``."""
     if t.device.type != "cpu":
         raise ValueError("tensor_stats needs a CPU tensor")
+    t, repeat = compact(t)
     source = torch.float32 if t.is_quantized else t.dtype
     wdtype = work_dtype(source)
     size = min(chunk_elems, max(t.numel(), 1))
@@ -211,7 +213,28 @@ def _stats_steps(
     his = [r.int_hi for r in reducers if r.int_hi is not None]
     is_int = not (source.is_floating_point or source.is_complex)
     lo_hi = (min(los), max(his)) if los and his else None
-    return _finish(acc, t, is_int, lo_hi)
+    return _repeated(_finish(acc, t, is_int, lo_hi), repeat)
+
+
+def _repeated(s: TensorStats, k: int) -> TensorStats:
+    """The statistics of a tensor in which every element of the one ``s`` describes appears
+    ``k`` times (a broadcast view): extremes and mean stay, counts scale, and the spread
+    follows from the same sum of squared deviations counted ``k`` times."""
+    if k == 1:
+        return s
+    n = s.finite
+    m2 = (s.std or 0.0) ** 2 * (n - 1) if n > 1 else 0.0
+    total = n * k
+    return replace(
+        s,
+        numel=s.numel * k,
+        zeros=s.zeros * k,
+        nan=s.nan * k,
+        posinf=s.posinf * k,
+        neginf=s.neginf * k,
+        l2=None if s.l2 is None else s.l2 * math.sqrt(k),
+        std=math.sqrt(k * m2 / (total - 1)) if n and total > 1 else None,
+    )
 
 
 def _finish(

@@ -18,14 +18,14 @@ import ctypes
 import math
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from ckpt_gui.core.chunks import row_pieces
-from ckpt_gui.core.errors import Cancelled
+from ckpt_gui.core.chunks import broadcast_dims, compact, row_pieces
+from ckpt_gui.core.errors import Cancelled, CorruptError
 from ckpt_gui.core.tree import dtype_name
 
 # 256K elements: both sides' chunks and the scratch buffers stay in L2 while the sums reread them.
@@ -280,6 +280,7 @@ def diff_steps(
     chunk (a progress and cancel point); the generator's return value is the ``TensorDiff``."""
     if a.device.type != "cpu" or b.device.type != "cpu":
         raise ValueError("tensor diffs need CPU tensors")
+    a, b, repeat = _compact_pair(a, b)
     same_dtype = a.dtype == b.dtype and not a.is_quantized and not b.is_quantized
     src_a = torch.float32 if a.is_quantized else a.dtype
     src_b = torch.float32 if b.is_quantized else b.dtype
@@ -302,7 +303,7 @@ def diff_steps(
             done += ca.numel()
             yield done
     n = acc.compared
-    return TensorDiff(
+    diff = TensorDiff(
         numel=a.numel(),
         identical=identical,
         within_tolerance=identical or acc.within,
@@ -316,6 +317,43 @@ def diff_steps(
         dot=acc.ab,
         work_dtype=dtype_name(work),
         complex_magnitude=work.is_complex,
+    )
+    return _repeated(diff, repeat)
+
+
+# Beyond this, a broadcast view is compared only against one that repeats the same way.
+HUGE_BROADCAST_ELEMS = 1 << 28
+
+
+def _compact_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Both tensors without the repetition of shared broadcast dimensions, and how often each
+    compared element stands in them. Every metric follows exactly from the compact pair."""
+    dims_a, dims_b = broadcast_dims(a), broadcast_dims(b)
+    if dims_a and dims_a == dims_b:
+        (ca, repeat), (cb, _) = compact(a), compact(b)
+        return ca, cb, repeat
+    if (dims_a or dims_b) and a.numel() > HUGE_BROADCAST_ELEMS:
+        raise CorruptError(
+            f"a broadcast view of {a.numel():,} elements compared with a tensor laid out "
+            "differently; too large to compare element by element"
+        )
+    compact(a), compact(b)  # refuses views that overlap their storage beyond reason
+    return a, b, 1
+
+
+def _repeated(d: TensorDiff, k: int) -> TensorDiff:
+    if k == 1:
+        return d
+    root = math.sqrt(k)
+    return replace(
+        d,
+        numel=d.numel * k,
+        compared=d.compared * k,
+        nonfinite=d.nonfinite * k,
+        diff_l2=d.diff_l2 * root,
+        norm_a=d.norm_a * root,
+        norm_b=d.norm_b * root,
+        dot=d.dot * k,
     )
 
 

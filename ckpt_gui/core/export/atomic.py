@@ -103,9 +103,14 @@ class AtomicFile:
         except OSError as exc:
             raise write_error(self.destination, exc) from None
         self.path = Path(name)
-        if hasattr(os, "fchmod"):  # mkstemp makes the file private; give it a normal mode
-            os.fchmod(fd, 0o666 & ~_umask())
-        self.file = os.fdopen(fd, "wb")
+        try:
+            if hasattr(os, "fchmod"):  # mkstemp makes the file private; give it a normal mode
+                os.fchmod(fd, 0o666 & ~_umask())
+            self.file = os.fdopen(fd, "wb")
+        except BaseException:  # an interrupt here must not leave the file behind either
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
         return self
 
     def finish(self) -> None:

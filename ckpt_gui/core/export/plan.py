@@ -16,6 +16,10 @@ from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, assign_shards, estimate_size
 from ckpt_gui.core.tree import Node, dtype_from_name, join_key
+from ckpt_gui.core.units import human_bytes
+
+# A broadcast (stride-0) view bigger than this is only exported as the storage it views.
+MAX_EXPANDED_BYTES = 1 << 30
 
 MODES = ("params", "all")  # the model's state_dict only | the whole checkpoint (CPU copy)
 FORMATS = ("pt", "safetensors")
@@ -265,6 +269,22 @@ class _Walker:
             self.plan.problems.append(f"{node.key}: {dtype} cannot be stored in safetensors")
             return False
         nbytes = info.numel * dtype_from_name(dtype).itemsize
+        broadcast = info.stride is not None and any(
+            stride == 0 and size > 1 for size, stride in zip(info.shape, info.stride)
+        )
+        if (
+            broadcast
+            and nbytes > MAX_EXPANDED_BYTES
+            and (self.opts.format == "safetensors" or dtype != info.dtype)
+        ):
+            # torch.save keeps a broadcast view as its small storage; anything else would
+            # write (or cast) every repeated element.
+            self.drop(node, "a broadcast view too large to expand")
+            self.plan.problems.append(
+                f"{node.key}: a broadcast view of {info.numel:,} elements; writing it in full "
+                "would take " + human_bytes(nbytes) + " (export it as pt, without a dtype cast)"
+            )
+            return False
         self.plan.kept.append(KeptTensor(node.key, out_key, info.dtype, dtype, info.shape, nbytes))
         return True
 

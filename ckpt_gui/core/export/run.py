@@ -213,7 +213,10 @@ def _pt_object(plan: ExportPlan, ckpt: Checkpoint) -> Any:
 
 def _source_object(ckpt: Checkpoint) -> Any:
     if ckpt.format in ("torch-zip", "torch-legacy"):
-        obj, _ = load_torch_file(ckpt.path, mmap=ckpt.format == "torch-zip")
+        # A checkpoint opened with trust=True (the user's explicit decision) is loaded for real
+        # again; any other is loaded by torch's safe loader, which refuses what it refused before.
+        trusted = ckpt.view == "trusted"
+        obj, _ = load_torch_file(ckpt.path, mmap=ckpt.format == "torch-zip", trust=trusted)
         return obj
     return _object_from_tree(ckpt.root)
 
