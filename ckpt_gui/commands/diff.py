@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--all", action="store_true", help="list every key in the report, not the first 30"
     )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow running code from the files (only for files you trust)",
+    )
 
 
 def _tolerance(text: str) -> float:
@@ -86,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         match = parse_map(args.map) if args.map is not None else args.match
     except ValueError as exc:
         return fail(str(exc))
-    with open_checkpoint(args.a) as ckpt_a, open_checkpoint(args.b) as ckpt_b:
+    with (
+        open_checkpoint(args.a, trust=args.trust) as ckpt_a,
+        open_checkpoint(args.b, trust=args.trust) as ckpt_b,
+    ):
         report = diff_checkpoints(ckpt_a, ckpt_b, match=match, atol=args.atol, rtol=args.rtol)
         if report.failed:
             first = report.failed[0]

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Generator
 
-from ckpt_gui.core.export import CASTS, ExportOptions, ExportResult, iter_export, parse_size
+from ckpt_gui.core.export import (
+    CASTS,
+    ExportOptions,
+    ExportProgress,
+    ExportResult,
+    iter_export,
+    parse_size,
+)
 from ckpt_gui.core.export.plan import ExportError
+from ckpt_gui.core.reader import open_checkpoint
 
 HELP = "write a clean, verified copy: parameters only or a CPU copy, cast, filtered, sharded"
 
@@ -66,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --params-only: which state_dict to keep when the file has several "
         "(e.g. model_state_dict, ema; default: the model's)",
     )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow running code from the file (only for files you trust)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
@@ -94,7 +108,19 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    steps = iter_export(args.src, args.dst, options)
+    with open_checkpoint(args.src, trust=args.trust) as ckpt:
+        result = _drain(iter_export(ckpt, args.dst, options))
+    print("\n".join(result.describe()))
+    plan = result.plan
+    others = [c for c in plan.candidates if c != plan.state_dict]
+    if options.mode == "params" and others:
+        names = ", ".join(repr(c) for c in others)
+        print(f"note: the file also holds {names}; choose one with --state-dict")
+    return 0
+
+
+def _drain(steps: Generator[ExportProgress, None, ExportResult]) -> ExportResult:
+    """Run the export, showing progress on a terminal."""
     show = sys.stderr.isatty()
     try:
         while True:
@@ -109,10 +135,4 @@ def run(args: argparse.Namespace) -> int:
         steps.close()  # on Ctrl-C: removes the temporary file now, not at garbage collection
     if show:
         print("\r" + " " * 20 + "\r", end="", file=sys.stderr)
-    print("\n".join(result.describe()))
-    plan = result.plan
-    others = [c for c in plan.candidates if c != plan.state_dict]
-    if options.mode == "params" and others:
-        names = ", ".join(repr(c) for c in others)
-        print(f"note: the file also holds {names}; choose one with --state-dict")
-    return 0
+    return result

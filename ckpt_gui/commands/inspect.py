@@ -16,10 +16,15 @@ HELP = "the tree: keys, dtypes, shapes, sizes, values, totals"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow running code from the file (only for files you trust)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_checkpoint(args.path) as ckpt:
+    with open_checkpoint(args.path, trust=args.trust) as ckpt:
         if args.json:
             print_json(inspect_json(ckpt))
         else:
@@ -55,6 +60,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
         "path": str(ckpt.path),
         "format": ckpt.format,
         "kind": ckpt.kind,
+        "view": ckpt.view,
         "size_on_disk": ckpt.size_on_disk,
         "tensors": tensors,
         "values": values,

@@ -22,10 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--filter", metavar="GLOB", help="only tensors whose key matches, e.g. '*.weight'"
     )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow running code from the file (only for files you trust)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_checkpoint(args.path) as ckpt:
+    with open_checkpoint(args.path, trust=args.trust) as ckpt:
         nodes = [
             n for n in ckpt.tensors() if args.filter is None or fnmatchcase(n.key, args.filter)
         ]

@@ -55,11 +55,15 @@ def build_window(args: argparse.Namespace) -> MainWindow:
         from ckpt_gui.core.demo import write_demo
 
         paths.append(write_demo())
-    for path in paths:
+    # --trust applies to the paths on this command line only, never to files opened later.
+    trust = bool(getattr(args, "trust", False))
+    for path in args.paths or []:
+        window.open_path(path, trust=trust)
+    for path in paths[len(args.paths or []) :]:  # the demo: written by us, never trusted
         window.open_path(path)
     if args.compare:
         a, b = args.compare
-        window.open_compare(a, b)
+        window.open_compare(a, b, trust=trust)
     return window
 
 

@@ -133,6 +133,9 @@ class MainWindow(QMainWindow):
         )
         view_menu.addAction(self.expand_action)
         view_menu.addAction(self.collapse_action)
+        view_menu.addSeparator()
+        self.scan_action = self._action("&Scan Report…", self.scan_report, "Ctrl+Shift+S")
+        view_menu.addAction(self.scan_action)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -147,14 +150,15 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("Clear list").triggered.connect(recent.forget_all)
 
     # --- opening ----------------------------------------------------------------------------
-    def open_path(self, path: str | Path) -> CheckpointView:
-        """Open ``path`` in a new tab (or show the tab that already has it)."""
+    def open_path(self, path: str | Path, *, trust: bool = False) -> CheckpointView:
+        """Open ``path`` in a new tab (or show the tab that already has it). ``trust=True``
+        allows a real load: only ``--trust`` on the command line passes it."""
         path = Path(path)
         for view in self.views():
             if view.path.resolve() == path.resolve():
                 self.tabs.setCurrentWidget(view)
                 return view
-        view = CheckpointView(path)
+        view = CheckpointView(path, trust=trust)
         view.progress.connect(lambda *_: self._sync_status(view))
         view.state_changed.connect(lambda _: self._sync_status(view))
         view.loaded.connect(lambda: recent.remember(view.path))
@@ -165,9 +169,9 @@ class MainWindow(QMainWindow):
         view.start()
         return view
 
-    def open_compare(self, a: str | Path, b: str | Path) -> CompareView:
-        """Compare ``a`` with ``b`` in a new tab."""
-        page = CompareView(Path(a), Path(b))
+    def open_compare(self, a: str | Path, b: str | Path, *, trust: bool = False) -> CompareView:
+        """Compare ``a`` with ``b`` in a new tab (``trust``: as for ``open_path``)."""
+        page = CompareView(Path(a), Path(b), trust=trust)
         page.progress.connect(lambda *_: self._sync_status(page))
         page.state_changed.connect(lambda _: self._sync_status(page))
         index = self.tabs.addTab(page, page.title())
@@ -187,7 +191,12 @@ class MainWindow(QMainWindow):
             self, f"Compare {view.path.name} with", str(view.path.parent), FILE_FILTERS
         )
         if path:
-            self.open_compare(view.path, path)
+            self.compare_current_with(path)
+
+    def compare_current_with(self, path: str | Path) -> CompareView | None:
+        """Compare the current checkpoint (A) with ``path`` (B) in a new tab."""
+        view = self.current_view()
+        return None if view is None else self.open_compare(view.path, path)
 
     def export_dialog(self) -> None:
         """File > Export Cleaned Copy… for the current checkpoint."""
@@ -275,6 +284,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"Copied {len(keys)} key{'s' if len(keys) > 1 else ''}", 3000
             )
+
+    def scan_report(self) -> None:
+        """View > Scan Report…: every global the current file's pickles name, with a verdict."""
+        view = self.current_view()
+        if view is None:
+            what = "a checkpoint tab" if self.current_page() is not None else "a checkpoint"
+            self.statusBar().showMessage(f"Open {what} first, then ask for its scan report", 4000)
+            return
+        view.show_scan_report()
 
     def focus_filter(self) -> None:
         view = self.current_view()

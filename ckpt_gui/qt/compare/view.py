@@ -54,13 +54,13 @@ LOADING, COMPARING, READY = "loading", "comparing", "ready"
 FAILED, CANCELLED = "failed", "cancelled"
 
 
-def open_pair(a: Path, b: Path) -> tuple[Checkpoint, Checkpoint]:
-    """Open both files (on a worker); A is closed again when B fails."""
+def open_pair(a: Path, b: Path, trust: bool = False) -> tuple[Checkpoint, Checkpoint]:
+    """Open both files (on a worker); A is closed again when B fails. ``trust``: ``--trust``."""
     from ckpt_gui.core.reader import open_checkpoint
 
-    ckpt_a = open_checkpoint(a)
+    ckpt_a = open_checkpoint(a, trust=trust)
     try:
-        return ckpt_a, open_checkpoint(b)
+        return ckpt_a, open_checkpoint(b, trust=trust)
     except BaseException:
         ckpt_a.close()
         raise
@@ -82,10 +82,16 @@ class CompareView(QWidget):
     compare_finished = Signal()
 
     def __init__(
-        self, path_a: str | Path, path_b: str | Path, parent: QWidget | None = None
+        self,
+        path_a: str | Path,
+        path_b: str | Path,
+        parent: QWidget | None = None,
+        *,
+        trust: bool = False,
     ) -> None:
         super().__init__(parent)
         self.path_a, self.path_b = Path(path_a), Path(path_b)
+        self.trust = trust
         self.checkpoints: tuple[Checkpoint, Checkpoint] | None = None
         self.report: DiffReport | None = None
         self.match: str | KeyMatch = "auto"
@@ -192,8 +198,10 @@ class CompareView(QWidget):
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
         self.progress.emit(f"Opening {self.title()}…", 0, 0)
-        a, b = self.path_a, self.path_b
-        worker = workers.Worker(lambda: workers.run_call(lambda: open_pair(a, b)), _close_pair)
+        a, b, trust = self.path_a, self.path_b, self.trust
+        worker = workers.Worker(
+            lambda: workers.run_call(lambda: open_pair(a, b, trust)), _close_pair
+        )
         worker.finished.connect(self._on_opened)
         worker.failed.connect(self._on_open_failed)
         self._open_worker = worker
@@ -201,6 +209,9 @@ class CompareView(QWidget):
 
     def set_paths(self, path_a: str | Path, path_b: str | Path) -> None:
         """Compare other files (a drop, Swap, or File > Compare With…)."""
+        new = {Path(path_a).resolve(), Path(path_b).resolve()}
+        if new != {self.path_a.resolve(), self.path_b.resolve()}:
+            self.trust = False  # --trust named the files on the command line, not these
         self.path_a, self.path_b = Path(path_a), Path(path_b)
         self.start()
 

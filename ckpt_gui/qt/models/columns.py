@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.formatting import (
     ROLE_SHORT,
     format_bytes,
@@ -28,7 +29,10 @@ class Column:
 COLUMNS = (
     Column("Name", False, "Name of the entry; dotted state_dict keys are grouped by module"),
     Column(
-        "Value", False, "Plain values; the parameter an optimizer state belongs to; tied storage"
+        "Value",
+        False,
+        "Plain values; the parameter an optimizer state belongs to; tied storage; "
+        "⚠ what a real load would import and call",
     ),
     Column("Role", False, "parameter, buffer or optimizer state; what a container holds"),
     Column("Dtype", False, "Element type, and the device the tensor was saved on when not the CPU"),
@@ -94,10 +98,24 @@ def dtype_text(item: Item) -> str:
     return item.dtype
 
 
+def standin_text(node: Node) -> str:
+    """``⚠ gone.Net(…)`` for an object the pickle would build by calling ``gone.Net``,
+    ``⚠ gone.helper`` for a bare reference to it."""
+    called = node.kind == "object"
+    return f"⚠ {node.standin}{'(…)' if called else ''}"
+
+
+def standin_tooltip(node: Node) -> str:
+    what = "import and call" if node.kind == "object" else "import"
+    return f"Loading this file for real would {what} {node.standin}"
+
+
 def value_text(item: Item, stats: Any) -> str:
     node = item.node
     if node is None:
         return ""
+    if node.standin:
+        return standin_text(node)
     if node.kind == "value" or (node.kind == "list" and node.value is not None):
         return format_value(node.value)
     notes = []

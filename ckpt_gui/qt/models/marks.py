@@ -1,4 +1,5 @@
-"""Marks that draw the eye to a row: NaN/Inf, all zeros, tied storage, saved on a GPU.
+"""Marks that draw the eye to a row: NaN/Inf, all zeros, tied storage, saved on a GPU, and the
+stand-ins of the structural view (what a real load would import and call).
 
 Each mark is a coloured dot in the name column; the legend under the tree names the colours.
 """
@@ -13,12 +14,14 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 
+STANDIN_COLOUR = "#e65100"
 # Order matters: dots are drawn left to right in this order.
 MARKS = {
     "nonfinite": ("#d32f2f", "NaN/Inf"),
     "zero": ("#9e9e9e", "all zeros"),
     "tied": ("#1e88e5", "tied storage"),
     "gpu": ("#8e24aa", "saved on GPU"),
+    "standin": (STANDIN_COLOUR, "stand-in: a real load would run code"),
 }
 _DOT = 8
 _GAP = 3
@@ -38,6 +41,8 @@ def marks_of(item: Item, stats: Any) -> tuple[str, ...]:
             found.append("tied")
         if node.tensor.device not in ("cpu", "meta"):
             found.append("gpu")
+    if node is not None and node.standin:
+        found.append("standin")
     return tuple(found)
 
 
@@ -49,6 +54,8 @@ def marks_tooltip(marks: tuple[str, ...], item: Item) -> list[str]:
             lines.append(f"shares storage with {node.shares_storage_with}")
         elif mark == "gpu" and node is not None and node.tensor is not None:
             lines.append(f"saved on {node.tensor.device}")
+        elif mark == "standin" and node is not None:
+            lines.append(col.standin_tooltip(node))
         else:
             lines.append(MARKS[mark][1])
     return lines

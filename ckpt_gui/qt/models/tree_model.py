@@ -21,7 +21,7 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
-from ckpt_gui.qt.models.marks import mark_icon, marks_of, marks_tooltip
+from ckpt_gui.qt.models.marks import STANDIN_COLOUR, mark_icon, marks_of, marks_tooltip
 from ckpt_gui.qt.models.rollup import combine
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -43,6 +43,7 @@ RED_BACKGROUND = QColor(198, 40, 40, 38)
 GREY = QColor("#8a8a8a")
 BLUE = QColor("#1565c0")
 PURPLE = QColor("#7b1fa2")
+AMBER = QColor(STANDIN_COLOUR)
 
 _Index = QModelIndex | QPersistentModelIndex
 NO_PARENT = QModelIndex()  # an immutable value: safe as a default argument
@@ -65,6 +66,7 @@ class CheckpointModel(QAbstractItemModel):
             "grey": QBrush(GREY),
             "purple": QBrush(PURPLE),
             "blue": QBrush(BLUE),
+            "amber": QBrush(AMBER),
         }
         self._red_background = QBrush(RED_BACKGROUND)
 
@@ -208,6 +210,8 @@ class CheckpointModel(QAbstractItemModel):
         if item.is_tensor and col.is_all_zero(stats):
             return self._brushes["grey"]
         node = item.node
+        if column == col.VALUE and node is not None and node.standin:
+            return self._brushes["amber"]
         if column == col.DTYPE and node is not None and node.tensor is not None:
             if node.tensor.device != "cpu":
                 return self._brushes["purple"]
@@ -223,6 +227,8 @@ class CheckpointModel(QAbstractItemModel):
             lines += marks_tooltip(marks_of(item, self.stats_of(item)), item)
             return "\n".join(lines)
         node = item.node
+        if column == col.VALUE and node is not None and node.standin:
+            return col.standin_tooltip(node)
         if column == col.VALUE and node is not None and node.shares_storage_with:
             return f"shares storage with {node.shares_storage_with}"
         text = col.display(item, column, self.stats_of(item))

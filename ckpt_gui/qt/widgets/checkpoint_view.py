@@ -1,5 +1,6 @@
 """``CheckpointView``: one tab. Opens a file on a worker, shows the tree as soon as the structure
-is read, then fills in statistics row by row."""
+is read, then fills in statistics row by row. A banner says when the file was read in the
+structural view (or trusted); the scan report and the trust dialog open from it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.qt import stats_feed, workers
 from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item, build_items
 from ckpt_gui.qt.models.tree_model import CheckpointModel
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
+from ckpt_gui.qt.widgets.safety_banner import SafetyBanner
+from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
 from ckpt_gui.qt.widgets.summary_bar import SummaryBar
 from ckpt_gui.qt.widgets.tree_panel import TreePanel
+from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from ckpt_gui.qt.widgets.values import ValuesPanel
 
 # Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
@@ -32,10 +37,10 @@ FIRST_PAINT_MS = 60  # progress is in bytes, which overflow a QProgressBar's int
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
-def _open(path: Path) -> tuple[Checkpoint, Item]:
+def _open(path: Path, trust: bool) -> tuple[Checkpoint, Item]:
     from ckpt_gui.core.reader import open_checkpoint
 
-    ckpt = open_checkpoint(path)
+    ckpt = open_checkpoint(path, trust=trust)
     try:
         return ckpt, build_items(ckpt.root)
     except BaseException:
@@ -63,9 +68,15 @@ class CheckpointView(QWidget):
     load_failed = Signal(str)
     stats_finished = Signal()
 
-    def __init__(self, path: str | Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, path: str | Path, parent: QWidget | None = None, *, trust: bool = False
+    ) -> None:
+        """``trust=True`` (``--trust``, or the trust dialog accepted) allows a real load."""
         super().__init__(parent)
         self.path = Path(path)
+        self.trust = trust
+        self.scan_dialog: ScanReportDialog | None = None
+        self.trust_dialog: TrustDialog | None = None
         self.checkpoint: Checkpoint | None = None
         self.model: CheckpointModel | None = None
         self.state = LOADING
@@ -75,6 +86,9 @@ class CheckpointView(QWidget):
         self._stats_failures = 0
         self._progress: tuple[str, int, int] = ("", 0, 0)
 
+        self.banner = SafetyBanner()
+        self.banner.scan_requested.connect(self.show_scan_report)
+        self.banner.trust_requested.connect(self.ask_trust)
         self.summary = SummaryBar()
         self.tree = TreePanel()
         self.details = DetailsPanel()
@@ -98,6 +112,7 @@ class CheckpointView(QWidget):
         content_layout = QVBoxLayout(content)
         content_layout.setContentsMargins(0, 0, 0, 0)
         content_layout.setSpacing(0)
+        content_layout.addWidget(self.banner)
         content_layout.addWidget(self.summary)
         content_layout.addWidget(self.splitter, 1)
 
@@ -151,9 +166,9 @@ class CheckpointView(QWidget):
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
         self._report(f"Opening {self.title()}…", 0, 0)
-        path = self.path
+        path, trust = self.path, self.trust
         worker = workers.Worker(
-            lambda: workers.run_call(lambda: _open(path)), discard=_close_result
+            lambda: workers.run_call(lambda: _open(path, trust)), discard=_close_result
         )
         worker.finished.connect(self._on_loaded)
         worker.failed.connect(self._on_load_failed)
@@ -180,6 +195,8 @@ class CheckpointView(QWidget):
         self._stop_workers(wait=True, wait_s=wait_s)
         self.histogram.shutdown(wait_s)
         self.values.shutdown(wait_s)
+        if self.scan_dialog is not None:
+            self.scan_dialog.shutdown(wait_s)
         self._release_checkpoint()
 
     def select_largest_tensor(self) -> Item | None:
@@ -199,6 +216,11 @@ class CheckpointView(QWidget):
         self.model = CheckpointModel(root, self)
         self.tree.set_model(self.model)
         self.summary.set_checkpoint(self.checkpoint)
+        self.banner.set_checkpoint(self.checkpoint)
+        if self.checkpoint.view == "structural":
+            self.tree.show_standins([col.standin_text(n) for n in _nodes(root) if n.standin])
+        else:
+            self.tree.show_standins([])
         self.stack.setCurrentWidget(self._content)
         self.details.show_item(None, None)
         self._set_state(STATS)
@@ -215,6 +237,38 @@ class CheckpointView(QWidget):
         self._set_state(FAILED)
         self._report("", 0, 0)
         self.load_failed.emit(line)
+
+    # --- safety -----------------------------------------------------------------------------
+    def show_scan_report(self) -> ScanReportDialog:
+        """The scan report of this file in a non-modal dialog: the one made while opening, or a
+        fresh scan on a worker (files with no pickle, files that failed to open)."""
+        if self.scan_dialog is not None:
+            self.scan_dialog.shutdown()
+            self.scan_dialog.close()
+        report = self.checkpoint.scan if self.checkpoint is not None else None
+        self.scan_dialog = ScanReportDialog(self.path, report, self)
+        self.scan_dialog.show()
+        self.scan_dialog.raise_()
+        return self.scan_dialog
+
+    def ask_trust(self) -> TrustDialog | None:
+        """The trust dialog (window-modal); only its destructive button reloads trusted."""
+        if self.checkpoint is None or self.checkpoint.view != "structural":
+            return None
+        dialog = TrustDialog(self.path, self.checkpoint.scan, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(self._load_trusted)
+        dialog.finished.connect(self._forget_trust_dialog)
+        self.trust_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _forget_trust_dialog(self) -> None:
+        self.trust_dialog = None
+
+    def _load_trusted(self) -> None:
+        self.trust = True  # this tab's decision: Reload keeps it, other tabs never see it
+        self.start()
 
     # --- statistics -------------------------------------------------------------------------
     def _start_stats_if_current(self) -> None:
@@ -315,6 +369,11 @@ class CheckpointView(QWidget):
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None
+
+
+def _nodes(root: Item) -> list[Any]:
+    """The core nodes of every visible row (not the invisible root's)."""
+    return [it.node for it in root.walk() if it.node is not None and it is not root]
 
 
 def _close_result(result: object) -> None:

@@ -57,7 +57,11 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         rows.append(("kind", node.kind))
         if node.label:
             rows.append(("recognised as", node.label))
-        if node.kind == "value" or node.value is not None:
+        if node.standin:  # the structural view's made-up object: no real value to show
+            rows.append(("stands in for", node.standin))
+            what = "import and call" if node.kind == "object" else "import"
+            rows.append(("a real load would", f"{what} {node.standin}"))
+        elif node.kind == "value" or node.value is not None:
             rows.append(("value", repr(node.value)))
             rows.append(("type", type(node.value).__name__))
     if node is not None and node.param:

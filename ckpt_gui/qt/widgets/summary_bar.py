@@ -73,8 +73,11 @@ class SummaryBar(QFrame):
             if not dtypes
             else f"{totals} &nbsp;&nbsp;<span style='color:gray'>|</span>&nbsp;&nbsp; {dtypes}"
         )
-        if ckpt.notes:
-            notes = escape("; ".join(ckpt.notes))
+        notes_shown = ckpt.notes
+        if ckpt.view in ("structural", "trusted"):
+            notes_shown = ckpt.notes[1:]  # the first says how it was read: the banner says it
+        if notes_shown:
+            notes = escape("; ".join(notes_shown))
             text += f"<br><span style='color:gray'>{notes}</span>"
         self._totals.setText(text)
 

@@ -44,6 +44,7 @@ COLUMN_WIDTHS = {
 }
 
 
+MAX_STANDIN_WIDTH = 300
 RESORT_COLUMNS = (col.VALUE, *col.STAT_COLUMNS)
 RESORT_LIMIT = 5000  # past this many rows, a stats-sorted tree re-sorts only when stats finish
 
@@ -96,7 +97,20 @@ class TreePanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.filter_error)
         layout.addWidget(self.view, 1)
-        layout.addWidget(_legend())
+        # The stand-in entry shows only for trees that have stand-ins (the structural view).
+        self.standin_legend = _legend(("standin",))
+        self.standin_legend.setToolTip(
+            "A row the structural view made up for a class or function the file names: "
+            "a real load would import and call it"
+        )
+        self.standin_legend.setVisible(False)
+        legends = QHBoxLayout()
+        legends.setContentsMargins(0, 0, 0, 0)
+        legends.setSpacing(14)
+        legends.addWidget(_legend(tuple(m for m in MARKS if m != "standin")))
+        legends.addWidget(self.standin_legend)
+        legends.addStretch(1)
+        layout.addLayout(legends)
 
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.mode_box.currentIndexChanged.connect(self._apply_filter)
@@ -130,6 +144,16 @@ class TreePanel(QWidget):
         column = self.proxy.sortColumn()
         if column in RESORT_COLUMNS and (final or model.stats_count() <= RESORT_LIMIT):
             self.proxy.sort(column, self.proxy.sortOrder())
+
+    def show_standins(self, texts: list[str]) -> None:
+        """Show the stand-in legend when ``texts`` (their Value cells) is not empty, and widen
+        the Value column so the names they stand for read in full."""
+        self.standin_legend.setVisible(bool(texts))
+        if texts:
+            metrics = self.view.fontMetrics()
+            widest = max(metrics.horizontalAdvance(t) for t in texts) + 16
+            width = min(max(widest, COLUMN_WIDTHS[col.VALUE]), MAX_STANDIN_WIDTH)
+            self.view.setColumnWidth(col.VALUE, width)
 
     def model(self) -> CheckpointModel | None:
         source = self.proxy.sourceModel()
@@ -203,10 +227,9 @@ def _tool_button(text: str, slot: object) -> QToolButton:
     return button
 
 
-def _legend() -> QLabel:
+def _legend(marks: tuple[str, ...]) -> QLabel:
     dots = " &nbsp; ".join(
-        f"<span style='color:{colour}; font-size:large'>●</span> {name}"
-        for colour, name in MARKS.values()
+        f"<span style='color:{MARKS[m][0]}; font-size:large'>●</span> {MARKS[m][1]}" for m in marks
     )
     label = QLabel(f"<span style='color:gray'>{dots}</span>")
     label.setTextFormat(Qt.TextFormat.RichText)

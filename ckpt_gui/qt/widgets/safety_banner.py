@@ -1,0 +1,125 @@
+"""``SafetyBanner``: one line above the tree that says how a pickle-based file was read, when that
+matters. Amber for the structural view (nothing from the file ran), red for a trusted load (code
+from the file was allowed to run). Hidden for files torch's safe loader read on its own.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QTextDocument
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+
+from ckpt_gui.core.checkpoint import Checkpoint
+
+VERDICT_COLOURS = {"unsafe": "#c62828", "unknown": "#a15c00", "safe": "#2e7d32"}
+SHOWN_NAMES = 3  # globals named in the banner itself; the scan report lists them all
+_STYLES = {
+    "structural": ("#fff4dc", "#e0a526", "#5c3c00"),  # background, border, text
+    "trusted": ("#fdecea", "#d32f2f", "#7f1010"),
+}
+
+
+def qualname(ref: Any) -> str:
+    """``module.name`` of a scan report's ``GlobalRef``."""
+    return f"{ref.module}.{ref.name}"
+
+
+def flagged_globals(report: Any) -> list[Any]:
+    """The globals torch's safe loader does not allow, one per name: unsafe ones first."""
+    seen: dict[str, Any] = {}
+    for ref in getattr(report, "globals", None) or []:
+        if ref.verdict != "safe":
+            seen.setdefault(qualname(ref), ref)
+    return sorted(seen.values(), key=lambda r: r.verdict != "unsafe")
+
+
+def names_html(refs: list[Any], limit: int = SHOWN_NAMES) -> str:
+    """``posix.system, gone.Net and 2 more``, each name in its verdict's colour."""
+    shown = [
+        f"<b style='color:{VERDICT_COLOURS.get(r.verdict, '#000')}'>{escape(qualname(r))}</b>"
+        for r in refs[:limit]
+    ]
+    more = len(refs) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def banner_html(ckpt: Checkpoint) -> str:
+    """The banner's line for ``ckpt``, or ``""`` when it needs none."""
+    refs = flagged_globals(ckpt.scan)
+    count = f"{len(refs)} global{'s' * (len(refs) != 1)}"
+    names = f" It names {count} torch does not allow: {names_html(refs)}." if refs else ""
+    if ckpt.view == "structural":
+        if ckpt.format == "torchscript":
+            what = "a TorchScript archive, read without compiling or running any of its code."
+        else:
+            what = (
+                "torch's safe loader refused this file; it was read without running any code "
+                "from it."
+            )
+        return f"<b>Structural view:</b> {what}{names}"
+    if ckpt.view == "trusted":
+        return (
+            "<b>Trusted load:</b> code from this file was allowed to run, as you asked. "
+            f"Values show the real objects it built.{names}"
+        )
+    return ""
+
+
+class SafetyBanner(QFrame):
+    """The banner; ``scan_requested`` and ``trust_requested`` come from its buttons."""
+
+    scan_requested = Signal()
+    trust_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("safetyBanner")
+        self.view = ""
+        self._icon = QLabel("⚠")
+        self._label = QLabel()
+        self._label.setTextFormat(Qt.TextFormat.RichText)
+        self._label.setWordWrap(True)
+        self._label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.scan_button = QPushButton("Scan report…")
+        self.scan_button.setToolTip("Every global the file's pickles name, with a verdict")
+        self.scan_button.clicked.connect(self.scan_requested)
+        self.trust_button = QPushButton("Load with code execution…")
+        self.trust_button.setToolTip(
+            "Load the file for real with torch.load(weights_only=False); asks first"
+        )
+        self.trust_button.clicked.connect(self.trust_requested)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 5, 8, 5)
+        layout.setSpacing(8)
+        layout.addWidget(self._icon, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(self._label, 1)
+        layout.addWidget(self.scan_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        layout.addWidget(self.trust_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.setVisible(False)
+
+    def set_checkpoint(self, ckpt: Checkpoint | None) -> None:
+        """Show the banner ``ckpt`` needs, or hide it."""
+        html = banner_html(ckpt) if ckpt is not None else ""
+        self.view = ckpt.view if ckpt is not None and html else ""
+        self.setVisible(bool(html))
+        if not html:
+            return
+        assert ckpt is not None
+        background, border, text = _STYLES[self.view]
+        self.setStyleSheet(
+            f"#safetyBanner {{ background: {background}; border-bottom: 1px solid {border}; }}"
+            f" #safetyBanner QLabel {{ color: {text}; background: transparent; }}"
+        )
+        self._icon.setStyleSheet(f"color: {border}; font-size: 16pt; background: transparent;")
+        self._label.setText(html)
+        # TorchScript is never handed to torch.load, trusted or not: it would compile its code.
+        self.trust_button.setVisible(self.view == "structural" and ckpt.format != "torchscript")
+
+    def text(self) -> str:
+        """The banner's line as plain text (what a user reads)."""
+        doc = QTextDocument()
+        doc.setHtml(self._label.text())
+        return doc.toPlainText()

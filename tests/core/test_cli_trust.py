@@ -1,0 +1,90 @@
+"""``--trust`` on the headless commands: a real load only when it is on the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ckpt_gui.cli import main
+from ckpt_gui.core.reader import open_checkpoint
+
+TRUST_HELP = "allow running code from the file (only for files you trust)"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    lr: float = 0.1
+    layers: int = 2
+
+
+def config_file(path: Path, lr: float = 0.5) -> Path:
+    """torch's safe loader refuses it (a dataclass from this module); a real load can rebuild it."""
+    torch.manual_seed(0)
+    torch.save({"config": RunConfig(lr=lr), "w": torch.randn(3, 4), "epoch": 2}, path)
+    return path
+
+
+def run_json(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return code, json.loads(out.out) if out.out.strip() else {}
+
+
+def test_inspect_trust_is_a_real_load(tmp_path: Path, capsys) -> None:
+    path = config_file(tmp_path / "cfg.pt")
+    code, plain = run_json(capsys, "inspect", str(path), "--json")
+    assert code == 0 and plain["view"] == "structural"
+    code, trusted = run_json(capsys, "inspect", "--trust", str(path), "--json")
+    assert code == 0 and trusted["view"] == "trusted"
+    config = next(v for v in trusted["values"] if v["key"] == "config")
+    assert config["value"] == "RunConfig(lr=0.5, layers=2)"  # the object its class built
+    assert [t["key"] for t in trusted["tensors"]] == ["w"]
+    sd = config_file(tmp_path / "sd.pt")
+    torch.save({"w": torch.ones(2)}, sd)
+    code, safe = run_json(capsys, "inspect", str(sd), "--json", "--trust")
+    assert code == 0 and safe["view"] == "weights_only"  # trust is never needed for these
+
+
+def test_stats_and_diff_trust(tmp_path: Path, capsys) -> None:
+    a = config_file(tmp_path / "a.pt", lr=0.5)
+    b = config_file(tmp_path / "b.pt", lr=0.25)
+    code, stats = run_json(capsys, "stats", "--trust", str(a), "--json")
+    assert code == 0
+    w = torch.load(a, weights_only=False)["w"]
+    assert stats["tensors"][0]["key"] == "w"
+    assert stats["tensors"][0]["max"] == pytest.approx(w.max().item())
+    code, diff = run_json(capsys, "diff", "--trust", str(a), str(b), "--json")
+    assert code == 1  # the configs differ
+    assert diff["identical"] == ["w"]
+    changed = {v["key"]: v for v in diff["values_changed"]}
+    assert changed["config"]["a"] == "RunConfig(lr=0.5, layers=2)"
+    assert changed["config"]["b"] == "RunConfig(lr=0.25, layers=2)"
+
+
+def test_export_cpu_copy_needs_trust_for_a_refused_file(tmp_path: Path, capsys) -> None:
+    src = config_file(tmp_path / "cfg.pt")
+    out = tmp_path / "copy.pt"
+    assert main(["export", str(src), str(out), "--cpu-copy"]) == 2
+    assert "refused" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "--trust", str(src), str(out), "--cpu-copy"]) == 0
+    capsys.readouterr()
+    with open_checkpoint(out) as copy:  # read back without trust: the structural view
+        assert copy.view == "structural"
+        assert copy.find("config").standin == f"{__name__}.RunConfig"
+        assert copy.find("config.lr").value == 0.5
+        assert torch.equal(copy.find("w").load(), torch.load(src, weights_only=False)["w"])
+
+
+@pytest.mark.parametrize("command", ["inspect", "stats", "diff", "export"])
+def test_trust_is_documented_in_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    expected = TRUST_HELP.replace("the file", "the files") if command == "diff" else TRUST_HELP
+    assert f"--trust {expected}" in help_text
