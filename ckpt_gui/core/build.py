@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_entries
+from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_items
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_name, join_key
 
 MAX_DEPTH = 200  # deeper nesting than this is not a checkpoint anyone wrote by hand
@@ -99,7 +99,8 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
             on_path.discard(id(value))
         if buffers is not None:  # a pickled module: roles are known exactly
             for child in node.children:
-                child.role = "buffer" if child.name in buffers else "parameter"
+                if child.kind == "tensor":
+                    child.role = "buffer" if child.name in buffers else "parameter"
         if node.kind == "list" and all(c.kind == "value" for c in node.children):
             node.value = _short_repr([c.value for c in node.children])
         return node
@@ -117,10 +118,10 @@ def _standin_node(
     and state."""
     node = Node(name=name, key=key, kind="object", standin=obj.qualname)
     if is_module(obj):
-        entries = module_entries(obj)
+        items, buffers = module_items(obj)
         node.value = f"<module {obj.qualname}>"
-        node.label = "model"
-        return node, [(k, t) for k, t, _ in entries], {k for k, _, buf in entries if buf}
+        node.label = "module"  # recognise() names the outermost one of a tree "model"
+        return node, items, buffers
     node.value = f"<{obj.qualname}>"
     items: list[tuple[Any, Any]] = []
     if obj.args:

@@ -68,8 +68,11 @@ def recognise(root: Node) -> str:
     for opt in optimizers:
         opt.label = "optimizer"
     models = [n for n in root.walk() if is_state_dict(n) and not _inside(n, optimizers)]
-    # Pickled nn.Modules (structural view) already carry exact roles.
-    modules = [n for n in root.walk() if n.kind == "object" and n.label == "model"]
+    # Pickled nn.Modules (structural view) already carry exact roles; the outermost of each
+    # module tree is a model, the ones inside it its submodules.
+    modules = [n for n in root.walk() if n.label == "module" and not _in_module(n)]
+    for module in modules:
+        module.label = "model"
     for model in models:
         lowered = model.name.lower()
         model.label = "EMA" if any(m in lowered for m in EMA_MARKERS) else "model"
@@ -100,6 +103,10 @@ def _kind(root: Node, optimizers: list[Node], models: list[Node]) -> str:
     if models:
         return "collection of state_dicts"
     return "object"
+
+
+def _in_module(node: Node) -> bool:
+    return node.parent is not None and node.parent.label in ("module", "model")
 
 
 def _inside(node: Node, ancestors: list[Node]) -> bool:
@@ -155,9 +162,7 @@ def map_optimizer_ids(opt: Node, model: Node) -> bool:
             return False
         ids.extend(str(p.value) for p in params.children)
     candidates = [
-        c
-        for c in model.children
-        if c.kind == "tensor" and c.role == "parameter" and c.shares_storage_with is None
+        c for c in model.tensors() if c.role == "parameter" and c.shares_storage_with is None
     ]
     if len(candidates) != len(ids):
         opt.label = "optimizer"
@@ -172,7 +177,7 @@ def map_optimizer_ids(opt: Node, model: Node) -> bool:
             if t.tensor.shape and t.tensor.shape != param.tensor.shape:
                 return False
     for entry in state.children:
-        name = by_id[entry.name].name
+        name = _relative(by_id[entry.name], model)
         entry.param = name
         for t in entry.walk():
             t.param = name
@@ -180,5 +185,10 @@ def map_optimizer_ids(opt: Node, model: Node) -> bool:
         params = group.child("params")
         assert params is not None
         for p in params.children:
-            p.param = by_id[str(p.value)].name
+            p.param = _relative(by_id[str(p.value)], model)
     return True
+
+
+def _relative(node: Node, model: Node) -> str:
+    """``node``'s key inside ``model``: the parameter name a state_dict would use."""
+    return node.key[len(model.key) + 1 :] if model.key else node.key

@@ -40,6 +40,11 @@ def test_whole_model_with_unimportable_class_opens_structurally(tmp_path: Path) 
             assert torch.equal(node.load(), expected[node.key])
             assert node.tensor.shape == tuple(expected[node.key].shape)
         assert ckpt.find("bn.running_mean").role == "buffer"
+        # the module tree, each module with the class a real load would have imported
+        linear1 = ckpt.find("linear1")
+        assert linear1.kind == "object" and linear1.label == "module"
+        assert linear1.standin == "torch.nn.modules.linear.Linear"
+        assert [c.name for c in linear1.children] == ["weight", "bias"]
         assert ckpt.find("linear1.weight").role == "parameter"
         assert any("structural view" in n and "gone_module_xyz.TinyNet" in n for n in ckpt.notes)
         assert {g.module for g in ckpt.scan.globals} >= {"gone_module_xyz"}
@@ -69,6 +74,17 @@ def test_training_checkpoint_with_custom_class_and_numpy_scalar(tmp_path: Path) 
         assert torch.equal(
             ckpt.find("model_state_dict.linear2.bias").load(), model.state_dict()["linear2.bias"]
         )
+
+
+def test_whole_model_beside_its_optimizer_maps_ids(tmp_path: Path) -> None:
+    model, opt = trained("sgd")
+    path = tmp_path / "whole-train.pt"
+    torch.save({"epoch": 1, "model": model, "optimizer": opt.state_dict()}, path)
+    with open_checkpoint(path) as ckpt:
+        assert ckpt.view == "structural" and ckpt.kind == "training checkpoint"
+        assert ckpt.find("model").label == "model"
+        assert ckpt.find("model.linear2.bias").role == "parameter"
+        assert ckpt.find("optimizer.state.5.momentum_buffer").param == "linear2.bias"
 
 
 def test_structural_off_refuses(tmp_path: Path) -> None:

@@ -189,6 +189,32 @@ def _named_children(state: dict[Any, Any]) -> list[tuple[str, Any]]:
     return [(k, m) for k, m in state["_modules"].items() if isinstance(k, str) and m is not None]
 
 
+def module_items(obj: Any) -> tuple[list[tuple[str, Any]], set[str]]:
+    """One level of a pickled ``nn.Module`` stand-in, in ``state_dict`` order: its parameters,
+    its persistent buffers, then its child modules (stand-ins themselves); and the names of the
+    buffers among them. Walking these level by level gives the module tree, and the dotted
+    paths of its tensors are exactly the ``state_dict`` keys."""
+    state = _module_state(obj)
+    if state is None:
+        return [], set()
+    skip = state.get("_non_persistent_buffers_set")
+    skip = skip if isinstance(skip, (set, frozenset)) else set()
+    items: list[tuple[str, Any]] = []
+    buffers: set[str] = set()
+    for table, is_buffer in ((state.get("_parameters"), False), (state.get("_buffers"), True)):
+        if not isinstance(table, dict):
+            continue
+        for name, value in table.items():
+            if isinstance(name, str) and isinstance(value, torch.Tensor):
+                if is_buffer and name in skip:
+                    continue
+                items.append((name, value))
+                if is_buffer:
+                    buffers.add(name)
+    items.extend(_named_children(state))
+    return items, buffers
+
+
 def module_state_dict(obj: Any) -> OrderedDict[str, torch.Tensor]:
     """The ``state_dict()`` a pickled ``nn.Module`` stand-in would return: parameters, then
     persistent buffers, then each child's under ``child.``, in registration order."""
