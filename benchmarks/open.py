@@ -5,7 +5,7 @@ Compares ``open_checkpoint`` with plain ``torch.load(weights_only=True)`` and wi
 into the next), all in the same run, warm page cache. Goals: within 2x of the bare mmap load,
 and anonymous memory that does not grow with the file's size.
 
-    python benchmarks/open.py            # 2.1 GB and 0.5 GB checkpoints (generated once)
+    python benchmarks/open.py    # 2.1 GB and 0.5 GB checkpoints, and one of 20,000 small tensors
 """
 
 from __future__ import annotations
@@ -60,10 +60,24 @@ def run_in_fresh_process(mode: str, path: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def many_tensors(count: int = 20_000) -> Path:
+    """A checkpoint of many small tensors: here the per-tensor costs (pickle, scan) dominate."""
+    import torch
+
+    path = BENCH_DATA / f"many-{count}.pt"
+    if not path.exists():
+        BENCH_DATA.mkdir(parents=True, exist_ok=True)
+        torch.save({f"layers.{i}.weight": torch.zeros(16) for i in range(count)}, path)
+    return path
+
+
 def main() -> None:
     rows = []
-    for gb in (2.1, 0.5):
-        path = make_big_checkpoint(BENCH_DATA / f"big-float32-{gb:g}gb.pt", gb=gb)
+    for gb in (2.1, 0.5, None):
+        if gb is None:
+            path = many_tensors()
+        else:
+            path = make_big_checkpoint(BENCH_DATA / f"big-float32-{gb:g}gb.pt", gb=gb)
         size = warm_page_cache(path)
         results = {}
         for mode in MODES:
