@@ -11,22 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup,
-    QComboBox,
     QDialog,
-    QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -35,22 +28,18 @@ from PySide6.QtWidgets import (
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.export import (
-    CASTS,
-    PRESETS,
     ExportOptions,
     ExportPlan,
     ExportProgress,
     ExportResult,
     check_destination,
     iter_export,
-    parse_size,
     plan_export,
 )
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.export_form import ExportForm
 from ckpt_gui.qt.export_preview import PreviewModel, plan_summary
-
-PRESET_TITLES = {"params": "Parameters only", "cpu": "CPU copy", "custom": "Custom"}
 
 
 class ExportDialog(QDialog):
@@ -70,8 +59,6 @@ class ExportDialog(QDialog):
         self.result: ExportResult | None = None
         self._open_worker: workers.Worker | None = None
         self._export_worker: workers.Worker | None = None
-        self._applying = False  # True while a preset fills the widgets
-        self._dest_edited = False
         self.setWindowTitle(f"Export {self.path.name}")
         self.resize(820, 640)
         self._preview_timer = QTimer(self, singleShot=True, interval=60)
@@ -86,52 +73,16 @@ class ExportDialog(QDialog):
 
     # --- building ---------------------------------------------------------------------------
     def _build(self) -> None:
-        self.presets = QButtonGroup(self)
-        preset_row = QHBoxLayout()
-        preset_row.addWidget(QLabel("Preset:"))
-        self.preset_buttons: dict[str, QRadioButton] = {}
-        for name, title in PRESET_TITLES.items():
-            button = QRadioButton(title)
-            self.presets.addButton(button)
-            self.preset_buttons[name] = button
-            preset_row.addWidget(button)
-            button.toggled.connect(lambda on, name=name: on and self.apply_preset(name))
-        preset_row.addStretch(1)
-
-        self.contents = _combo([("The model's state_dict", "params"), ("Everything", "all")])
-        self.state_dict_box = QComboBox()
-        self.dtype_box = _combo([("Keep dtypes", "")] + [(c, c) for c in CASTS])
-        self.format_box = _combo([("safetensors", "safetensors"), ("PyTorch (torch.save)", "pt")])
-        self.include_edit = QLineEdit(placeholderText="all keys; or globs: encoder.*, *.weight")
-        self.exclude_edit = QLineEdit(placeholderText="none; or globs: *.num_batches_tracked")
-        self.strip_edit = QLineEdit(placeholderText="e.g. module. or model.")
-        self.add_edit = QLineEdit(placeholderText="replace it with (optional)")
-        self.shard_edit = QLineEdit(placeholderText="one file; or a size such as 5GB")
-        self.dest_edit = QLineEdit()
-        self.browse_button = QPushButton("Browse…")
-        for combo in (self.contents, self.state_dict_box, self.dtype_box, self.format_box):
-            combo.currentIndexChanged.connect(self._on_option_changed)
-        for edit in self._edits():
-            edit.textChanged.connect(self._on_option_changed)
-        self.dest_edit.textEdited.connect(self._on_dest_edited)
-        self.browse_button.clicked.connect(self._browse)
-
-        form = QFormLayout()
-        form.addRow("Keep:", self.contents)
-        form.addRow("State dict:", self.state_dict_box)
-        form.addRow("Cast floats to:", self.dtype_box)
-        form.addRow("Format:", self.format_box)
-        form.addRow("Include:", self.include_edit)
-        form.addRow("Exclude:", self.exclude_edit)
-        prefix = QHBoxLayout()
-        prefix.addWidget(self.strip_edit)
-        prefix.addWidget(self.add_edit)
-        form.addRow("Strip key prefix:", prefix)
-        form.addRow("Shard size:", self.shard_edit)
-        dest = QHBoxLayout()
-        dest.addWidget(self.dest_edit, 1)
-        dest.addWidget(self.browse_button)
-        form.addRow("Save to:", dest)
+        self.form = form = ExportForm(self.path)
+        form.changed.connect(self._preview_timer.start)
+        # The options' widgets, under the names the dialog has always offered them by.
+        self.presets, self.preset_buttons = form.presets, form.preset_buttons
+        self.contents, self.state_dict_box = form.contents, form.state_dict_box
+        self.dtype_box, self.format_box = form.dtype_box, form.format_box
+        self.include_edit, self.exclude_edit = form.include_edit, form.exclude_edit
+        self.strip_edit, self.add_edit = form.strip_edit, form.add_edit
+        self.shard_edit, self.dest_edit = form.shard_edit, form.dest_edit
+        self.browse_button = form.browse_button
 
         self.preview_model = PreviewModel(self)
         self.preview = QTableView()
@@ -164,93 +115,23 @@ class ExportDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"<b>{self.path.name}</b> — {self.path.parent}"))
-        layout.addLayout(preset_row)
-        layout.addLayout(form)
+        layout.addWidget(form)
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.problem_label)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.result_label)
         layout.addLayout(buttons)
-        self._option_widgets: list[QWidget] = [
-            *self.preset_buttons.values(),
-            self.contents, self.state_dict_box, self.dtype_box, self.format_box,
-            self.include_edit, self.exclude_edit, self.strip_edit, self.add_edit,
-            self.shard_edit, self.dest_edit, self.browse_button,
-        ]  # fmt: skip
         self._set_exporting(False)
 
     # --- options ----------------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
         """Fill the options from a preset ("params", "cpu"); "custom" keeps them as they are."""
-        if not self.preset_buttons[name].isChecked():
-            self.preset_buttons[name].setChecked(True)  # re-enters through toggled
-            return
-        if name in PRESETS:
-            preset = PRESETS[name]
-            self._applying = True
-            try:
-                _select(self.contents, preset.mode)
-                _select(self.dtype_box, preset.dtype or "")
-                _select(self.format_box, preset.format)
-                for edit in self._edits():
-                    edit.clear()
-            finally:
-                self._applying = False
-        self._refresh()
+        self.form.apply_preset(name)
 
     def options(self) -> ExportOptions:
         """The options as set in the dialog; raises ``ValueError`` for an unreadable size."""
-        shard = self.shard_edit.text().strip()
-        return ExportOptions(
-            mode=self.contents.currentData(),
-            format=self.format_box.currentData(),
-            dtype=self.dtype_box.currentData() or None,
-            state_dict=self.state_dict_box.currentData(),
-            include=_globs(self.include_edit.text()),
-            exclude=_globs(self.exclude_edit.text()),
-            strip_prefix=self.strip_edit.text(),
-            add_prefix=self.add_edit.text(),
-            shard_size=parse_size(shard) if shard else None,
-        )
-
-    def _edits(self) -> tuple[QLineEdit, ...]:
-        return self.include_edit, self.exclude_edit, self.strip_edit, self.add_edit, self.shard_edit
-
-    def _on_option_changed(self) -> None:
-        """The user changed an option: that makes the export Custom."""
-        if self._applying:
-            return
-        if self.presets.checkedButton() not in (None, self.preset_buttons["custom"]):
-            self.preset_buttons["custom"].setChecked(True)  # refreshes through apply_preset
-        else:
-            self._refresh()
-
-    def _refresh(self) -> None:
-        self.state_dict_box.setEnabled(
-            self.contents.currentData() == "params" and self.state_dict_box.count() > 1
-        )
-        self._suggest_destination()
-        self._preview_timer.start()
-
-    def _on_dest_edited(self) -> None:
-        self._dest_edited = True
-        self._preview_timer.start()
-
-    def _suggest_destination(self) -> None:
-        if self._dest_edited:
-            return
-        stem = self.path.stem if self.path.is_file() else self.path.name
-        what = "params" if self.contents.currentData() == "params" else "cpu"
-        ext = "safetensors" if self.format_box.currentData() == "safetensors" else "pt"
-        name = f"{stem}-{what}" if self.shard_edit.text().strip() else f"{stem}.{what}.{ext}"
-        self.dest_edit.setText(str(self.path.parent / name))
-
-    def _browse(self) -> None:
-        name, _ = QFileDialog.getSaveFileName(self, "Export to", self.dest_edit.text())
-        if name:
-            self.dest_edit.setText(name)
-            self._on_dest_edited()
+        return self.form.options()
 
     # --- preview ----------------------------------------------------------------------------
     def update_preview(self) -> None:
@@ -283,7 +164,7 @@ class ExportDialog(QDialog):
         self.preview_changed.emit()
 
     def destination(self) -> Path:
-        return Path(self.dest_edit.text().strip()).expanduser()
+        return self.form.destination()
 
     # --- exporting --------------------------------------------------------------------------
     def export_steps(
@@ -357,12 +238,11 @@ class ExportDialog(QDialog):
         self.export_cancelled.emit()
 
     def _set_exporting(self, exporting: bool) -> None:
-        for widget in self._option_widgets:
-            widget.setEnabled(not exporting)
+        self.form.set_editable(not exporting)
         self.cancel_button.setEnabled(exporting)
         self.export_button.setEnabled(False)
         if not exporting:
-            self._refresh()
+            self.form.refresh()
             self.update_preview()  # enables Export when the plan and destination allow it
 
     # --- opening ----------------------------------------------------------------------------
@@ -370,15 +250,13 @@ class ExportDialog(QDialog):
         self._open_worker = None
         self.checkpoint = ckpt
         plan = plan_export(ckpt, ExportOptions())
-        self._applying = True
+        items = []
         for key in plan.candidates:
             node = ckpt.find(key) if key else ckpt.root
             label = node.label if node is not None else ""
             count = len(node.children) if node is not None else 0
-            self.state_dict_box.addItem(f"{key or '(top level)'} — {label}, {count} keys", key)
-        if plan.state_dict is not None:
-            _select(self.state_dict_box, plan.state_dict)
-        self._applying = False
+            items.append((f"{key or '(top level)'} — {label}, {count} keys", key))
+        self.form.set_state_dicts(items, plan.state_dict)
         self.status_label.setText("")
         self.apply_preset("params" if plan.candidates else "cpu")
         self.update_preview()
@@ -408,23 +286,6 @@ class ExportDialog(QDialog):
     def done(self, result: int) -> None:  # Qt override: accept, reject and close all end here
         self.shutdown()
         super().done(result)
-
-
-def _combo(items: list[tuple[str, Any]]) -> QComboBox:
-    box = QComboBox()
-    for text, data in items:
-        box.addItem(text, data)
-    return box
-
-
-def _select(box: QComboBox, data: Any) -> None:
-    index = box.findData(data)
-    if index >= 0:
-        box.setCurrentIndex(index)
-
-
-def _globs(text: str) -> tuple[str, ...]:
-    return tuple(g for g in text.replace(",", " ").split() if g)
 
 
 def _close(result: object) -> None:

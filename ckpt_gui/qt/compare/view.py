@@ -12,16 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QLabel,
-    QSplitter,
-    QStackedWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.diff import (
@@ -33,18 +26,10 @@ from ckpt_gui.core.diff import (
     MatchFound,
     Progress,
     iter_diff,
-    layer_changes,
 )
 from ckpt_gui.qt import workers
-from ckpt_gui.qt.compare.bars import FilterBar, PathsBar, SummaryLines, match_text
-from ckpt_gui.qt.compare.plots import LayerChart, PairHistogramPanel
-from ckpt_gui.qt.compare.table_model import (
-    ENTRY_ROLE,
-    KEY,
-    DiffFilterProxy,
-    DiffTableModel,
-    make_table,
-)
+from ckpt_gui.qt.compare.bars import PathsBar, match_text
+from ckpt_gui.qt.compare.results import DiffResults
 from ckpt_gui.qt.formatting import format_bytes
 from ckpt_gui.qt.widgets.checkpoint_view import error_text
 from ckpt_gui.qt.widgets.error_view import ErrorView
@@ -111,40 +96,13 @@ class CompareView(QWidget):
         self.paths_bar = PathsBar()
         self.paths_bar.swap_clicked.connect(self.swap)
         self.paths_bar.match_changed.connect(self._on_match_changed)
-        self.summary = SummaryLines()
-        self.filter_bar = FilterBar()
+        self.results = results = DiffResults()
+        # The results page's parts, under the names the view has always offered them by.
+        self.summary, self.filter_bar = results.summary, results.filter_bar
+        self.model, self.proxy, self.table = results.model, results.proxy, results.table
+        self.histograms, self.chart = results.histograms, results.chart
+        self.splitter = results.splitter
         self.paths_bar.match_error.connect(self.filter_bar.show_error)
-
-        self.model = DiffTableModel(self)
-        self.proxy = DiffFilterProxy(self)
-        self.proxy.set_show_values(False)
-        self.proxy.setSourceModel(self.model)
-        self.filter_bar.categories_changed.connect(self.proxy.set_categories)
-        self.filter_bar.values_toggled.connect(self._on_values_toggled)
-        self.filter_bar.filter_changed.connect(self._apply_filter)
-        self.table = make_table(self.proxy)
-        self.table.selectionModel().selectionChanged.connect(self._on_selection)
-
-        self.histograms = PairHistogramPanel()
-        self.chart = LayerChart()
-        self.chart.layer_clicked.connect(self._on_layer_clicked)
-        upper = QSplitter(Qt.Orientation.Horizontal)
-        upper.addWidget(self.table)
-        upper.addWidget(self.histograms)
-        upper.setSizes([900, 480])
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(upper)
-        self.splitter.addWidget(self.chart)
-        self.splitter.setSizes([560, 220])
-
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        layout.setContentsMargins(8, 4, 8, 4)
-        layout.setSpacing(4)
-        for widget in (self.summary, self.filter_bar):
-            layout.addWidget(widget)
-        layout.addWidget(self.splitter, 1)
-        self._content = content
 
         self.loading_label = QLabel()
         self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -152,7 +110,7 @@ class CompareView(QWidget):
         self.error_view = ErrorView()
         self.error_view.retry_button.clicked.connect(self.start)
         self.stack = QStackedWidget()
-        for page in (self.loading_label, self.error_view, content):
+        for page in (self.loading_label, self.error_view, self.results):
             self.stack.addWidget(page)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 4, 0, 0)
@@ -241,33 +199,18 @@ class CompareView(QWidget):
 
     def visible_keys(self) -> list[str]:
         """Keys of the rows as the table shows them (filtered and sorted)."""
-        return [self.proxy.index(r, KEY).data() for r in range(self.proxy.rowCount())]
+        return self.results.visible_keys()
 
     def select_key(self, key: str) -> bool:
         """Select the row of ``key``; False when it is not shown."""
-        for row in range(self.proxy.rowCount()):
-            index = self.proxy.index(row, KEY)
-            if index.data() == key:
-                flags = (
-                    QItemSelectionModel.SelectionFlag.ClearAndSelect
-                    | QItemSelectionModel.SelectionFlag.Rows
-                )
-                self.table.selectionModel().setCurrentIndex(index, flags)
-                self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
-                return True
-        return False
+        return self.results.select_key(key)
 
     def select_largest_change(self) -> DiffEntry | None:
         """Select the top row (the largest change, as sorted by default)."""
-        if self.proxy.rowCount() == 0:
-            return None
-        index = self.proxy.index(0, KEY)
-        self.select_key(index.data())
-        return index.data(ENTRY_ROLE)
+        return self.results.select_largest_change()
 
     def selected_entry(self) -> DiffEntry | None:
-        rows = self.table.selectionModel().selectedRows(KEY)
-        return rows[0].data(ENTRY_ROLE) if rows else None
+        return self.results.selected_entry()
 
     # --- drops ------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
@@ -288,7 +231,7 @@ class CompareView(QWidget):
     def _on_opened(self, pair: tuple[Checkpoint, Checkpoint]) -> None:
         self._open_worker = None
         self.checkpoints = pair
-        self.stack.setCurrentWidget(self._content)
+        self.stack.setCurrentWidget(self.results)
         self._start_diff()
 
     def _on_open_failed(self, exc: BaseException) -> None:
@@ -308,10 +251,7 @@ class CompareView(QWidget):
         self._generation += 1
         generation = self._generation
         self.report, self._failures = None, []
-        self.model.clear()
-        self.chart.set_layers([])
-        self.histograms.show_entry(None)
-        self._update_counts()
+        self.results.clear()
         self.summary.set_headline("Comparing…")
         self.summary.set_details("")
         self.paths_bar.set_progress(0)
@@ -341,9 +281,7 @@ class CompareView(QWidget):
                 self.summary.set_details(match_text(event.match))
             elif isinstance(event, DiffFailed):
                 self._failures.append(event)
-        self.model.add_entries(entries)
-        if entries:
-            self._update_counts()
+        self.results.add_entries(entries)
         if progress is not None and progress.total_bytes:
             done = int(PROGRESS_STEPS * progress.done_bytes / progress.total_bytes)
             self.paths_bar.set_progress(done)
@@ -358,9 +296,7 @@ class CompareView(QWidget):
         self._diff_worker = None
         self.report = report
         self.paths_bar.set_progress(None)
-        self.summary.set_report(report)
-        self.chart.set_layers(layer_changes(report.entries))
-        self._update_counts()
+        self.results.show_report(report)
         self.progress.emit("", 0, 0)
         self._set_state(READY)
         if self.selected_entry() is None:
@@ -379,28 +315,7 @@ class CompareView(QWidget):
         self._set_state(FAILED)
         self.compare_finished.emit()
 
-    # --- filters and selection --------------------------------------------------------------
-    def _apply_filter(self, pattern: str, mode: str) -> None:
-        self.filter_bar.show_error(self.proxy.set_filter(pattern, mode))
-
-    def _on_values_toggled(self, shown: bool) -> None:
-        self.proxy.set_show_values(shown)
-        self._update_counts()
-
-    def _update_counts(self) -> None:
-        """Counts on the toggles: rows of each category, values included when they are shown."""
-        values = self.filter_bar.values_button.isChecked()
-        counts = self.model.counts(None if values else "tensor")
-        self.filter_bar.set_counts(counts, sum(self.model.counts("value").values()))
-
-    def _on_selection(self, *_: object) -> None:
-        self.histograms.show_entry(self.selected_entry())
-
-    def _on_layer_clicked(self, name: str) -> None:
-        layer = next((x for x in self.chart.layers() if x.name == name), None)
-        if layer is not None and layer.keys:
-            self.select_key(layer.keys[0])
-
+    # --- key matching -----------------------------------------------------------------------
     def _on_match_changed(self, match: str | KeyMatch) -> None:
         self.filter_bar.show_error("")
         if match != self.match:

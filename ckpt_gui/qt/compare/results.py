@@ -1,0 +1,130 @@
+"""The compare view's results page: the summary lines and row filters above the diff table, A's
+and B's histograms beside it and the per-layer chart below. It filters, counts and selects rows;
+``CompareView`` feeds it the entries and the report as the diff runs."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtWidgets import QAbstractItemView, QSplitter, QVBoxLayout, QWidget
+
+from ckpt_gui.core.diff import DiffEntry, DiffReport, layer_changes
+from ckpt_gui.qt.compare.bars import FilterBar, SummaryLines
+from ckpt_gui.qt.compare.plots import LayerChart, PairHistogramPanel
+from ckpt_gui.qt.compare.table_model import (
+    ENTRY_ROLE,
+    KEY,
+    DiffFilterProxy,
+    DiffTableModel,
+    make_table,
+)
+
+
+class DiffResults(QWidget):
+    """Summary, filters, table, histograms and chart of one comparison. Selecting a row shows
+    its histograms; clicking a layer in the chart selects that layer's first tensor."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.summary = SummaryLines()
+        self.filter_bar = FilterBar()
+
+        self.model = DiffTableModel(self)
+        self.proxy = DiffFilterProxy(self)
+        self.proxy.set_show_values(False)
+        self.proxy.setSourceModel(self.model)
+        self.filter_bar.categories_changed.connect(self.proxy.set_categories)
+        self.filter_bar.values_toggled.connect(self._on_values_toggled)
+        self.filter_bar.filter_changed.connect(self._apply_filter)
+        self.table = make_table(self.proxy)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+
+        self.histograms = PairHistogramPanel()
+        self.chart = LayerChart()
+        self.chart.layer_clicked.connect(self._on_layer_clicked)
+        upper = QSplitter(Qt.Orientation.Horizontal)
+        upper.addWidget(self.table)
+        upper.addWidget(self.histograms)
+        upper.setSizes([900, 480])
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(upper)
+        self.splitter.addWidget(self.chart)
+        self.splitter.setSizes([560, 220])
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        layout.setSpacing(4)
+        for widget in (self.summary, self.filter_bar):
+            layout.addWidget(widget)
+        layout.addWidget(self.splitter, 1)
+
+    # --- feeding ----------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Empty the table, the chart and the histograms for a new comparison."""
+        self.model.clear()
+        self.chart.set_layers([])
+        self.histograms.show_entry(None)
+        self.update_counts()
+
+    def add_entries(self, entries: list[DiffEntry]) -> None:
+        self.model.add_entries(entries)
+        if entries:
+            self.update_counts()
+
+    def show_report(self, report: DiffReport) -> None:
+        """The comparison is complete: its summary, the per-layer chart and the final counts."""
+        self.summary.set_report(report)
+        self.chart.set_layers(layer_changes(report.entries))
+        self.update_counts()
+
+    def update_counts(self) -> None:
+        """Counts on the toggles: rows of each category, values included when they are shown."""
+        values = self.filter_bar.values_button.isChecked()
+        counts = self.model.counts(None if values else "tensor")
+        self.filter_bar.set_counts(counts, sum(self.model.counts("value").values()))
+
+    # --- rows -------------------------------------------------------------------------------
+    def visible_keys(self) -> list[str]:
+        """Keys of the rows as the table shows them (filtered and sorted)."""
+        return [self.proxy.index(r, KEY).data() for r in range(self.proxy.rowCount())]
+
+    def select_key(self, key: str) -> bool:
+        """Select the row of ``key``; False when it is not shown."""
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, KEY)
+            if index.data() == key:
+                flags = (
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows
+                )
+                self.table.selectionModel().setCurrentIndex(index, flags)
+                self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+                return True
+        return False
+
+    def select_largest_change(self) -> DiffEntry | None:
+        """Select the top row (the largest change, as sorted by default)."""
+        if self.proxy.rowCount() == 0:
+            return None
+        index = self.proxy.index(0, KEY)
+        self.select_key(index.data())
+        return index.data(ENTRY_ROLE)
+
+    def selected_entry(self) -> DiffEntry | None:
+        rows = self.table.selectionModel().selectedRows(KEY)
+        return rows[0].data(ENTRY_ROLE) if rows else None
+
+    # --- slots ------------------------------------------------------------------------------
+    def _apply_filter(self, pattern: str, mode: str) -> None:
+        self.filter_bar.show_error(self.proxy.set_filter(pattern, mode))
+
+    def _on_values_toggled(self, shown: bool) -> None:
+        self.proxy.set_show_values(shown)
+        self.update_counts()
+
+    def _on_selection(self, *_: object) -> None:
+        self.histograms.show_entry(self.selected_entry())
+
+    def _on_layer_clicked(self, name: str) -> None:
+        layer = next((x for x in self.chart.layers() if x.name == name), None)
+        if layer is not None and layer.keys:
+            self.select_key(layer.keys[0])
