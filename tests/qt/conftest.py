@@ -14,6 +14,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from ckpt_gui.qt import workers  # noqa: E402
+from ckpt_gui.qt.main_window import MainWindow  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,3 +40,13 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     return folder
+
+
+@pytest.fixture()
+def window(qtbot) -> MainWindow:
+    """The main window, shown offscreen at a typical size."""
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    return win

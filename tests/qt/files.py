@@ -62,3 +62,9 @@ def corrupt_file(path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def wait_idle(qtbot, view, timeout: int = 20_000) -> None:
+    """Until ``view`` has loaded, computed its statistics and drawn its panels."""
+    qtbot.waitUntil(view.is_idle, timeout=timeout)
+    qtbot.waitUntil(lambda: not view.panels_busy(), timeout=timeout)

@@ -8,7 +8,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
@@ -27,6 +26,7 @@ from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from tests.core.checkpoints import TinyNet
 from tests.core.hostile import write_corpus
 from tests.qt import files
+from tests.qt.files import wait_idle
 
 CONFIG = f"{__name__}.RunConfig"
 HELPER = f"{__name__}.helper"
@@ -51,20 +51,6 @@ def structural_file(path: Path) -> Path:
         path,
     )
     return path
-
-
-@pytest.fixture()
-def window(qtbot) -> MainWindow:
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    return win
-
-
-def wait_idle(qtbot, view: CheckpointView, timeout: int = 20_000) -> None:
-    qtbot.waitUntil(view.is_idle, timeout=timeout)
-    qtbot.waitUntil(lambda: not view.panels_busy(), timeout=timeout)
 
 
 def opened(qtbot, window: MainWindow, path: Path) -> CheckpointView:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication
@@ -13,22 +12,9 @@ from PySide6.QtWidgets import QApplication
 from ckpt_gui.qt import recent, workers
 from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
-from ckpt_gui.qt.widgets.checkpoint_view import CANCELLED, FAILED, READY, CheckpointView
+from ckpt_gui.qt.widgets.checkpoint_view import CANCELLED, FAILED, READY
 from tests.qt import files
-
-
-@pytest.fixture()
-def window(qtbot) -> MainWindow:
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    return win
-
-
-def wait_idle(qtbot, view: CheckpointView, timeout: int = 20_000) -> None:
-    qtbot.waitUntil(view.is_idle, timeout=timeout)
-    qtbot.waitUntil(lambda: not view.panels_busy(), timeout=timeout)
+from tests.qt.files import wait_idle
 
 
 def test_open_shows_tree_summary_and_statistics(qtbot, window: MainWindow, tmp_path: Path) -> None:

@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from PySide6.QtCore import Qt
 
 from ckpt_gui.core.demo import demo_checkpoint
 from ckpt_gui.qt.compare import CompareView
-from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
 from tests.core.checkpoints import save_as_if_on_gpu
 from tests.qt.test_models import find
-
-
-@pytest.fixture()
-def window(qtbot) -> MainWindow:
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    return win
 
 
 def test_tensors_saved_on_a_gpu_are_marked_in_a_real_file(qtbot, window, tmp_path: Path) -> None:
