@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 from ckpt_gui.core.diff import DiffEntry, LayerChange
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.formatting import format_float, format_value
+from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 COLOUR_A, COLOUR_B, COLOUR_DIFF = "#1f77b4", "#ff7f0e", "#6a1b9a"
 BAR_CHANGED, BAR_IDENTICAL = "#1565c0", "#b0bec5"
@@ -21,17 +22,7 @@ LABEL_PX = 9  # rough width of one tick-label character, to decide how many name
 
 
 def _plot(left: str, bottom: str) -> pg.PlotWidget:
-    plot = pg.PlotWidget(background="w")
-    plot.setMenuEnabled(False)
-    plot.showGrid(x=False, y=True, alpha=0.15)
-    plot.setLabel("left", left)
-    plot.setLabel("bottom", bottom)
-    for name in ("left", "bottom"):
-        axis = plot.getAxis(name)
-        axis.setTextPen("#333333")
-        axis.setPen("#999999")
-        axis.enableAutoSIPrefix(False)  # "500 (x0.001)" reads worse than "0.5"
-    return plot
+    return new_plot(left, bottom, grid_x=False)
 
 
 class LayerChart(QWidget):

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 BIN_CHOICES = (16, 32, 64, 128, 256, 512, 1024)
 MAX_OVERLAY = 8
@@ -103,13 +104,7 @@ class HistogramPanel(QWidget):
     @property
     def plot(self) -> pg.PlotWidget:
         if self._plot is None:
-            plot = pg.PlotWidget(background="w")
-            plot.setMenuEnabled(False)
-            plot.showGrid(x=True, y=True, alpha=0.15)
-            for axis in ("bottom", "left"):
-                plot.getAxis(axis).enableAutoSIPrefix(False)  # no "(x0.001)" in the labels
-            plot.setLabel("bottom", "value")
-            plot.setLabel("left", "count")
+            plot = new_plot(left="count", bottom="value")
             self._legend = plot.addLegend(offset=(-10, 10))
             plot.setVisible(False)
             self._layout.insertWidget(self._layout.count() - 1, plot, 1)

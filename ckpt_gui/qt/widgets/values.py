@@ -22,6 +22,7 @@ from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.formatting import format_float, format_shape
 from ckpt_gui.qt.value_sample import ValueSample, sample_tensor
+from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 _Index = QModelIndex | QPersistentModelIndex
 NO_PARENT = QModelIndex()  # an immutable value: safe as a default argument
@@ -119,11 +120,7 @@ class ValuesPanel(QWidget):
     @property
     def plot(self) -> pg.PlotWidget:
         if self._plot is None:
-            plot = pg.PlotWidget(background="w")
-            plot.setMenuEnabled(False)
-            plot.showGrid(x=True, y=True, alpha=0.15)
-            for axis in ("bottom", "left"):
-                plot.getAxis(axis).enableAutoSIPrefix(False)  # no "(x0.001)" in the labels
+            plot = new_plot()
             self.splitter.insertWidget(0, plot)
             self.splitter.setStretchFactor(0, 3)
             self.splitter.setStretchFactor(1, 2)
