@@ -118,10 +118,10 @@ def _standin_node(
     and state."""
     node = Node(name=name, key=key, kind="object", standin=obj.qualname)
     if is_module(obj):
-        items, buffers = module_items(obj)
+        members, buffers = module_items(obj)
         node.value = f"<module {obj.qualname}>"
         node.label = "module"  # recognise() names the outermost one of a tree "model"
-        return node, items, buffers
+        return node, list(members), buffers
     node.value = f"<{obj.qualname}>"
     items: list[tuple[Any, Any]] = []
     if obj.args:
@@ -132,7 +132,7 @@ def _standin_node(
     elif obj.state is not None:
         items.append(("state", obj.state))
     items.extend(obj.dictitems.items())
-    items.extend(enumerate(obj.listitems))
+    items.extend((i, v) for i, v in enumerate(obj.listitems))
     return node, items, None
 
 

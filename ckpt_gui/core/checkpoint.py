@@ -37,6 +37,9 @@ class Checkpoint:
     # "header" (formats with no pickle: safetensors, DCP).
     view: str = "header"
     scan: Any = None  # the ScanReport of the file's pickles, where it has any
+    # The loaded object itself (tensors memory-mapped) for the "weights_only" and "trusted"
+    # views, so that an export writes exactly what was opened without loading the file again.
+    obj: Any = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def tensors(self) -> list[Node]:

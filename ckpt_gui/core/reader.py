@@ -8,14 +8,10 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
-from ckpt_gui.core.build import describe_loaded
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
 from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
-from ckpt_gui.core.formats import dcp, pickled, safetensors_file
+from ckpt_gui.core.formats import pickled, safetensors_file
 from ckpt_gui.core.formats.detect import detect, find_index
-from ckpt_gui.core.formats.torch_file import load_torch_file
 from ckpt_gui.core.recognise import recognise
 from ckpt_gui.core.tree import Node, TensorInfo, join_key
 
@@ -77,11 +73,14 @@ def _open_sharded(path: Path, fmt: str) -> Checkpoint:
             closers.append(mapped.close)
             infos.update(safetensors_file.tensor_infos(shard_path, entries, mapped))
         else:
-            obj, locations = load_torch_file(shard_path, mmap=True)
-            describe = describe_loaded(locations)
-            if not isinstance(obj, dict):
+            # The same policy as any torch file: scanned, checked, weights_only, structural.
+            part = pickled.open_pickled(
+                shard_path, detect(shard_path), structural=True, trust=False
+            )
+            closers.append(part.close)
+            if part.root.kind != "dict":
                 raise CorruptError(f"{shard_path}: a shard that is not a state_dict")
-            infos.update((str(k), describe(v)) for k, v in obj.items() if _is_tensor(v))
+            infos.update((n.key, n.tensor) for n in part.root.tensors() if n.tensor is not None)
     keys = list(weight_map) if weight_map is not None else list(infos)
     missing = [k for k in keys if k not in infos]
     if missing:
@@ -94,17 +93,21 @@ def _open_sharded(path: Path, fmt: str) -> Checkpoint:
 
 
 def _open_dcp(path: Path, fmt: str) -> Checkpoint:
+    # Imported here: torch.distributed.checkpoint costs half a second to import.
+    from ckpt_gui.core.formats import dcp
+
     meta = dcp.read_metadata(path)
     root = Node(name="", key="", kind="dict")
+    inner: dict[str, Node] = {"": root}  # nested dicts made so far, by key
     for key, item in dcp.dcp_entries(path, meta):
         # planner_data holds each flat key's path in the original nested state_dict.
         parts = _dcp_path(meta, key)
         parent = root
         for part in parts[:-1]:
-            child = parent.child(part)
-            if child is None:
-                child = parent.add(Node(name=part, key=join_key(parent.key, part), kind="dict"))
-            parent = child
+            child_key = join_key(parent.key, part)
+            if child_key not in inner:
+                inner[child_key] = parent.add(Node(name=part, key=child_key, kind="dict"))
+            parent = inner[child_key]
         if isinstance(item, TensorInfo):
             parent.add(Node(name=parts[-1], key=key, kind="tensor", tensor=item))
         else:
@@ -131,10 +134,6 @@ def _flat_root(items: object) -> Node:
     for key, info in items:  # type: ignore[attr-defined]
         root.add(Node(name=key, key=key, kind="tensor", tensor=info))
     return root
-
-
-def _is_tensor(value: object) -> bool:
-    return isinstance(value, torch.Tensor)
 
 
 def _note_optimizer_mapping(ckpt: Checkpoint) -> None:

@@ -89,6 +89,8 @@ class ExportPlan:
     size_after: int = 0
     size_exact: bool = False
     problems: list[str] = field(default_factory=list)
+    # The kept state_dict is a pickled model's module tree: its result is the flat state_dict.
+    from_module: bool = False
 
     @property
     def ok(self) -> bool:
@@ -97,7 +99,11 @@ class ExportPlan:
     @property
     def flat(self) -> bool:
         """The result is one flat name -> tensor mapping (safetensors, or any sharded export)."""
-        return self.options.format == "safetensors" or bool(self.options.shard_size)
+        return (
+            self.options.format == "safetensors"
+            or bool(self.options.shard_size)
+            or (self.from_module)
+        )
 
     @property
     def root_key(self) -> str:
@@ -114,8 +120,14 @@ class ExportPlan:
 
 
 def state_dict_candidates(root: Node) -> list[Node]:
-    """Every dict recognised as a model or EMA state_dict, in saved order."""
-    return [n for n in root.walk() if n.kind == "dict" and n.label in STATE_DICT_LABELS]
+    """Every dict recognised as a model or EMA state_dict, and every pickled model (structural
+    view), in saved order."""
+    return [
+        n
+        for n in root.walk()
+        if (n.kind == "dict" and n.label in STATE_DICT_LABELS)
+        or (n.kind == "object" and n.label == "model")
+    ]
 
 
 def default_state_dict(candidates: list[Node]) -> Node | None:
@@ -166,6 +178,7 @@ def plan_export(ckpt: Checkpoint, options: ExportOptions) -> ExportPlan:
         if chosen is None:
             return plan
         plan.state_dict, top = chosen.key, chosen
+        plan.from_module = chosen.kind == "object"
         _drop_outside(ckpt.root, chosen, plan)
     _Walker(plan, top).run()
     if not plan.kept and not plan.kept_values and not plan.problems:
@@ -241,7 +254,7 @@ class _Walker:
                 continue
             child_included = included or self.matches(self.opts.include, child, rel, name)
             child_out = join_key(out_key, name)
-            if child.kind in ("dict", "list") and child.children:
+            if child.kind in ("dict", "list", "object") and child.children:
                 keep = self.visit(child, child_out, child_included)
             elif child.kind == "tensor":
                 keep = child_included and self.keep_tensor(child, child_out)

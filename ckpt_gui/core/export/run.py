@@ -35,7 +35,6 @@ from ckpt_gui.core.export.writers import (
     kept_tensors,
     rebuild,
 )
-from ckpt_gui.core.formats.torch_file import load_torch_file
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node, dtype_from_name
 from ckpt_gui.core.units import human_bytes
@@ -163,6 +162,8 @@ def _write(
         assert target.file is not None
         if plan.options.format == "safetensors":
             yield from _write_safetensors(target.file, plan.kept, ckpt, cancel)
+        elif plan.flat:
+            yield from iter_write_pt(target.file, _flat_pt_object(plan.kept, ckpt), cancel)
         else:
             yield from iter_write_pt(target.file, _pt_object(plan, ckpt), cancel)
         target.finish()
@@ -212,18 +213,18 @@ def _pt_object(plan: ExportPlan, ckpt: Checkpoint) -> Any:
 
 
 def _source_object(ckpt: Checkpoint) -> Any:
-    if ckpt.format in ("torch-zip", "torch-legacy"):
-        # A checkpoint opened with trust=True (the user's explicit decision) is loaded for real
-        # again; any other is loaded by torch's safe loader, which refuses what it refused before.
-        trusted = ckpt.view == "trusted"
-        obj, _ = load_torch_file(ckpt.path, mmap=ckpt.format == "torch-zip", trust=trusted)
-        return obj
+    """The object the checkpoint was loaded from (memory-mapped, so that tuples, OrderedDicts,
+    bytes and sets come back exactly), or one built from the tree where there is none: formats
+    without a pickle, and the structural view, whose stand-ins must never be written back."""
+    if ckpt.obj is not None and ckpt.view in ("weights_only", "trusted"):
+        return ckpt.obj
     return _object_from_tree(ckpt.root)
 
 
 def _object_from_tree(node: Node) -> Any:
-    """safetensors, shards and DCP hold nothing the tree does not show."""
-    if node.kind == "dict":
+    """The tree as plain data: a stand-in object (structural view) becomes the dict of its
+    arguments and state, so the result loads with ``weights_only=True``."""
+    if node.kind in ("dict", "object"):
         return {c.name: _object_from_tree(c) for c in node.children}
     if node.kind == "list":
         return [_object_from_tree(c) for c in node.children]

@@ -8,6 +8,7 @@ own DCP reader.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 from functools import partial
@@ -18,12 +19,25 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint import metadata as dcp_metadata
+from torch.distributed.checkpoint.api import CheckpointException
 
 from ckpt_gui.core.errors import CorruptError, UnsafeError
+from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, scan_file
 from ckpt_gui.core.tree import TensorInfo, dtype_name
 
+MAX_METADATA_BYTES = 512 * 1024 * 1024
+
+
+def _classes_of(module: Any) -> set[str]:
+    return {
+        k
+        for k, v in vars(module).items()
+        if isinstance(v, type) and v.__module__ == module.__name__
+    }
+
+
 _ALLOWED = {
-    "torch.distributed.checkpoint.metadata": set(vars(dcp_metadata)),
+    "torch.distributed.checkpoint.metadata": _classes_of(dcp_metadata),
     "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
     "torch.serialization": {"_get_layout"},
     "torch": {"Size"},
@@ -31,10 +45,15 @@ _ALLOWED = {
     "collections": {"OrderedDict"},
     "builtins": {"set", "frozenset", "slice"},
 }
-MAX_METADATA_BYTES = 512 * 1024 * 1024
 
 
-class _MetadataUnpickler(pickle.Unpickler):
+class _MetadataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Builds DCP's own metadata classes and nothing else. The pure-Python unpickler, so that
+    BUILD can be limited to the dataclass instances this pickle itself created: the C one would
+    let it write attributes onto any object it reaches (an enum member, a module)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
@@ -42,38 +61,59 @@ class _MetadataUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         raise UnsafeError(f"DCP metadata references {module}.{name}; refused")
 
+    def _load_build(self) -> None:
+        target = self.stack[-2]  # type: ignore[attr-defined]
+        if not dataclasses.is_dataclass(target) or isinstance(target, type):
+            raise UnsafeError(f"DCP metadata sets attributes on a {type(target).__name__}; refused")
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
+    dispatch[pickle.BUILD[0]] = _load_build  # type: ignore[assignment]
+
 
 def read_metadata(folder: Path) -> dcp_metadata.Metadata:
     path = folder / ".metadata"
     if path.stat().st_size > MAX_METADATA_BYTES:
         raise CorruptError(f"{path}: DCP metadata larger than {MAX_METADATA_BYTES} bytes")
+    report = scan_file(path)  # also refuses tuples nested deep enough to crash any unpickler
+    if report.max_tuple_depth > MAX_SAFE_TUPLE_DEPTH:
+        raise CorruptError(f"{path}: tuples nested {report.max_tuple_depth} deep; refused")
     try:
         meta = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
     except UnsafeError as exc:
         raise UnsafeError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
         raise CorruptError(f"{path}: damaged DCP metadata ({type(exc).__name__})") from None
-    if not isinstance(meta, dcp_metadata.Metadata):
+    if not isinstance(meta, dcp_metadata.Metadata) or not isinstance(
+        meta.state_dict_metadata, dict
+    ):
         raise CorruptError(f"{path}: not DCP metadata")
     return meta
 
 
 class _SafeReader(FileSystemReader):
-    """torch's DCP file reader, with the metadata read by our restricted unpickler."""
+    """torch's DCP file reader, handed the metadata we already read with our restricted
+    unpickler (torch's own read_metadata is a plain pickle.load, and would run per tensor)."""
+
+    def __init__(self, folder: Path, meta: dcp_metadata.Metadata) -> None:
+        super().__init__(str(folder))
+        self._meta = meta
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> dcp_metadata.Metadata:
-        meta = read_metadata(Path(self.path))
-        storage_meta = getattr(meta, "storage_meta", None) or dcp_metadata.StorageMeta()
+        storage_meta = getattr(self._meta, "storage_meta", None) or dcp_metadata.StorageMeta()
         storage_meta.load_id = self.load_id
-        meta.storage_meta = storage_meta
-        return meta
+        self._meta.storage_meta = storage_meta
+        return self._meta
 
 
 def load_dcp_tensor(
-    folder: Path, key: str, dtype: torch.dtype, shape: tuple[int, ...]
+    folder: Path, meta: dcp_metadata.Metadata, key: str, dtype: torch.dtype, shape: tuple[int, ...]
 ) -> torch.Tensor:
     target = {key: torch.empty(shape, dtype=dtype)}
-    dcp.load(target, storage_reader=_SafeReader(str(folder)), no_dist=True)
+    try:
+        dcp.load(target, storage_reader=_SafeReader(folder, meta), no_dist=True)
+    except (CheckpointException, Exception) as exc:  # CheckpointException is a BaseException
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptError(f"{folder}: {key} cannot be read ({message[:160]})") from None
     return target[key]
 
 
@@ -81,8 +121,17 @@ def dcp_entries(folder: Path, meta: dcp_metadata.Metadata) -> list[tuple[str, Te
     """Every flat DCP key with a TensorInfo, or a short description for non-tensor items."""
     out: list[tuple[str, TensorInfo | str]] = []
     for key, item in meta.state_dict_metadata.items():
+        if not isinstance(key, str):
+            raise CorruptError(f"{folder}: DCP metadata has a key that is not a string")
         if isinstance(item, dcp_metadata.TensorStorageMetadata):
-            dtype, shape = item.properties.dtype, tuple(item.size)
+            dtype = getattr(item.properties, "dtype", None)
+            shape = tuple(item.size) if isinstance(item.size, (tuple, list)) else None
+            if (
+                not isinstance(dtype, torch.dtype)
+                or shape is None
+                or not all(isinstance(n, int) and n >= 0 for n in shape)
+            ):
+                raise CorruptError(f"{folder}: DCP metadata describes {key!r} wrongly")
             out.append(
                 (
                     key,
@@ -91,7 +140,7 @@ def dcp_entries(folder: Path, meta: dcp_metadata.Metadata) -> list[tuple[str, Te
                         shape=shape,
                         stride=None,
                         device="cpu",
-                        loader=partial(load_dcp_tensor, folder, key, dtype, shape),
+                        loader=partial(load_dcp_tensor, folder, meta, key, dtype, shape),
                     ),
                 )
             )

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
-from ckpt_gui.core.safety.filecheck import describe_content
+from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file
 
 # The pickled magic number that starts every legacy (pre-1.6) torch.save file.
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -37,18 +37,16 @@ def detect(path: Path) -> str:
         return _detect_index(path)
     if st.st_size == 0:
         raise NotACheckpointError(f"{path}: the file is empty")
-    with open(path, "rb") as f:
-        head = f.read(64)
+    fp, size = open_regular_file(path)  # non-blocking, re-checked: a swapped-in FIFO can't hang
+    with fp:
+        head = fp.read(512)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _detect_zip(path)
     if head.startswith(LEGACY_MAGIC):
         return "torch-legacy"
-    if len(head) >= 262 or st.st_size > 262:
-        with open(path, "rb") as f:
-            f.seek(257)
-            if f.read(5) == b"ustar":
-                return "torch-tar"
-    if _looks_like_safetensors(head, st.st_size):
+    if head[257:262] == b"ustar":
+        return "torch-tar"
+    if _looks_like_safetensors(head, size):
         return "safetensors"
     raise NotACheckpointError(f"{path}: not a checkpoint; it looks like {describe_content(head)}")
 
@@ -77,7 +75,10 @@ def _detect_index(path: Path) -> str:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
         weight_map = index["weight_map"]
-        if not isinstance(weight_map, dict):
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and "/" not in v and v not in ("", "..")
+            for k, v in weight_map.items()
+        ):
             raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise CorruptError(

@@ -71,5 +71,11 @@ def _checkpoint(
     check_nesting(obj, str(path), max_nodes=MAX_TREE_NODES)
     root = build_tree(obj, describe)  # type: ignore[arg-type]
     return Checkpoint(
-        path=path, format=fmt, root=root, size_on_disk=size_on_disk(path), view=view, scan=report
+        path=path,
+        format=fmt,
+        root=root,
+        size_on_disk=size_on_disk(path),
+        view=view,
+        scan=report,
+        obj=obj if view != "structural" else None,
     )
