@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -114,16 +115,36 @@ _pool: tuple[ThreadPoolExecutor, int, int] | None = None
 _pool_pid = 0  # a forked child inherits the pool object but not its threads
 
 
-def _serial_torch_in_this_thread() -> int:
-    """Worker initializer: make torch ops on this thread run on it alone. Two workers that each
-    fork an OpenMP team onto two cores stall at every barrier when the cores are busy (4-10x
-    slower on a shared machine). ``omp_set_num_threads`` changes only the calling thread's
-    setting, where ``torch.set_num_threads`` would change every new thread's default."""
+def _omp_threads(n: int) -> int | None:
+    """Set this thread's OpenMP team size to ``n``; the size before, or None when no OpenMP
+    runtime is in reach. Only the calling thread changes: ``torch.set_num_threads`` would
+    change every new thread's default. Two teams forked onto two busy cores stall at every
+    barrier (measured 4-10x slower on a shared machine), hence one thread per worker."""
     torch.get_num_threads()  # torch's lazy per-thread setup first, so it cannot undo the call
     try:
-        ctypes.CDLL(None).omp_set_num_threads(1)
+        omp = ctypes.CDLL(None)
+        before = int(omp.omp_get_max_threads())
+        omp.omp_set_num_threads(n)
     except (OSError, AttributeError, TypeError):
-        pass  # no OpenMP runtime in reach: chunks are kept below the grain size instead
+        return None
+    return before
+
+
+@contextmanager
+def serial_torch() -> Iterator[None]:
+    """Run torch ops on the calling thread alone while inside, restored on the way out."""
+    before = _omp_threads(1)
+    try:
+        yield
+    finally:
+        if before is not None:
+            _omp_threads(before)
+
+
+def _serial_torch_in_this_thread() -> int:
+    """Worker initializer: torch ops on this thread run on it alone for good (without OpenMP,
+    chunks are kept below the grain size instead)."""
+    _omp_threads(1)
     return torch.get_num_threads()
 
 
@@ -235,3 +256,34 @@ def compact(t: torch.Tensor) -> tuple[torch.Tensor, int]:
                 "overlaps itself; not read"
             )
     return view, repeat
+
+
+def paired_chunks(
+    a: torch.Tensor, b: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Aligned 1-D pieces of two same-shaped tensors: element i of one piece of ``a`` sits at the
+    same index as element i of the matching piece of ``b``. Views where both layouts allow,
+    otherwise chunk-sized copies; never a copy of a whole tensor (quantized tensors aside)."""
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a = a.dequantize() if a.is_quantized else a
+    b = b.dequantize() if b.is_quantized else b
+    flat = _aligned_flat(a, b)
+    if flat is not None:
+        fa, fb = flat
+        for start in range(0, fa.numel(), chunk_elems):
+            yield fa[start : start + chunk_elems], fb[start : start + chunk_elems]
+        return
+    for pa, pb in zip(row_pieces(a, chunk_elems), row_pieces(b, chunk_elems)):
+        yield pa.reshape(-1), pb.reshape(-1)
+
+
+def _aligned_flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if a.is_contiguous() and b.is_contiguous():
+        return a.reshape(-1), b.reshape(-1)
+    if a.stride() == b.stride():  # the same permuted layout (a transposed weight): one order
+        order = sorted(range(a.dim()), key=lambda d: a.stride(d), reverse=True)
+        pa, pb = a.permute(order), b.permute(order)
+        if pa.is_contiguous() and pb.is_contiguous():
+            return pa.reshape(-1), pb.reshape(-1)
+    return None

@@ -14,22 +14,26 @@ tensors are compared through ``dequantize()`` and never reported identical.
 
 from __future__ import annotations
 
-import ctypes
 import math
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import torch
 
-from ckpt_gui.core.chunks import broadcast_dims, compact, row_pieces
+# DEFAULT_CHUNK_ELEMS (256K): both sides' chunks and the scratch buffers stay in L2 while the
+# sums reread them.
+from ckpt_gui.core.chunks import (
+    DEFAULT_CHUNK_ELEMS,
+    CancelCheck,
+    broadcast_dims,
+    compact,
+    paired_chunks,
+    serial_torch,
+)
 from ckpt_gui.core.errors import Cancelled, CorruptError
 from ckpt_gui.core.tree import dtype_name
 
-# 256K elements: both sides' chunks and the scratch buffers stay in L2 while the sums reread them.
-DEFAULT_CHUNK_ELEMS = 1 << 18
 # Bytes compared before the full identity check: a changed tensor usually differs right away.
 _PREFIX_ELEMS = 1024
 _WIDE = {
@@ -41,28 +45,6 @@ _WIDE = {
     torch.uint64,
 }
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-CancelCheck = Callable[[], Any]
-
-
-@contextmanager
-def serial_torch() -> Iterator[None]:
-    """Run torch ops on the calling thread alone while inside. On chunks this small an OpenMP
-    team buys little, and when the other cores are busy every barrier stalls: measured 0.4 GB/s
-    against 3 GB/s serial on a loaded 2-core machine. Only this thread's setting changes (not
-    ``torch.set_num_threads``, which is process-wide), and it is restored on the way out."""
-    torch.get_num_threads()  # torch's lazy per-thread setup first, so it cannot undo the call
-    try:
-        omp = ctypes.CDLL(None)
-        before = int(omp.omp_get_max_threads())
-        omp.omp_set_num_threads(1)
-    except (OSError, AttributeError):  # no OpenMP runtime in reach: nothing to change
-        yield
-        return
-    try:
-        yield
-    finally:
-        omp.omp_set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -106,37 +88,6 @@ def compare_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:
     if a.is_complex or b.is_complex:
         return torch.complex128 if wide else torch.complex64
     return torch.float64 if wide else torch.float32
-
-
-def paired_chunks(
-    a: torch.Tensor, b: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Aligned 1-D pieces of two same-shaped tensors: element i of one piece of ``a`` sits at the
-    same index as element i of the matching piece of ``b``. Views where both layouts allow,
-    otherwise chunk-sized copies; never a copy of a whole tensor (quantized tensors aside)."""
-    if a.shape != b.shape:
-        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
-    a = a.dequantize() if a.is_quantized else a
-    b = b.dequantize() if b.is_quantized else b
-    flat = _aligned_flat(a, b)
-    if flat is not None:
-        fa, fb = flat
-        for start in range(0, fa.numel(), chunk_elems):
-            yield fa[start : start + chunk_elems], fb[start : start + chunk_elems]
-        return
-    for pa, pb in zip(row_pieces(a, chunk_elems), row_pieces(b, chunk_elems)):
-        yield pa.reshape(-1), pb.reshape(-1)
-
-
-def _aligned_flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    if a.is_contiguous() and b.is_contiguous():
-        return a.reshape(-1), b.reshape(-1)
-    if a.stride() == b.stride():  # the same permuted layout (a transposed weight): one order
-        order = sorted(range(a.dim()), key=lambda d: a.stride(d), reverse=True)
-        pa, pb = a.permute(order), b.permute(order)
-        if pa.is_contiguous() and pb.is_contiguous():
-            return pa.reshape(-1), pb.reshape(-1)
-    return None
 
 
 def _bits(chunk: torch.Tensor) -> np.ndarray:

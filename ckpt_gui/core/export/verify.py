@@ -12,9 +12,14 @@ from pathlib import Path
 import torch
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.chunks import broadcast_dims, compact
+from ckpt_gui.core.chunks import broadcast_dims, compact, paired_chunks
 from ckpt_gui.core.export.plan import ExportError, ExportPlan
-from ckpt_gui.core.export.writers import CancelCheck, check_cancel, raw_bytes, tensor_chunks
+from ckpt_gui.core.export.writers import (
+    CHUNK_ELEMENTS,
+    CancelCheck,
+    check_cancel,
+    raw_bytes,
+)
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node, dtype_from_name
 
@@ -87,7 +92,7 @@ def _compare(
     a, b = src.load(), out.load()
     if broadcast_dims(a) and broadcast_dims(a) == broadcast_dims(b):
         (a, _), (b, _) = compact(a), compact(b)  # the same repetition: compare what repeats
-    for chunk_a, chunk_b in zip(tensor_chunks(a), tensor_chunks(b)):
+    for chunk_a, chunk_b in paired_chunks(a, b, CHUNK_ELEMENTS):
         check_cancel(cancel)
         if chunk_a.dtype != dtype:
             chunk_a = chunk_a.to(dtype)

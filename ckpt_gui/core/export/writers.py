@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import torch
 
 from ckpt_gui.core.build import MAX_DEPTH, PLAIN
+from ckpt_gui.core.chunks import row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.plan import ExportError
 from ckpt_gui.core.tree import join_key
@@ -32,22 +33,6 @@ Progress = Iterator[tuple[str, int]]  # (key, bytes just written)
 def check_cancel(cancel: CancelCheck) -> None:
     if cancel is not None and cancel():
         raise Cancelled()
-
-
-def tensor_chunks(t: torch.Tensor, limit: int = CHUNK_ELEMENTS) -> Iterator[torch.Tensor]:
-    """Row-major pieces of ``t`` of at most ``limit`` elements each (views, never copies).
-    Two tensors of one shape are cut alike, whatever their dtypes, so pieces can be compared."""
-    if t.dim() == 0 or t.numel() <= limit:
-        yield t
-        return
-    row = t[0].numel()
-    if row > limit:
-        for i in range(t.shape[0]):
-            yield from tensor_chunks(t[i], limit)
-        return
-    step = limit // row
-    for i in range(0, t.shape[0], step):
-        yield t[i : i + step]
 
 
 def raw_bytes(t: torch.Tensor) -> torch.Tensor:
@@ -72,7 +57,7 @@ def iter_write_safetensors(
     file.write(header)
     for name, load, dtype in items:
         tensor = load()
-        for chunk in tensor_chunks(tensor):
+        for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
             check_cancel(cancel)
             data = chunk.to(dtype) if chunk.dtype != dtype else chunk
             file.write(raw_bytes(data).numpy().data)
