@@ -13,6 +13,7 @@ from importlib import import_module
 
 from ckpt_gui import __version__
 from ckpt_gui.core.errors import Cancelled, CheckpointError
+from ckpt_gui.core.safety.filecheck import printable
 
 # name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
 COMMANDS = ("inspect", "stats", "diff", "export", "scan")
@@ -89,7 +90,7 @@ def _interrupt_on_sigterm() -> None:
 
 
 def fail(message: str) -> int:
-    print(f"ckpt-gui: error: {message}", file=sys.stderr)
+    print(f"ckpt-gui: error: {printable(message, None)}", file=sys.stderr)
     return 2
 
 

@@ -8,11 +8,15 @@ import sys
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from ckpt_gui.core.safety.filecheck import printable
+
 
 def print_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
 ) -> None:
     """Print ``rows`` under ``headers`` in aligned columns; ``right``: right-aligned columns."""
+    # Keys and values come from the file: escape anything that could drive the terminal.
+    rows = [[printable(cell, None) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row)]

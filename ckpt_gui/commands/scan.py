@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.core.safety.scan import ScanReport, scan_path
 
 HELP = "list every global the file's pickles reference, each safe, unsafe or unknown"
@@ -28,15 +29,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.verdict == "safe" else 1
 
 
-def _clean(text: str) -> str:
-    """Names come from the file: escape control characters so they cannot drive the terminal."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
-
-
 def format_report(report: ScanReport) -> str:
     """The readable table: one line per global, then the verdict."""
     rows = [
-        (g.verdict, _clean(f"{g.module}.{g.name}"), _clean(g.where), g.count)
+        (g.verdict, printable(f"{g.module}.{g.name}", None), printable(g.where, None), g.count)
         for g in report.globals
     ]
     lines = []
@@ -48,14 +44,14 @@ def format_report(report: ScanReport) -> str:
             lines.append(f"{verdict:<8} {name:<{width}} {where}{times}")
         lines.append("")
     for note in report.notes:
-        lines.append(f"note: {_clean(note)}")
+        lines.append(f"note: {printable(note, None)}")
     for skipped in report.skipped:
-        lines.append(f"skipped: {_clean(skipped)}")
+        lines.append(f"skipped: {printable(skipped, None)}")
     counts = {v: sum(g.verdict == v for g in report.globals) for v in ("unsafe", "unknown", "safe")}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     pickles = len(report.pickles)
     lines.append(
-        f"{_clean(report.path)}: {report.verdict.upper()} ({report.format}; {summary}; "
+        f"{printable(report.path)}: {report.verdict.upper()} ({report.format}; {summary}; "
         f"{pickles} pickle{'s' if pickles != 1 else ''} scanned)"
     )
     return "\n".join(lines)

@@ -90,3 +90,12 @@ def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_keys_from_the_file_cannot_drive_the_terminal(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "escape.pt"
+    torch.save({"evil\x1b[2J\x1b]0;pwned\x07.weight": torch.ones(1), "note": "bell\x07"}, path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b[2J" in out

@@ -29,10 +29,11 @@ MAX_ZIP_ENTRIES = 500_000
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
 
 
-def printable(text: str, limit: int = 200) -> str:
-    """One line of text for an error message: control characters from the file escaped."""
+def printable(text: str, limit: int | None = 200) -> str:
+    """Text from a file made safe for a terminal: control characters escaped (so a key cannot
+    move the cursor or recolour the screen), cut to ``limit`` characters unless None."""
     text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_regular_file(path: str | os.PathLike[str]) -> os.stat_result:
