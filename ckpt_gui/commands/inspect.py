@@ -67,6 +67,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
         "totals": {"tensors": totals.tensors, "numel": totals.numel, "nbytes": totals.nbytes},
         "by_role": {k: vars(v) for k, v in ckpt.totals_by("role").items()},
         "by_dtype": {k: vars(v) for k, v in ckpt.totals_by("dtype").items()},
+        "view_note": ckpt.view_note,
         "notes": ckpt.notes,
     }
 
@@ -118,7 +119,7 @@ def print_report(ckpt: Checkpoint) -> None:
         ]
         if parts:
             print(f"  {title}: " + " · ".join(parts))
-    for note in ckpt.notes:
+    for note in ([ckpt.view_note] if ckpt.view_note else []) + ckpt.notes:
         print(f"  note: {note}")
 
 

@@ -36,6 +36,9 @@ class Checkpoint:
     # unpickler, for files torch refuses), "trusted" (a real load the user asked for), or
     # "header" (formats with no pickle: safetensors, DCP).
     view: str = "header"
+    # That, in a sentence for the user, where it matters ("structural" and "trusted"): kept
+    # apart from ``notes`` so that whoever shows it (the window's banner) need not find it there.
+    view_note: str | None = None
     scan: Any = None  # the ScanReport of the file's pickles, where it has any
     # The loaded object itself (tensors memory-mapped) for the "weights_only" and "trusted"
     # views, so that an export writes exactly what was opened without loading the file again.

@@ -3,7 +3,9 @@
 For keys such as ``model.layers.3.attn.q.weight`` every dotted prefix (``model.``,
 ``model.layers.``, ``model.layers.3.``, ``model.layers.3.attn.``, ...) gets a ``Rollup`` over
 the tensors below it; the empty prefix ``""`` rolls up the whole checkpoint. Roll-ups can be
-built at once with ``rollups`` or grown one tensor at a time (``add_to``) as results stream in.
+built at once with ``rollups``, grown one tensor at a time (``add_to``) as results stream in, or
+built from the roll-ups of the rows below (``combine``), which is how the window's module rows
+get theirs: a tensor's new result then recomputes only the rows above it.
 """
 
 from __future__ import annotations
@@ -12,30 +14,43 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ckpt_gui.core.stats import TensorStats
+from ckpt_gui.core.stats import TensorStats, merge_moments
 from ckpt_gui.core.tree import dtype_from_name
 
 
 @dataclass
 class Rollup:
-    """Totals over the tensors under one prefix. ``min``/``max`` are over their finite values
-    (``None`` when none has any); ``l2`` is the norm of all those values taken together."""
+    """Totals over the tensors under one prefix. ``min``/``max``/``absmax`` are over their
+    finite values (``None`` when none has any); ``mean`` and ``std`` pool those values, as if
+    taken over all of them at once; ``l2`` is their norm taken together (``None`` when no
+    tensor has one)."""
 
     prefix: str
     tensors: int = 0
     numel: int = 0  # the parameter count, for a module's parameters
     nbytes: int = 0
-    sum_squares: float = 0.0
+    sum_squares: float | None = None
     min: float | None = None
     max: float | None = None
+    absmax: float | None = None
+    mean: float | None = None
     zeros: int = 0
     nan: int = 0
     posinf: int = 0
     neginf: int = 0
+    # The pooled moments behind ``mean`` and ``std``: how many values, and the sum of their
+    # squared deviations from ``mean`` (merged with the same formula as a tensor's chunks).
+    counted: int = 0
+    m2: float = 0.0
 
     @property
-    def l2(self) -> float:
-        return math.sqrt(self.sum_squares)
+    def l2(self) -> float | None:
+        return None if self.sum_squares is None else math.sqrt(self.sum_squares)
+
+    @property
+    def std(self) -> float | None:
+        """Bessel-corrected, like ``TensorStats.std``; ``None`` for fewer than two values."""
+        return math.sqrt(self.m2 / (self.counted - 1)) if self.counted > 1 else None
 
     @property
     def nonfinite(self) -> int:
@@ -51,16 +66,68 @@ class Rollup:
         self.tensors += 1
         self.numel += stats.numel
         self.nbytes += nbytes if nbytes is not None else _nbytes(stats)
+        self._count(stats.zeros, stats.nan, stats.posinf, stats.neginf)
+        self._extremes(stats.min, stats.max, stats.absmax)
         if stats.l2 is not None:
-            self.sum_squares += stats.l2 * stats.l2
-        if stats.min is not None:
-            self.min = stats.min if self.min is None else min(self.min, stats.min)
-        if stats.max is not None:
-            self.max = stats.max if self.max is None else max(self.max, stats.max)
-        self.zeros += stats.zeros
-        self.nan += stats.nan
-        self.posinf += stats.posinf
-        self.neginf += stats.neginf
+            self._add_squares(stats.l2 * stats.l2)
+        n = stats.finite
+        if stats.mean is not None and n > 0 and math.isfinite(stats.mean):
+            m2 = (stats.std or 0.0) ** 2 * (n - 1) if n > 1 else 0.0
+            self._pool(n, stats.mean, m2)
+
+    def absorb(self, other: Rollup) -> None:
+        """Count in every tensor of ``other`` (the roll-up of a prefix below this one)."""
+        self.tensors += other.tensors
+        self.numel += other.numel
+        self.nbytes += other.nbytes
+        self._count(other.zeros, other.nan, other.posinf, other.neginf)
+        self._extremes(other.min, other.max, other.absmax)
+        if other.sum_squares is not None:
+            self._add_squares(other.sum_squares)
+        if other.mean is not None:
+            self._pool(other.counted, other.mean, other.m2)
+
+    def _count(self, zeros: int, nan: int, posinf: int, neginf: int) -> None:
+        self.zeros += zeros
+        self.nan += nan
+        self.posinf += posinf
+        self.neginf += neginf
+
+    def _extremes(self, lo: float | None, hi: float | None, absmax: float | None) -> None:
+        if lo is not None:
+            self.min = lo if self.min is None else min(self.min, lo)
+        if hi is not None:
+            self.max = hi if self.max is None else max(self.max, hi)
+        if absmax is not None:
+            self.absmax = absmax if self.absmax is None else max(self.absmax, absmax)
+
+    def _add_squares(self, squares: float) -> None:
+        self.sum_squares = squares if self.sum_squares is None else self.sum_squares + squares
+
+    def _pool(self, n: int, mean: float, m2: float) -> None:
+        if self.mean is None:
+            self.counted, self.mean, self.m2 = n, mean, m2
+        else:
+            self.counted, self.mean, self.m2 = merge_moments(
+                self.counted, self.mean, self.m2, n, mean, m2
+            )
+
+
+def combine(parts: Iterable[TensorStats | Rollup | None], prefix: str = "") -> Rollup | None:
+    """One roll-up over ``parts``: tensors' statistics and roll-ups of the prefixes below, in
+    any mix; ``None`` parts (statistics not there yet) are skipped, and ``None`` comes back when
+    every part is."""
+    out = Rollup(prefix)
+    seen = False
+    for part in parts:
+        if part is None:
+            continue
+        seen = True
+        if isinstance(part, Rollup):
+            out.absorb(part)
+        else:
+            out.add(part)
+    return out if seen else None
 
 
 def prefixes(key: str) -> list[str]:

@@ -109,6 +109,20 @@ StatsEvent = Progress | StatsResult | StatsFailed
 # -- the fused reductions ---------------------------------------------------------------------
 
 
+def merge_moments(
+    n_a: int, mean_a: float, m2_a: float, n_b: int, mean_b: float, m2_b: float
+) -> tuple[int, float, float]:
+    """The (count, mean, M2) of two groups of values taken together, from each group's count,
+    mean and M2 (sum of squared deviations from its mean): Chan et al.'s parallel update, exact
+    in float64 whatever the group means. Chunks of a tensor merge with it, and so do the
+    tensors under a module (``ckpt_gui.core.rollup``)."""
+    if n_b == 0:
+        return n_a, mean_a, m2_a
+    total = n_a + n_b
+    delta = mean_b - mean_a
+    return total, mean_a + delta * n_b / total, m2_a + (m2_b + delta * delta * n_a * n_b / total)
+
+
 class _Moments:
     """Running count, mean, M2 (sum of squared deviations), min, max and counts over chunks."""
 
@@ -153,14 +167,9 @@ class _Moments:
         self.merge(n, m, max(syy - n * d * d, 0.0), lo, hi)
 
     def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
-        """Chan et al.'s parallel update: exact in float64 whatever the chunk means."""
         if n == 0:
             return
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.n * n / total
-        self.n = total
+        self.n, self.mean, self.m2 = merge_moments(self.n, self.mean, self.m2, n, mean, m2)
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
 

@@ -38,6 +38,7 @@ from ckpt_gui.core.export import (
 )
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.export_form import ExportForm
 from ckpt_gui.qt.export_preview import PreviewModel, plan_summary
 
@@ -155,7 +156,7 @@ class ExportDialog(QDialog):
                     self.checkpoint.path, self.destination(), bool(plan.files), plan.files
                 )
             except CheckpointError as exc:
-                problems.append(str(exc))
+                problems.append(error_text(exc)[0])
             self.summary_label.setText(plan_summary(plan))
         else:
             self.summary_label.setText("")
@@ -223,8 +224,7 @@ class ExportDialog(QDialog):
         self._export_worker = None
         self._set_exporting(False)
         self.progress_bar.setValue(0)
-        text = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
-        line = (text.strip().splitlines() or [type(exc).__name__])[0]
+        line, _ = error_text(exc)
         self.status_label.setText("Failed")
         self.result_label.setText(f"✘ Export failed: {line}. Nothing was written.")
         self.export_failed.emit(line)
@@ -265,7 +265,7 @@ class ExportDialog(QDialog):
     def _on_load_failed(self, exc: BaseException) -> None:
         self._open_worker = None
         self.status_label.setText("")
-        self.problem_label.setText(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        self.problem_label.setText(error_text(exc)[0])
         self.export_button.setEnabled(False)
 
     # --- closing ----------------------------------------------------------------------------

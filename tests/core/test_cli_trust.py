@@ -39,8 +39,11 @@ def test_inspect_trust_is_a_real_load(tmp_path: Path, capsys) -> None:
     path = config_file(tmp_path / "cfg.pt")
     code, plain = run_json(capsys, "inspect", str(path), "--json")
     assert code == 0 and plain["view"] == "structural"
+    assert plain["view_note"].startswith("structural view: torch's safe loader refused this file")
+    assert not any("structural view" in n for n in plain["notes"])  # said once, not twice
     code, trusted = run_json(capsys, "inspect", "--trust", str(path), "--json")
     assert code == 0 and trusted["view"] == "trusted"
+    assert trusted["view_note"] == "loaded with code execution allowed, as you asked"
     config = next(v for v in trusted["values"] if v["key"] == "config")
     assert config["value"] == "RunConfig(lr=0.5, layers=2)"  # the object its class built
     assert [t["key"] for t in trusted["tensors"]] == ["w"]
@@ -48,6 +51,9 @@ def test_inspect_trust_is_a_real_load(tmp_path: Path, capsys) -> None:
     torch.save({"w": torch.ones(2)}, sd)
     code, safe = run_json(capsys, "inspect", str(sd), "--json", "--trust")
     assert code == 0 and safe["view"] == "weights_only"  # trust is never needed for these
+    assert safe["view_note"] is None
+    assert main(["inspect", str(path)]) == 0
+    assert "  note: structural view: torch's safe loader refused" in capsys.readouterr().out
 
 
 def test_stats_and_diff_trust(tmp_path: Path, capsys) -> None:

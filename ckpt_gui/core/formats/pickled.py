@@ -40,7 +40,7 @@ def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Chec
     if trust and fmt != "torchscript":
         obj, locations = load_torch_file(path, mmap=fmt == "torch-zip", trust=True)
         ckpt = _checkpoint(path, fmt, obj, describe_loaded(locations), report, "trusted")
-        ckpt.notes.insert(0, "loaded with code execution allowed, as you asked (--trust)")
+        ckpt.view_note = "loaded with code execution allowed, as you asked"
         return ckpt
     if not structural:
         raise UnsafeError(f"{path}: a TorchScript archive; loading it would run its code")
@@ -57,10 +57,9 @@ def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Chec
         ckpt.kind = "TorchScript module"
     names = sorted({f"{g.module}.{g.name}" for g in report.globals if g.verdict != "safe"})
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-    ckpt.notes.insert(
-        0,
+    ckpt.view_note = (
         "structural view: torch's safe loader refused this file, so it was read without "
-        f"running anything from it (it names {shown or 'globals torch does not allow'})",
+        f"running anything from it (it names {shown or 'globals torch does not allow'})"
     )
     return ckpt
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.diff import DiffEntry, LayerChange
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_value
 from ckpt_gui.qt.widgets.plot_widget import new_plot
 
@@ -236,7 +237,7 @@ class PairHistogramPanel(QWidget):
         if generation != self._generation:
             return
         self._worker = None
-        self._say(f"No histogram: {type(exc).__name__}: {exc}".splitlines()[0])
+        self._say(f"No histogram: {error_text(exc)[0]}")
         self.histograms_ready.emit()
 
     def _clear(self) -> None:

@@ -30,8 +30,8 @@ from ckpt_gui.core.diff import (
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.compare.bars import PathsBar, match_text
 from ckpt_gui.qt.compare.results import DiffResults
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
-from ckpt_gui.qt.widgets.checkpoint_view import error_text
 from ckpt_gui.qt.widgets.error_view import ErrorView
 
 PROGRESS_STEPS = 1000

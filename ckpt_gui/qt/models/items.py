@@ -129,10 +129,3 @@ def natural_key(text: str) -> tuple:
     return tuple(
         (0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in _DIGITS.split(text) if p
     )
-
-
-def shared_param(item: Item) -> str | None:
-    """The model parameter an optimizer-state row belongs to, if the core found it."""
-    if item.node is not None and item.node.param:
-        return item.node.param
-    return None

@@ -18,11 +18,12 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QFont
 
+from ckpt_gui.core.rollup import Rollup, combine
+from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.marks import STANDIN_COLOUR, mark_icon, marks_of, marks_tooltip
-from ckpt_gui.qt.models.rollup import combine
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 ALIGNMENT = Qt.ItemDataRole.TextAlignmentRole
@@ -56,8 +57,8 @@ class CheckpointModel(QAbstractItemModel):
         super().__init__(parent)
         self._root = root
         self._by_node: dict[Node, Item] = {it.node: it for it in root.walk() if it.node is not None}
-        self._stats: dict[Item, Any] = {}  # tensor rows: the core's TensorStats
-        self._rolled: dict[Item, Any] = {}  # container rows: cached roll-ups
+        self._stats: dict[Item, TensorStats] = {}  # tensor rows
+        self._rolled: dict[Item, Rollup | None] = {}  # container rows: cached roll-ups
         self._cells: dict[Item, list[dict[int, Any] | None]] = {}
         self._italic = QFont()
         self._italic.setItalic(True)
@@ -81,9 +82,6 @@ class CheckpointModel(QAbstractItemModel):
         if item is self._root:
             return QModelIndex()
         return self.createIndex(item.row, column, item)
-
-    def item_for_node(self, node: Node) -> Item | None:
-        return self._by_node.get(node)
 
     def index(self, row: int, column: int, parent: _Index = NO_PARENT) -> QModelIndex:
         if column < 0 or column >= len(col.COLUMNS) or row < 0:
@@ -134,17 +132,19 @@ class CheckpointModel(QAbstractItemModel):
         return None
 
     # --- cells ------------------------------------------------------------------------------
-    def stats_of(self, item: Item) -> Any:
-        """The item's statistics: its own for a tensor, a roll-up for a container."""
+    def stats_of(self, item: Item) -> TensorStats | Rollup | None:
+        """The item's statistics: its own ``TensorStats`` for a tensor, the core's ``Rollup``
+        of the rows below it for a container (built from theirs, and cached)."""
         if item.is_tensor:
             return self._stats.get(item)
         if not item.tensors:
             return None
         if item not in self._rolled:
-            self._rolled[item] = combine(self._rollup_part(c) for c in item.children if c.tensors)
+            parts = (self._rollup_part(c) for c in item.children if c.tensors)
+            self._rolled[item] = combine(parts, f"{item.key}." if item.key else "")
         return self._rolled[item]
 
-    def _rollup_part(self, item: Item) -> Any:
+    def _rollup_part(self, item: Item) -> TensorStats | Rollup | None:
         # Integer and bool tensors (step counters, masks) would swamp a module's min and max.
         if item.is_tensor:
             return self._stats.get(item) if _is_float(item) else None
@@ -263,13 +263,6 @@ class CheckpointModel(QAbstractItemModel):
                 CHANGED_ROLES,
             )
 
-    def set_stats(self, node: Node, stats: Any) -> None:
-        self.add_stats([(node, stats)])
-
-    def raw_stats(self, node: Node) -> Any:
-        item = self._by_node.get(node)
-        return self._stats.get(item) if item is not None else None
-
     def stats_count(self) -> int:
         return len(self._stats)
 
@@ -297,10 +290,6 @@ def fill_span(model: CheckpointModel, index: _Index, span: QModelRoleDataSpan) -
 def _is_float(item: Item) -> bool:
     assert item.node is not None and item.node.tensor is not None
     return item.node.tensor.dtype.startswith(("float", "bfloat", "complex"))
-
-
-def _needs_stats(column: int, item: Item) -> bool:
-    return column in col.STAT_COLUMNS or (column == col.VALUE and item.is_tensor)
 
 
 def _alignment(numeric: bool) -> Qt.AlignmentFlag:

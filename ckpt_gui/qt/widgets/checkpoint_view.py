@@ -4,7 +4,6 @@ structural view (or trusted); the scan report and the trust dialog open from it.
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.qt import stats_feed, workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item, build_items
@@ -46,17 +45,6 @@ def _open(path: Path, trust: bool) -> tuple[Checkpoint, Item]:
     except BaseException:
         ckpt.close()
         raise
-
-
-def error_text(exc: BaseException) -> tuple[str, str]:
-    """(one line for the user, details on request) for an error raised while opening."""
-    if isinstance(exc, CheckpointError):
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return line, f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError):
-        return "Not enough memory to open this file.", "MemoryError"
-    line = f"Unexpected {type(exc).__name__}: {exc}".splitlines()[0]
-    return line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 class CheckpointView(QWidget):
@@ -342,7 +330,8 @@ class CheckpointView(QWidget):
         current = items[0] if items else None
         self.details.show_item(current, self.model.stats_of(current) if current else None)
         tensors = [it.node for it in items if it.is_tensor and it.node is not None]
-        self.histogram.show_tensors(tensors)
+        stats = {it.node: self.model.stats_of(it) for it in items if it.is_tensor}
+        self.histogram.show_tensors(tensors, stats)
         self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
 
     # --- helpers ----------------------------------------------------------------------------

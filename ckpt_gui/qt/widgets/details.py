@@ -21,6 +21,8 @@ from ckpt_gui.qt.models.items import Item
 
 STAT_ORDER = ("min", "max", "mean", "std", "l2", "absmax")
 STAT_TITLES = {"l2": "norm (L2)", "absmax": "max |x|", "std": "std"}
+# Fields of the core's ``Rollup`` that are sizes or working sums, not statistics to show.
+ROLLUP_BOOKKEEPING = ("prefix", "nbytes", "sum_squares", "counted", "m2")
 
 
 def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
@@ -70,30 +72,27 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         rows.append(("tensors", f"{item.tensors:,}"))
         rows.append(("elements", f"{format_count(item.numel)} ({item.numel:,})"))
         rows.append(("size", format_bytes(item.nbytes)))
-    rows += stat_rows(stats, rolled=not item.is_tensor)
+    rows += stat_rows(stats)
     if stats is not None and not item.is_tensor:
         rows.append(("", "statistics of a module roll up its floating-point tensors"))
     return rows
 
 
-def stat_rows(stats: Any, rolled: bool = False) -> list[tuple[str, str]]:
+def stat_rows(stats: Any) -> list[tuple[str, str]]:
     if stats is None:
         return []
-    prefix = ""
     rows = []
     for name in STAT_ORDER:
         value = getattr(stats, name, None)
         if value is not None or hasattr(stats, name):
-            rows.append(
-                (prefix + STAT_TITLES.get(name, name), format_float(value, digits=7) or "—")
-            )
+            rows.append((STAT_TITLES.get(name, name), format_float(value, digits=7) or "—"))
     zeros = col.zero_fraction(stats)
     if zeros is not None:
-        rows.append((prefix + "zeros", f"{getattr(stats, 'zeros', 0):,} ({format_percent(zeros)})"))
+        rows.append(("zeros", f"{getattr(stats, 'zeros', 0):,} ({format_percent(zeros)})"))
     for name, title in (("nan", "NaN"), ("posinf", "+Inf"), ("neginf", "-Inf")):
         value = getattr(stats, name, None)
         if value is not None:
-            rows.append((prefix + title, f"{value:,}"))
+            rows.append((title, f"{value:,}"))
     extra = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
     known = set(STAT_ORDER) | {
         "zeros",
@@ -104,11 +103,12 @@ def stat_rows(stats: Any, rolled: bool = False) -> list[tuple[str, str]]:
         "tensors",
         "key",
         "dtype",
+        *ROLLUP_BOOKKEEPING,
     }
     for name, value in extra.items():
         if name not in known and isinstance(value, (int, float)) and not isinstance(value, bool):
             text = format_float(value, digits=7) if isinstance(value, float) else f"{value:,}"
-            rows.append((prefix + name.replace("_", " "), text))
+            rows.append((name.replace("_", " "), text))
     return rows
 
 

@@ -6,7 +6,7 @@ so and offers the exact histogram on request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 BIN_CHOICES = (16, 32, 64, 128, 256, 512, 1024)
@@ -33,18 +35,24 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def histogram_events(
-    nodes: list[Node], bins: int, exact: bool, cancel: Callable[[], bool]
+    nodes: list[Node],
+    bins: int,
+    exact: bool,
+    cancel: Callable[[], bool],
+    stats: Mapping[Node, TensorStats | None] | None = None,
 ) -> Iterator[tuple[Node, Any]]:
-    """(node, Histogram or error message) for each node, on the worker thread."""
+    """(node, Histogram or error message) for each node, on the worker thread. A node's
+    ``stats`` give the exact histogram its range, which spares it a pass over the tensor."""
     from ckpt_gui.core.histogram import histogram
 
     for node in nodes:
         if cancel():
             return
+        known = stats.get(node) if stats is not None and exact else None
         try:
-            yield node, histogram(node.load(), bins=bins, exact=exact)
+            yield node, histogram(node.load(), bins=bins, exact=exact, stats=known)
         except Exception as exc:  # noqa: BLE001 - one unreadable tensor must not end the others
-            yield node, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            yield node, error_text(exc)[0]
 
 
 class HistogramPanel(QWidget):
@@ -87,6 +95,7 @@ class HistogramPanel(QWidget):
 
         self._nodes: list[Node] = []
         self._results: dict[Node, Any] = {}
+        self._stats: dict[Node, TensorStats | None] = {}
         self._slot = workers.WorkerSlot()  # one current worker; aborted ones are waited for
         self._generation = 0
         self.bins_box.currentIndexChanged.connect(lambda _: self._compute(exact=False))
@@ -118,7 +127,12 @@ class HistogramPanel(QWidget):
         return self._legend
 
     # --- public -----------------------------------------------------------------------------
-    def show_tensors(self, nodes: list[Node]) -> None:
+    def show_tensors(
+        self, nodes: list[Node], stats: Mapping[Node, TensorStats | None] | None = None
+    ) -> None:
+        """Plot ``nodes``; ``stats`` are their statistics where known (the tree's), which
+        "Compute exact" uses for the range instead of reading each tensor twice."""
+        self._stats = dict(stats or {})  # statistics may have arrived since the last call
         if nodes == self._nodes:
             return
         self._nodes = list(nodes[:MAX_OVERLAY])
@@ -160,8 +174,9 @@ class HistogramPanel(QWidget):
         self.message.setText("Computing exact histogram…" if exact else "Computing histogram…")
         self.message.setVisible(True)
         nodes, bins, generation = list(self._nodes), self.bins(), self._generation
+        stats = {n: self._stats.get(n) for n in nodes}
         worker = workers.Worker(
-            lambda cancel: histogram_events(nodes, bins, exact, cancel), with_abort=True
+            lambda cancel: histogram_events(nodes, bins, exact, cancel, stats), with_abort=True
         )
         worker.yielded.connect(lambda batch: self._on_results(generation, batch))
         worker.finished.connect(lambda _: self._on_done(generation))
@@ -189,7 +204,7 @@ class HistogramPanel(QWidget):
         if isinstance(exc, ImportError):
             self.message.setText("Histograms are not available in this version.")
         else:
-            self.message.setText(f"No histogram: {type(exc).__name__}: {exc}".splitlines()[0])
+            self.message.setText(f"No histogram: {error_text(exc)[0]}")
         self.message.setVisible(True)
         self.histogram_ready.emit()
 

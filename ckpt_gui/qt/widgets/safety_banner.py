@@ -47,7 +47,10 @@ def names_html(refs: list[Any], limit: int = SHOWN_NAMES) -> str:
 
 
 def banner_html(ckpt: Checkpoint) -> str:
-    """The banner's line for ``ckpt``, or ``""`` when it needs none."""
+    """The banner's line for ``ckpt``, or ``""`` when it needs none: files whose reader left a
+    ``view_note`` (how the file was read) get one, in richer words where the view is known."""
+    if not ckpt.view_note:
+        return ""
     refs = flagged_globals(ckpt.scan)
     count = f"{len(refs)} global{'s' * (len(refs) != 1)}"
     names = f" It names {count} torch does not allow: {names_html(refs)}." if refs else ""
@@ -65,7 +68,7 @@ def banner_html(ckpt: Checkpoint) -> str:
             "<b>Trusted load:</b> code from this file was allowed to run, as you asked. "
             f"Values show the real objects it built.{names}"
         )
-    return ""
+    return escape(ckpt.view_note[:1].upper() + ckpt.view_note[1:])
 
 
 class SafetyBanner(QFrame):
@@ -108,7 +111,7 @@ class SafetyBanner(QFrame):
         if not html:
             return
         assert ckpt is not None
-        background, border, text = _STYLES[self.view]
+        background, border, text = _STYLES.get(self.view, _STYLES["structural"])
         self.setStyleSheet(
             f"#safetyBanner {{ background: {background}; border-bottom: 1px solid {border}; }}"
             f" #safetyBanner QLabel {{ color: {text}; background: transparent; }}"

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
 
 HEADERS = ("Global", "Verdict", "Where", "Count")
@@ -119,10 +119,7 @@ class ScanReportDialog(QDialog):
 
     def _on_failed(self, exc: BaseException) -> None:
         self._worker.current = None
-        if isinstance(exc, CheckpointError) and str(exc).strip():
-            line = str(exc).strip().splitlines()[0]
-        else:
-            line = f"Unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+        line, _ = error_text(exc)
         self.error_message = line
         self.verdict_label.setText(
             f"<span style='color:{VERDICT_COLOURS['unsafe']}'>Could not scan: {escape(line)}</span>"

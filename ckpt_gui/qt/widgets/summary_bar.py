@@ -73,11 +73,9 @@ class SummaryBar(QFrame):
             if not dtypes
             else f"{totals} &nbsp;&nbsp;<span style='color:gray'>|</span>&nbsp;&nbsp; {dtypes}"
         )
-        notes_shown = ckpt.notes
-        if ckpt.view in ("structural", "trusted"):
-            notes_shown = ckpt.notes[1:]  # the first says how it was read: the banner says it
-        if notes_shown:
-            notes = escape("; ".join(notes_shown))
+        # How the file was read (``ckpt.view_note``) is the safety banner's to say.
+        if ckpt.notes:
+            notes = escape("; ".join(ckpt.notes))
             text += f"<br><span style='color:gray'>{notes}</span>"
         self._totals.setText(text)
 

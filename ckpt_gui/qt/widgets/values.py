@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QTableView, QVBoxL
 
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import workers
+from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_shape
 from ckpt_gui.qt.value_sample import ValueSample, sample_tensor
 from ckpt_gui.qt.widgets.plot_widget import new_plot
@@ -169,7 +170,7 @@ class ValuesPanel(QWidget):
         if generation != self._generation:
             return
         self._slot.current = None
-        self._show(None, f"Could not read the values: {exc}".splitlines()[0])
+        self._show(None, f"Could not read the values: {error_text(exc)[0]}")
         self.values_ready.emit()
 
     def _show(self, sample: ValueSample | None, note: str) -> None:
