@@ -44,15 +44,18 @@ class Checkpoint:
     # views, so that an export writes exactly what was opened without loading the file again.
     obj: Any = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _by_key: dict[str, Node] | None = field(default=None, repr=False)
 
     def tensors(self) -> list[Node]:
         return list(self.root.tensors())
 
     def find(self, key: str) -> Node | None:
-        for node in self.root.walk():
-            if node.key == key:
-                return node
-        return None
+        """The node at ``key`` (the tree does not change once opened, so the index is kept)."""
+        if self._by_key is None:
+            self._by_key = {}
+            for node in self.root.walk():
+                self._by_key.setdefault(node.key, node)
+        return self._by_key.get(key)
 
     def totals(self) -> Totals:
         total = Totals()
