@@ -8,6 +8,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -99,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args_list and args_list[0] in COMMANDS:
             _interrupt_on_sigterm()
+            # torch's deprecation chatter is not for the user: stderr carries our one line.
+            warnings.simplefilter("ignore")
             commands = _available_commands()
             if args_list[0] not in commands:
                 return fail(f"the {args_list[0]!r} command is not available in this version")

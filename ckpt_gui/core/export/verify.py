@@ -90,6 +90,11 @@ def _compare(
     name: str, src: Node, out: Node, dtype: torch.dtype, cancel: CancelCheck
 ) -> Generator[tuple[str, int], None, None]:
     a, b = src.load(), out.load()
+    if a.is_quantized or b.is_quantized:  # never cast: the integers and the scales must match
+        if not _same_quantized(a, b):
+            raise ExportError(f"verification failed: {name!r} differs from the source")
+        yield name, b.numel() * b.element_size()
+        return
     if broadcast_dims(a) and broadcast_dims(a) == broadcast_dims(b):
         (a, _), (b, _) = compact(a), compact(b)  # the same repetition: compare what repeats
     for chunk_a, chunk_b in paired_chunks(a, b, CHUNK_ELEMENTS):
@@ -100,6 +105,20 @@ def _compare(
         if not torch.equal(raw_bytes(chunk_a), raw_bytes(chunk_b)):
             raise ExportError(f"verification failed: {name!r} differs from the source")
         yield name, chunk_b.numel() * chunk_b.element_size()
+
+
+def _same_quantized(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if not (a.is_quantized and b.is_quantized) or a.qscheme() != b.qscheme():
+        return False
+    if a.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        params = a.q_scale() == b.q_scale() and a.q_zero_point() == b.q_zero_point()
+    else:
+        params = (
+            a.q_per_channel_axis() == b.q_per_channel_axis()
+            and torch.equal(a.q_per_channel_scales(), b.q_per_channel_scales())
+            and torch.equal(a.q_per_channel_zero_points(), b.q_per_channel_zero_points())
+        )
+    return params and torch.equal(a.int_repr(), b.int_repr())
 
 
 def _check_sharing(plan: ExportPlan, nodes: dict[str, Node]) -> None:
