@@ -52,7 +52,10 @@ class ExportDialog(QDialog):
     export_failed = Signal(str)
     export_cancelled = Signal()
 
-    def __init__(self, checkpoint_path: str | Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, checkpoint_path: str | Path, parent: QWidget | None = None, *, trust: bool = False
+    ) -> None:
+        """``trust=True`` only for a tab the user already trusted: it allows a real load."""
         super().__init__(parent)
         self.path = Path(checkpoint_path)
         self.checkpoint: Checkpoint | None = None
@@ -67,7 +70,7 @@ class ExportDialog(QDialog):
         self._build()
         self.status_label.setText(f"Reading {self.path.name}…")
         path = self.path
-        worker = workers.start_call(lambda: open_checkpoint(path), discard=_close)
+        worker = workers.start_call(lambda: open_checkpoint(path, trust=trust), discard=_close)
         worker.finished.connect(self._on_loaded)
         worker.failed.connect(self._on_load_failed)
         self._open_worker = worker

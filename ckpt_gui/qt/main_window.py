@@ -206,7 +206,8 @@ class MainWindow(QMainWindow):
         if view is None:
             self.statusBar().showMessage("Open a checkpoint first, then export it", 4000)
             return
-        dialog = ExportDialog(view.path, parent=self)
+        # A tab the user trusted exports what it shows: the real objects, not the structural view.
+        dialog = ExportDialog(view.path, parent=self, trust=view.trust)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 

@@ -214,6 +214,14 @@ def test_accepting_the_trust_dialog_reloads_trusted(qtbot, window, tmp_path: Pat
     config, _ = row(view, "config")
     assert "RunConfig(lr=0.5, layers=2)" in config.data()  # the real object, built by its class
     assert not view.tree.standin_legend.isVisible()
+    # File > Export from this tab exports what it shows: the trusted load, not the structural one
+    from ckpt_gui.qt.export_dialog import ExportDialog
+
+    window.export_action.trigger()
+    (export,) = window.findChildren(ExportDialog)
+    qtbot.waitUntil(lambda: export.checkpoint is not None, timeout=20_000)
+    assert export.checkpoint.view == "trusted"
+    export.close()
 
 
 def test_trust_flag_opens_command_line_paths_trusted(qtbot, tmp_path: Path) -> None:
