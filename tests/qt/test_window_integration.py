@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from PySide6.QtCore import Qt
 
@@ -73,3 +74,23 @@ def test_export_action_opens_the_dialog_for_the_current_file(qtbot, window, tmp_
     dialog = dialogs[0]
     qtbot.waitUntil(lambda: dialog.isVisible(), timeout=5_000)
     dialog.close()
+
+
+def test_swap_compares_the_open_files_the_other_way_round(qtbot, window, tmp_path) -> None:
+    from ckpt_gui.core.diff import diff_checkpoints
+    from ckpt_gui.core.reader import open_checkpoint
+
+    a, b = _pair(tmp_path)
+    page = window.open_compare(a, b)
+    qtbot.waitUntil(window.is_idle, timeout=30_000)
+    first_a, first_b = page.checkpoints
+    page.swap()
+    qtbot.waitUntil(window.is_idle, timeout=30_000)
+    assert (page.path_a, page.path_b) == (b, a)
+    assert page.checkpoints == (first_b, first_a)  # the same open files, not read again
+    with open_checkpoint(b) as cb, open_checkpoint(a) as ca:
+        want = {e.key: e.metrics.rel_l2 for e in diff_checkpoints(cb, ca).entries if e.metrics}
+    got = {e.key: e.metrics.rel_l2 for e in page.report.entries if e.metrics}
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value)

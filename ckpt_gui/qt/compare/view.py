@@ -174,7 +174,16 @@ class CompareView(QWidget):
         self.start()
 
     def swap(self) -> None:
-        self.set_paths(self.path_b, self.path_a)
+        """B becomes A and A becomes B: files already open are compared again the other way
+        round, without being read again."""
+        if self.checkpoints is None:
+            self.set_paths(self.path_b, self.path_a)
+            return
+        self._stop_workers(wait=True)
+        self.path_a, self.path_b = self.path_b, self.path_a
+        self.checkpoints = (self.checkpoints[1], self.checkpoints[0])
+        self.paths_bar.set_paths(self.path_a, self.path_b)
+        self._start_diff()
 
     def set_match(self, match: str | KeyMatch) -> None:
         """Compare again with another key matching: ``"auto"``, ``"exact"`` or a ``KeyMatch``."""
