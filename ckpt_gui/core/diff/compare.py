@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.chunks import drain
 from ckpt_gui.core.diff.matching import KeyMatch, match_checkpoints
 from ckpt_gui.core.diff.metrics import DEFAULT_CHUNK_ELEMS, CancelCheck, TensorDiff, diff_steps
 from ckpt_gui.core.errors import CheckpointError
@@ -270,12 +271,7 @@ def iter_diff(
 
 def diff_checkpoints(ckpt_a: Checkpoint, ckpt_b: Checkpoint, **options: Any) -> DiffReport:
     """``iter_diff`` run to the end: the ``DiffReport``."""
-    events = iter_diff(ckpt_a, ckpt_b, **options)
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_diff(ckpt_a, ckpt_b, **options))
 
 
 def _pair_entry(na: Node, nb: Node, match: KeyMatch) -> DiffEntry:

@@ -28,6 +28,7 @@ from ckpt_gui.core.chunks import (
     CancelCheck,
     broadcast_dims,
     compact,
+    drain,
     paired_chunks,
     serial_torch,
 )
@@ -318,9 +319,4 @@ def tensor_diff(
     cancel: CancelCheck | None = None,
 ) -> TensorDiff:
     """Compare two same-shaped CPU tensors of any dtypes and layouts (see the module doc)."""
-    steps = diff_steps(a, b, atol=atol, rtol=rtol, chunk_elems=chunk_elems, cancel=cancel)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return drain(diff_steps(a, b, atol=atol, rtol=rtol, chunk_elems=chunk_elems, cancel=cancel))

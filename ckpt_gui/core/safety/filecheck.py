@@ -147,6 +147,21 @@ def sniff(head: bytes, size: int) -> str:
     return "unknown"
 
 
+def open_sniffed(path: str | os.PathLike[str], label: str) -> tuple[BinaryIO, int, bytes, str]:
+    """``open_regular_file``, then the first 512 bytes and their ``sniff`` kind; an empty file
+    is refused here. The file is positioned after those bytes; the caller closes it."""
+    fp, size = open_regular_file(path)
+    try:
+        head = fp.read(512)
+        kind = sniff(head, size)
+        if kind == "empty":
+            raise NotACheckpointError(f"{label} is empty")
+    except BaseException:
+        fp.close()
+        raise
+    return fp, size, head, kind
+
+
 @dataclass(frozen=True)
 class ZipRecord:
     """One record of a checked zip archive."""

@@ -266,12 +266,8 @@ def scan_file(path: str | os.PathLike[str], label: str | None = None) -> ScanRep
     label = label or str(path)
     report = ScanReport(path=str(path), format="unknown")
     scanner = _Scanner(report)
-    fp, size = filecheck.open_regular_file(path)
+    fp, size, head, kind = filecheck.open_sniffed(path, label)
     with fp:
-        head = fp.read(512)
-        kind = filecheck.sniff(head, size)
-        if kind == "empty":
-            raise NotACheckpointError(f"{label} is empty")
         if kind == "zip":
             report.format = scanner.zip(fp, size, label)
         elif kind == "safetensors":

@@ -215,12 +215,8 @@ def structural_load(
     anything from it. ``progress`` is called now and then while unpickling; it may raise
     ``Cancelled`` to stop."""
     label = str(path)
-    fp, size = filecheck.open_regular_file(path)
+    fp, size, head, kind = filecheck.open_sniffed(path, label)
     with fp:
-        head = fp.read(512)
-        kind = filecheck.sniff(head, size)
-        if kind == "empty":
-            raise NotACheckpointError(f"{label} is empty")
         if kind == "safetensors":
             raise UnsupportedFormatError(f"{label} is a safetensors file: it holds no pickle")
         if kind == "tar":
