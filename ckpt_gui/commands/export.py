@@ -18,7 +18,8 @@ from ckpt_gui.core.export import (
     iter_export,
     parse_size,
 )
-from ckpt_gui.core.export.plan import ExportError
+from ckpt_gui.core.export.casting import ON_OVERFLOW
+from ckpt_gui.core.export.plan import NUMPY_CHOICES, ExportError
 from ckpt_gui.core.reader import open_checkpoint
 
 HELP = "write a clean, verified copy: parameters only or a CPU copy, cast, filtered, sharded"
@@ -76,6 +77,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. model_state_dict, ema; default: the model's)",
     )
     parser.add_argument(
+        "--on-overflow",
+        choices=ON_OVERFLOW,
+        default="error",
+        help="what a --dtype cast does with finite values beyond the target's range: refuse "
+        "(error, the default), saturate at the largest finite value (clamp) or write ±inf (inf)",
+    )
+    parser.add_argument(
+        "--numpy",
+        choices=NUMPY_CHOICES,
+        help="what NumPy arrays in the exported part become: kept as NumPy arrays (keep; torch "
+        "then loads them only through torch.serialization.safe_globals) or tensors (tensors)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace DST if it exists (it is refused otherwise)"
+    )
+    parser.add_argument(
         "--trust",
         action="store_true",
         help="allow running code from the file (only for files you trust)",
@@ -103,13 +120,15 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
         strip_prefix=args.strip_prefix,
         add_prefix=args.add_prefix,
         shard_size=shard_size,
+        on_overflow=args.on_overflow,
+        numpy=args.numpy,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with open_checkpoint(args.src, trust=args.trust) as ckpt:
-        result = _drain(iter_export(ckpt, args.dst, options))
+        result = _drain(iter_export(ckpt, args.dst, options, overwrite=args.force))
     print("\n".join(result.describe()))
     plan = result.plan
     others = [c for c in plan.candidates if c != plan.state_dict]

@@ -6,10 +6,12 @@ stays where the loader put it (usually a memory map), everything else becomes a 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_items
@@ -25,6 +27,7 @@ def describe_loaded(
     locations: Mapping[int, str] | None = None,
     location_of: Callable[[torch.Tensor], str | None] | None = None,
     storage_key_of: Callable[[torch.Tensor], Any] | None = None,
+    offset_of: Callable[[torch.Tensor], int | None] | None = None,
 ) -> TensorDescriber:
     """A describer for tensors already in memory (or memory-mapped) on the CPU.
 
@@ -33,22 +36,27 @@ def describe_loaded(
     """
     locations = locations or {}
 
-    def describe(t: torch.Tensor) -> TensorInfo:
-        if t.requires_grad:  # an nn.Parameter: the data is all a viewer needs
-            t = t.detach()
+    def describe(source: torch.Tensor) -> TensorInfo:
+        # An nn.Parameter: the data is all a viewer needs. The callbacks know the object the
+        # loader made, so they are asked about ``source``, never the detached copy.
+        t = source.detach() if source.requires_grad else source
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         storage_id = ptr if storage.nbytes() > 0 else None
-        device = locations.get(ptr) or (location_of(t) if location_of else None) or str(t.device)
+        saved = location_of(source) if location_of else None
+        device = locations.get(ptr) or saved or str(t.device)
         if storage_key_of is not None:
-            storage_id = storage_key_of(t)
+            storage_id = storage_key_of(source)
+        offset = offset_of(source) if offset_of is not None else None
+        if offset is None:
+            offset = int(t.storage_offset()) if t.layout == torch.strided else 0
         return TensorInfo(
             dtype=dtype_name(t.dtype),
             shape=tuple(t.shape),
             stride=tuple(t.stride()) if t.layout == torch.strided else None,
             device=device,
             storage_id=storage_id,
-            storage_offset=int(t.storage_offset()) if t.layout == torch.strided else 0,
+            storage_offset=offset,
             loader=partial(_identity, t),
         )
 
@@ -64,8 +72,19 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
     on_path: set[int] = set()
 
     def visit(value: Any, name: str, key: str, depth: int) -> Node:
+        node = _visit(value, name, key, depth)
+        if node.standin is None:
+            node.type_name = type_name(value)
+        return node
+
+    def _visit(value: Any, name: str, key: str, depth: int) -> Node:
         if isinstance(value, torch.Tensor):
             return Node(name=name, key=key, kind="tensor", tensor=describe(value))
+        array = numpy_tensor(value)
+        if array is not None:  # a NumPy array: browsed, measured and exported like a tensor
+            info = describe(array)
+            info.container = "numpy"
+            return Node(name=name, key=key, kind="tensor", tensor=info)
         if isinstance(value, PLAIN) or _is_scalar_like(value):
             return Node(name=name, key=key, kind="value", value=_plain(value))
         if isinstance(value, (bytes, bytearray)):
@@ -94,7 +113,9 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
         try:
             for k, v in items:
                 child_name = str(k)
-                node.add(visit(v, child_name, join_key(key, child_name), depth + 1))
+                child = node.add(visit(v, child_name, join_key(key, child_name), depth + 1))
+                if node.kind != "list" and type(k) is not str:
+                    child.key_type = type_name(k)
         finally:
             on_path.discard(id(value))
         if buffers is not None:  # a pickled module: roles are known exactly
@@ -108,6 +129,38 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
     root = visit(obj, name, key, 0)
     mark_shared_storage(root)
     return root
+
+
+def type_name(value: Any) -> str:
+    """``dict``, ``tuple``, ``collections.OrderedDict``, ``numpy.ndarray``: the type a real
+    load gives ``value`` (verification compares them, so a copy cannot change a tuple to a list
+    or an int key to a string)."""
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def is_numeric_array(value: Any) -> bool:
+    """A plain NumPy array of bool, integers, floats or complex numbers."""
+    return type(value) is np.ndarray and value.dtype.kind in "biufc"
+
+
+def numpy_tensor(value: Any) -> torch.Tensor | None:
+    """A NumPy array of a dtype torch has (bool, integers, floats, complex), as a CPU tensor
+    over the same memory; ``None`` for anything else (object arrays, records, subclasses)."""
+    if not is_numeric_array(value):
+        return None
+    array = value if value.dtype.isnative else value.astype(value.dtype.newbyteorder("="))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays: nobody writes to them
+        try:
+            return torch.from_numpy(array)
+        except (TypeError, ValueError):  # negative strides, a dtype torch lacks
+            try:
+                return torch.from_numpy(np.ascontiguousarray(array))
+            except (TypeError, ValueError):
+                return None
 
 
 def _standin_node(

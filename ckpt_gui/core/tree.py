@@ -26,6 +26,9 @@ class TensorInfo:
     device: str  # where it was saved: "cpu", "cuda:0", ...
     storage_id: Any = None  # equal ids mean one shared storage (tied weights)
     storage_offset: int = 0
+    # What the file holds: a torch tensor ("tensor") or a NumPy array ("numpy"), which the tree
+    # shows and measures like a tensor but an export must write back as what it was.
+    container: str = "tensor"
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -74,6 +77,11 @@ class Node:
     # Set when the node stands in for a class or function the pickle names (structural view):
     # "module.Name" of what loading the file for real would have imported or called.
     standin: str | None = None
+    # The Python type of the saved object ("dict", "tuple", "collections.OrderedDict", "int"),
+    # and of its key in the parent mapping when that is not a string ("int"): what a real load
+    # gives, which a verified export must reproduce. None where the format has no Python types.
+    type_name: str | None = None
+    key_type: str | None = None
 
     def add(self, child: Node) -> Node:
         child.parent = self

@@ -45,10 +45,10 @@ def unchanged(path: Path) -> Iterator[None]:
     assert _fingerprint(path) == before
 
 
-def export(src: Path, dst: Path, **options: object) -> ExportResult:
+def export(src: Path, dst: Path, overwrite: bool = False, **options: object) -> ExportResult:
     """Run an export to the end (source guarded), returning its result."""
     with unchanged(src):
-        steps = iter_export(src, dst, ExportOptions(**options))  # type: ignore[arg-type]
+        steps = iter_export(src, dst, ExportOptions(**options), overwrite=overwrite)  # type: ignore[arg-type]
         progress = []
         while True:
             try:
@@ -180,7 +180,7 @@ def test_bfloat16_cast_leaves_integers_alone(tmp_path: Path) -> None:
         expected = value.to(torch.bfloat16) if value.is_floating_point() else value
         assert loaded[key].dtype == expected.dtype and torch.equal(loaded[key], expected)
     assert loaded["bn.num_batches_tracked"].dtype == torch.int64
-    assert "floating tensors cast to bfloat16" in result.describe()[-1]
+    assert "equal the source cast to bfloat16 (max relative error" in result.describe()[-1]
 
 
 def test_every_dtype_and_noncontiguous_tensor_round_trips(tmp_path: Path) -> None:
@@ -266,7 +266,9 @@ def test_existing_destination_is_replaced_only_by_a_verified_file(tmp_path: Path
     src, dst = tmp_path / "train.pt", tmp_path / "out.pt"
     training_checkpoint(src)
     dst.write_text("old")
-    export(src, dst)
+    with unchanged(dst), pytest.raises(ExportError, match="already exists; use --force"):
+        export(src, dst)
+    export(src, dst, overwrite=True)
     assert "linear1.weight" in torch.load(dst, weights_only=True)
     assert folder_names(tmp_path) == ["out.pt", "train.pt"]
 

@@ -206,9 +206,8 @@ def test_training_checkpoint_with_a_dataclass_and_numpy_scalars(tmp_path):
     config = result.obj["config"]
     assert config.qualname == f"{Config.__module__}.Config"
     assert config.state == {"lr": 0.1, "layers": [3, 1]}
-    best = result.obj["best"]
-    assert best.qualname.endswith("multiarray.scalar")
-    assert best.args[1] == np.float32(0.25).tobytes()
+    best = result.obj["best"]  # NumPy scalars are rebuilt as what they are, never run
+    assert type(best) is np.float32 and best == np.float32(0.25)
     assert result.obj["epoch"] == 3
 
 

@@ -18,10 +18,13 @@ from ckpt_gui.core.export.plan import ExportError
 TEMP_SUFFIX = ".partial"
 
 
-def check_destination(source: Path, destination: Path, sharded: bool, names: list[str]) -> None:
+def check_destination(
+    source: Path, destination: Path, sharded: bool, names: list[str], *, overwrite: bool = False
+) -> None:
     """Raise ``ExportError`` when writing ``destination`` could touch ``source``: the same path,
     a symlink or hard link to it, a file inside a source folder, or (``sharded``) a destination
-    folder that holds the source. ``names``: the files a sharded export writes."""
+    folder that holds the source. ``names``: the files a sharded export writes. Without
+    ``overwrite``, an existing destination file (or shard, or index) is refused too."""
     src, dst = source.resolve(), destination.resolve()
     if src == dst or _same_file(source, destination):
         raise ExportError(f"{destination}: this is the source file; choose another destination")
@@ -44,6 +47,11 @@ def check_destination(source: Path, destination: Path, sharded: bool, names: lis
         raise ExportError(f"{parent}: no such folder")
     if not parent.is_dir():
         raise ExportError(f"{parent}: not a folder")
+    if not overwrite:
+        existing = [destination / n for n in names] if sharded else [destination]
+        for path in existing:
+            if os.path.lexists(path):
+                raise ExportError(f"{path}: already exists; use --force to replace it")
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.errors import CheckpointError
+from ckpt_gui.core.export.casting import ON_OVERFLOW
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, assign_shards, estimate_size
+from ckpt_gui.core.safety.missing import unavailable
 from ckpt_gui.core.tree import Node, dtype_from_name, join_key
 from ckpt_gui.core.units import human_bytes
 
@@ -24,6 +26,7 @@ MAX_EXPANDED_BYTES = 1 << 30
 MODES = ("params", "all")  # the model's state_dict only | the whole checkpoint (CPU copy)
 FORMATS = ("pt", "safetensors")
 CASTS = ("float32", "float16", "bfloat16")
+NUMPY_CHOICES = ("keep", "tensors")  # what a NumPy array in the kept part becomes
 STATE_DICT_LABELS = ("model", "EMA")
 
 
@@ -45,6 +48,10 @@ class ExportOptions:
     strip_prefix: str = ""
     add_prefix: str = ""
     shard_size: int | None = None
+    # What a cast does with finite values beyond the target's range (casting.ON_OVERFLOW).
+    on_overflow: str = "error"
+    # What a NumPy array becomes: None refuses to choose for the user (NUMPY_CHOICES).
+    numpy: str | None = None
 
 
 PRESETS = {
@@ -63,6 +70,8 @@ class KeptTensor:
     nbytes: int  # in the result
     shares_with: str | None = None  # result name of the tensor whose storage it shares (pt)
     shard: int = 0
+    source_container: str = "tensor"  # "numpy": a NumPy array in the source
+    container: str = "tensor"  # what the result holds: "numpy" when the array is kept as one
 
 
 @dataclass
@@ -199,6 +208,10 @@ def _check_options(options: ExportOptions, plan: ExportPlan) -> None:
         plan.problems.append(f"cannot cast to {options.dtype!r} (float32, float16 or bfloat16)")
     if options.shard_size is not None and options.shard_size <= 0:
         plan.problems.append("the shard size must be positive")
+    if options.on_overflow not in ON_OVERFLOW:
+        plan.problems.append(f"unknown overflow choice {options.on_overflow!r} (error, clamp, inf)")
+    if options.numpy is not None and options.numpy not in NUMPY_CHOICES:
+        plan.problems.append(f"unknown NumPy choice {options.numpy!r} (keep or tensors)")
 
 
 def _chosen_state_dict(
@@ -254,6 +267,16 @@ class _Walker:
                 continue
             child_included = included or self.matches(self.opts.include, child, rel, name)
             child_out = join_key(out_key, name)
+            if child.standin is not None and not self.plan.flat and child_included:
+                # Writing it back would need the class (or function) itself; a dict of its
+                # state in its place would load as something else.
+                for leaf in _leaves(child):
+                    self.drop(leaf, "an object ckpt-gui cannot write back")
+                self.plan.problems.append(
+                    f"{child.key} is {_what(child)}, which {unavailable(child.standin)}; "
+                    "export --params-only, or --trust if you trust the file"
+                )
+                continue
             if child.kind in ("dict", "list", "object") and child.children:
                 keep = self.visit(child, child_out, child_included)
             elif child.kind == "tensor":
@@ -276,7 +299,13 @@ class _Walker:
     def keep_tensor(self, node: Node, out_key: str) -> bool:
         info = node.tensor
         assert info is not None
-        dtype = output_dtype(info.dtype, self.opts.dtype)
+        container = "tensor"
+        if info.container == "numpy":
+            if not self.numpy_choice_ok(node):
+                return False
+            container = "numpy" if self.opts.numpy == "keep" else "tensor"
+        # A NumPy array kept as one is never cast: bfloat16 has no NumPy dtype.
+        dtype = info.dtype if container == "numpy" else output_dtype(info.dtype, self.opts.dtype)
         if self.opts.format == "safetensors" and dtype not in SAFETENSORS_DTYPES:
             self.drop(node, f"{dtype} cannot be stored in safetensors")
             self.plan.problems.append(f"{node.key}: {dtype} cannot be stored in safetensors")
@@ -298,8 +327,23 @@ class _Walker:
                 "would take " + human_bytes(nbytes) + " (export it as pt, without a dtype cast)"
             )
             return False
-        self.plan.kept.append(KeptTensor(node.key, out_key, info.dtype, dtype, info.shape, nbytes))
+        kept = KeptTensor(node.key, out_key, info.dtype, dtype, info.shape, nbytes)
+        kept.source_container, kept.container = info.container, container
+        self.plan.kept.append(kept)
         return True
+
+    def numpy_choice_ok(self, node: Node) -> bool:
+        """A NumPy array is kept as one or converted to a tensor only as the user chose."""
+        if self.opts.numpy == "tensors" or (self.opts.numpy == "keep" and not self.plan.flat):
+            return True
+        if self.opts.numpy == "keep":
+            problem = f"{node.key} is a NumPy array; {self.container_name()} holds tensors only"
+            problem += " (convert NumPy arrays to tensors)"
+        else:
+            problem = f"{node.key} is a NumPy array: keep it as one, or convert it to a tensor"
+        self.drop(node, "a NumPy array")
+        self.plan.problems.append(problem)
+        return False
 
     def rename(self, parent: Node, name: str) -> str:
         """Prefix changes apply to the keys of state_dicts (``module.``, Lightning's ``model.``)."""
@@ -346,6 +390,12 @@ def _mark_sharing(root: Node, plan: ExportPlan) -> None:
         owner = first.setdefault((info.storage_id, kept.dtype), kept.name)
         if owner != kept.name:
             kept.shares_with = owner
+
+
+def _what(node: Node) -> str:
+    if node.kind == "object":
+        return f"an instance of {node.standin}"
+    return f"a reference to {node.standin}"
 
 
 def _relative(key: str, top: str) -> str:

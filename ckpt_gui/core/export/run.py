@@ -10,14 +10,22 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ckpt_gui.core.build import numpy_tensor
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.export.atomic import AtomicFile, AtomicFolder, check_destination, write_error
+from ckpt_gui.core.export.casting import CastEffect
+from ckpt_gui.core.export.check import (
+    cast_check_bytes,
+    describe_effects,
+    iter_cast_check,
+    refuse_overflow,
+)
 from ckpt_gui.core.export.layout import index_json, safetensors_header
 from ckpt_gui.core.export.plan import (
     ExportError,
@@ -61,6 +69,8 @@ class ExportResult:
     plan: ExportPlan
     size_after: int
     verification: Verification
+    # What the cast did beyond rounding, by source key (check.iter_cast_check).
+    cast_effects: dict[str, CastEffect] = field(default_factory=dict)
 
     def describe(self) -> list[str]:
         """The summary a user reads: what was kept and dropped, sizes, the verification."""
@@ -75,6 +85,7 @@ class ExportResult:
         lines.append(
             f"size: {human_bytes(plan.size_before)} before, {human_bytes(self.size_after)} after"
         )
+        lines.extend("cast: " + line for line in describe_effects(plan, self.cast_effects))
         lines.append(self.verification.describe())
         return lines
 
@@ -106,11 +117,14 @@ def iter_export(
     destination: str | os.PathLike[str],
     options: ExportOptions,
     cancel: CancelCheck = None,
+    *,
+    overwrite: bool = False,
 ) -> Generator[ExportProgress, None, ExportResult]:
     """Export ``source`` to ``destination``; returns the verified ``ExportResult``.
 
-    ``cancel()`` is polled inside long writes too (the worker's abort flag). Raises
-    ``ExportError`` (a ``CheckpointError``) with one line when it refuses or fails.
+    ``cancel()`` is polled inside long writes too (the worker's abort flag). An existing
+    destination is replaced only with ``overwrite=True`` (``--force``, or the user said so).
+    Raises ``ExportError`` (a ``CheckpointError``) with one line when it refuses or fails.
     """
     own = not isinstance(source, Checkpoint)
     ckpt = source if isinstance(source, Checkpoint) else open_checkpoint(source)
@@ -119,21 +133,35 @@ def iter_export(
         if not plan.ok:
             raise ExportError(plan.problems[0])
         dest = Path(destination)
-        check_destination(ckpt.path, dest, bool(plan.files), plan.files)
-        total = 2 * plan.tensor_bytes
+        check_destination(ckpt.path, dest, bool(plan.files), plan.files, overwrite=overwrite)
+        checked = cast_check_bytes(plan)
+        total = 2 * plan.tensor_bytes + checked
         done = 0
+        effects: dict[str, CastEffect] = {}
+        if checked:
+            checking = iter_cast_check(plan, ckpt, cancel)
+            while True:
+                try:
+                    key, n = next(checking)
+                except StopIteration as stop:
+                    effects = stop.value
+                    break
+                done += n
+                yield ExportProgress("checking", key, done, total)
+            refuse_overflow(plan, effects)
         target: AtomicFile | AtomicFolder = AtomicFolder(dest) if plan.files else AtomicFile(dest)
         with target:
-            yield ExportProgress("writing", "", 0, total)
+            yield ExportProgress("writing", "", done, total)
             try:
+                written = 0
                 for key, n in _write(plan, ckpt, target, cancel):
-                    done = min(done + n, plan.tensor_bytes)
-                    yield ExportProgress("writing", key, done, total)
+                    written = min(written + n, plan.tensor_bytes)
+                    yield ExportProgress("writing", key, checked + written, total)
                 assert target.path is not None
                 result_path = target.path / plan.files[-1] if plan.files else target.path
                 size_after = _size(target.path)
                 verifying = iter_verify(plan, ckpt, result_path, cancel)
-                done = plan.tensor_bytes
+                done = checked + plan.tensor_bytes
                 while True:
                     try:
                         key, n = next(verifying)
@@ -149,7 +177,7 @@ def iter_export(
             except OSError as exc:
                 raise write_error(dest, exc) from None
         files = [dest / f for f in plan.files] if plan.files else [dest]
-        return ExportResult(dest, files, plan, size_after, verification)
+        return ExportResult(dest, files, plan, size_after, verification, effects)
     finally:
         if own:
             ckpt.close()
@@ -161,9 +189,12 @@ def _write(
     if isinstance(target, AtomicFile):
         assert target.file is not None
         if plan.options.format == "safetensors":
-            yield from _write_safetensors(target.file, plan.kept, ckpt, cancel)
+            yield from _write_safetensors(
+                target.file, plan.kept, ckpt, cancel, plan.options.on_overflow
+            )
         elif plan.flat:
-            yield from iter_write_pt(target.file, _flat_pt_object(plan.kept, ckpt), cancel)
+            flat = _flat_pt_object(plan.kept, ckpt, plan.options.on_overflow)
+            yield from iter_write_pt(target.file, flat, cancel)
         else:
             yield from iter_write_pt(target.file, _pt_object(plan, ckpt), cancel)
         target.finish()
@@ -172,9 +203,10 @@ def _write(
         kept = [k for k in plan.kept if k.shard == shard]
         with target.open(name) as file:
             if plan.options.format == "safetensors":
-                yield from _write_safetensors(file, kept, ckpt, cancel)
+                yield from _write_safetensors(file, kept, ckpt, cancel, plan.options.on_overflow)
             else:
-                yield from iter_write_pt(file, _flat_pt_object(kept, ckpt), cancel)
+                flat = _flat_pt_object(kept, ckpt, plan.options.on_overflow)
+                yield from iter_write_pt(file, flat, cancel)
             target.finish(file)
     with target.open(plan.files[-1]) as file:
         file.write(index_json(plan))
@@ -182,18 +214,21 @@ def _write(
 
 
 def _write_safetensors(
-    file: Any, kept: list[KeptTensor], ckpt: Checkpoint, cancel: CancelCheck
+    file: Any, kept: list[KeptTensor], ckpt: Checkpoint, cancel: CancelCheck, on_overflow: str
 ) -> Iterator[tuple[str, int]]:
     nodes = _tensor_nodes(ckpt)
     header = safetensors_header([(k.name, k.dtype, k.shape) for k in kept])
     items = [(k.name, nodes[k.key].load, dtype_from_name(k.dtype)) for k in kept]
-    yield from iter_write_safetensors(file, header, items, cancel)
+    yield from iter_write_safetensors(file, header, items, cancel, on_overflow)
 
 
-def _flat_pt_object(kept: list[KeptTensor], ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+def _flat_pt_object(
+    kept: list[KeptTensor], ckpt: Checkpoint, on_overflow: str
+) -> dict[str, torch.Tensor]:
     nodes = _tensor_nodes(ckpt)
     found = {k.key: nodes[k.key].load() for k in kept}
-    tensors = convert_tensors(found, {k.key: dtype_from_name(k.dtype) for k in kept})
+    dtypes = {k.key: dtype_from_name(k.dtype) for k in kept}
+    tensors = convert_tensors(found, dtypes, on_overflow)
     return {k.name: tensors[k.key] for k in kept}
 
 
@@ -208,22 +243,34 @@ def _pt_object(plan: ExportPlan, ckpt: Checkpoint) -> Any:
     found = kept_tensors(obj, plan.root_key, plan.structure)
     if len(found) != len(plan.kept):
         raise ExportError(f"{ckpt.path}: the file changed while it was being exported")
-    tensors = convert_tensors(found, {k.key: dtype_from_name(k.dtype) for k in plan.kept})
+    # NumPy arrays kept as arrays go back as they were; the rest become tensors, then cast.
+    arrays = {k.key: found.pop(k.key) for k in plan.kept if k.container == "numpy"}
+    found = {key: _as_tensor(value) for key, value in found.items()}
+    dtypes = {k.key: dtype_from_name(k.dtype) for k in plan.kept if k.container != "numpy"}
+    tensors: dict[str, Any] = convert_tensors(found, dtypes, plan.options.on_overflow)
+    tensors.update(arrays)
     return rebuild(obj, plan.root_key, plan.structure, tensors)
 
 
+def _as_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    tensor = numpy_tensor(value)
+    assert tensor is not None  # kept_tensors found it as an array the tree shows as a tensor
+    return tensor
+
+
 def _source_object(ckpt: Checkpoint) -> Any:
-    """The object the checkpoint was loaded from (memory-mapped, so that tuples, OrderedDicts,
-    bytes and sets come back exactly), or one built from the tree where there is none: formats
-    without a pickle, and the structural view, whose stand-ins must never be written back."""
-    if ckpt.obj is not None and ckpt.view in ("weights_only", "trusted"):
+    """The object the checkpoint was loaded from (memory-mapped, so that int keys, tuples,
+    OrderedDicts, bytes and sets come back exactly; in the structural view the plan has refused
+    every stand-in already), or one built from the tree for formats without a pickle."""
+    if ckpt.obj is not None:
         return ckpt.obj
     return _object_from_tree(ckpt.root)
 
 
 def _object_from_tree(node: Node) -> Any:
-    """The tree as plain data: a stand-in object (structural view) becomes the dict of its
-    arguments and state, so the result loads with ``weights_only=True``."""
+    """The tree of a format without a pickle (DCP: nested dicts of tensors and values)."""
     if node.kind in ("dict", "object"):
         return {c.name: _object_from_tree(c) for c in node.children}
     if node.kind == "list":

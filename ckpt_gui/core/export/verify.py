@@ -13,7 +13,8 @@ import torch
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.chunks import broadcast_dims, compact, paired_chunks
-from ckpt_gui.core.export.plan import ExportError, ExportPlan
+from ckpt_gui.core.export.casting import cast
+from ckpt_gui.core.export.plan import ExportError, ExportPlan, KeptTensor
 from ckpt_gui.core.export.writers import (
     CHUNK_ELEMENTS,
     CancelCheck,
@@ -29,14 +30,27 @@ class Verification:
     tensors: int  # tensors compared
     values: int  # non-tensor values compared
     cast: str | None  # the dtype floating tensors were compared after casting to, if any
+    # Over every finite source value that stayed finite: max |result - source| / |source|.
+    max_rel_error: float = 0.0
+    became_inf: int = 0  # finite source values that are ±inf in the result
+    clamped: int = 0  # finite source values beyond the target's range, saturated
+    flushed: int = 0  # non-zero source values that are zero in the result
 
     def describe(self) -> str:
         what = f"all {self.tensors} tensors"
         if self.values:
             what += f" and {self.values} values"
-        if self.cast:
-            return f"verified: {what} equal the source (floating tensors cast to {self.cast})"
-        return f"verified: {what} equal the source exactly"
+        if not self.cast:
+            return f"verified: {what} equal the source exactly"
+        effects = [f"max relative error {self.max_rel_error:.3g}"]
+        for count, text in (
+            (self.became_inf, "became ±inf"),
+            (self.clamped, "clamped to the largest finite value"),
+            (self.flushed, "flushed to zero"),
+        ):
+            if count:
+                effects.append(f"{count:,} value{'s' * (count != 1)} {text}")
+        return f"verified: {what} equal the source cast to {self.cast} (" + "; ".join(effects) + ")"
 
 
 def iter_verify(
@@ -61,33 +75,81 @@ def iter_verify(
             missing, extra = sorted(expected - found), sorted(found - expected)
             what = f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} is unexpected"
             raise ExportError(f"verification failed: {what} in the result")
-        cast = None
+        verification = Verification(len(plan.kept), len(plan.kept_values), None)
+        policy = plan.options.on_overflow
         for kept in plan.kept:
             src, out = source_nodes[kept.key], result_nodes[kept.name]
-            _check_description(kept.name, out, kept.dtype, kept.shape)
+            _check_description(kept, out)
             if kept.dtype != kept.source_dtype:
-                cast = kept.dtype
-            yield from _compare(kept.name, src, out, dtype_from_name(kept.dtype), cancel)
+                verification.cast = kept.dtype
+            dtype = dtype_from_name(kept.dtype)
+            yield from _compare(kept.name, src, out, dtype, policy, verification, cancel)
         _check_sharing(plan, result_nodes)
+        _check_types(plan, source_nodes, result_nodes)
         for src_key, out_key in plan.kept_values:
             _check_value(out_key, source_nodes[src_key], result_nodes.get(out_key))
-    return Verification(len(plan.kept), len(plan.kept_values), cast)
+    return verification
 
 
-def _check_description(name: str, out: Node, dtype: str, shape: tuple[int, ...]) -> None:
-    info = out.tensor
+def _check_description(kept: KeptTensor, out: Node) -> None:
+    info, name = out.tensor, kept.name
     assert info is not None
-    if info.dtype != dtype or info.shape != shape:
+    if info.dtype != kept.dtype or info.shape != kept.shape:
         raise ExportError(
             f"verification failed: {name!r} is {info.dtype} {list(info.shape)}, "
-            f"expected {dtype} {list(shape)}"
+            f"expected {kept.dtype} {list(kept.shape)}"
         )
     if info.device != "cpu":
         raise ExportError(f"verification failed: {name!r} would load on {info.device}")
+    if info.container != kept.container:
+        what = {"numpy": "a NumPy array", "tensor": "a tensor"}
+        raise ExportError(
+            f"verification failed: {name!r} is {what[info.container]}, "
+            f"expected {what[kept.container]}"
+        )
+
+
+def _check_types(plan: ExportPlan, source: dict[str, Node], result: dict[str, Node]) -> None:
+    """Every kept container and value has the type it had (a tuple stays a tuple, an
+    OrderedDict an OrderedDict) under a key of the type it had (an int key stays an int),
+    wherever the source format records Python types."""
+    if plan.flat:
+        return  # one flat name -> tensor mapping by definition
+    for src_key, name in plan.structure.items():
+        src = source[src_key]
+        out = result.get(_result_key(plan, src))
+        if out is None or src.kind == "tensor" or src.type_name is None:
+            continue
+        if out.type_name != src.type_name:
+            raise ExportError(
+                f"verification failed: {out.key!r} is a {out.type_name}, expected {src.type_name}"
+            )
+        renamed = name != src.name
+        if not renamed and out.key_type != src.key_type:
+            was, now = src.key_type or "str", out.key_type or "str"
+            raise ExportError(
+                f"verification failed: the key of {out.key!r} is a {now}, expected a {was}"
+            )
+
+
+def _result_key(plan: ExportPlan, node: Node) -> str:
+    """The key a kept source node has in the result (the structure holds one name a level)."""
+    parts: list[str] = []
+    current: Node | None = node
+    while current is not None and current.key != plan.root_key:
+        parts.append(plan.structure[current.key])
+        current = current.parent
+    return ".".join(reversed(parts))
 
 
 def _compare(
-    name: str, src: Node, out: Node, dtype: torch.dtype, cancel: CancelCheck
+    name: str,
+    src: Node,
+    out: Node,
+    dtype: torch.dtype,
+    policy: str,
+    verification: Verification,
+    cancel: CancelCheck,
 ) -> Generator[tuple[str, int], None, None]:
     a, b = src.load(), out.load()
     if a.is_quantized or b.is_quantized:  # never cast: the integers and the scales must match
@@ -99,12 +161,27 @@ def _compare(
         (a, _), (b, _) = compact(a), compact(b)  # the same repetition: compare what repeats
     for chunk_a, chunk_b in paired_chunks(a, b, CHUNK_ELEMENTS):
         check_cancel(cancel)
-        if chunk_a.dtype != dtype:
-            chunk_a = chunk_a.to(dtype)
+        expected = cast(chunk_a, dtype, policy)
         # Bytes, not values: NaN == NaN here, and -0.0 must stay -0.0.
-        if not torch.equal(raw_bytes(chunk_a), raw_bytes(chunk_b)):
+        if not torch.equal(raw_bytes(expected), raw_bytes(chunk_b)):
             raise ExportError(f"verification failed: {name!r} differs from the source")
+        if chunk_a.dtype != dtype and chunk_a.is_floating_point():
+            _measure_cast(chunk_a, chunk_b, verification)
         yield name, chunk_b.numel() * chunk_b.element_size()
+
+
+def _measure_cast(source: torch.Tensor, result: torch.Tensor, verification: Verification) -> None:
+    """What the cast really did to this chunk, measured on the written values in float64."""
+    a, b = source.double(), result.double()
+    finite = a.isfinite()
+    limit = torch.finfo(result.dtype).max
+    verification.became_inf += int((finite & b.isinf()).sum())
+    verification.clamped += int((finite & (a.abs() > limit) & b.isfinite()).sum())
+    verification.flushed += int(((a != 0) & (b == 0)).sum())
+    kept = finite & b.isfinite() & (a != 0)
+    if bool(kept.any()):
+        rel = ((b - a).abs() / a.abs())[kept].max().item()
+        verification.max_rel_error = max(verification.max_rel_error, rel)
 
 
 def _same_quantized(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -141,6 +218,8 @@ def _check_value(key: str, src: Node, out: Node | None) -> None:
 
 
 def _same(a: object, b: object) -> bool:
+    if type(a) is not type(b):  # 1 == 1.0 == True, but a copy must keep which it was
+        return False
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # NaN: the value was kept, it just never equals itself
     return a == b

@@ -17,9 +17,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ckpt_gui.core.build import MAX_DEPTH, PLAIN
+from ckpt_gui.core.build import MAX_DEPTH, PLAIN, is_numeric_array
 from ckpt_gui.core.chunks import row_pieces
 from ckpt_gui.core.errors import Cancelled
+from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.plan import ExportError
 from ckpt_gui.core.tree import join_key
 
@@ -50,16 +51,17 @@ def iter_write_safetensors(
     header: bytes,
     items: list[tuple[str, Callable[[], torch.Tensor], torch.dtype]],
     cancel: CancelCheck = None,
+    on_overflow: str = "inf",
 ) -> Progress:
     """Write ``header`` (from ``plan.safetensors_header``) then each ``(name, load, dtype)``'s
-    bytes, cast chunk by chunk, in the header's order."""
+    bytes, cast chunk by chunk (``casting.cast``), in the header's order."""
     _little_endian()
     file.write(header)
     for name, load, dtype in items:
         tensor = load()
         for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
             check_cancel(cancel)
-            data = chunk.to(dtype) if chunk.dtype != dtype else chunk
+            data = cast(chunk, dtype, on_overflow)
             file.write(raw_bytes(data).numpy().data)
             yield name, data.numel() * data.element_size()
         if tensor.numel() == 0:
@@ -128,7 +130,7 @@ def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck = None) -> Progr
 
 
 def convert_tensors(
-    tensors: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype]
+    tensors: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype], on_overflow: str = "inf"
 ) -> dict[str, torch.Tensor]:
     """Each tensor as it will be saved: cast to ``dtypes[key]``, still sharing storage with the
     tensors it shared storage with (tied weights stay tied). A storage used whole and uncast is
@@ -148,7 +150,8 @@ def convert_tensors(
         if whole and dtype == src_dtype:
             out.update(zip(keys, views))
             continue
-        flat = views[0].as_strided((hi - lo,), (1,), lo).to(dtype, copy=True)
+        flat = views[0].as_strided((hi - lo,), (1,), lo)
+        flat = cast(flat, dtype, on_overflow) if dtype != src_dtype else flat.clone()
         for key, v in zip(keys, views):
             out[key] = flat.as_strided(v.shape, v.stride(), v.storage_offset() - lo)
     return out
@@ -166,13 +169,19 @@ def _is_container(value: Any) -> bool:
     return isinstance(value, (Mapping, list, tuple)) and not isinstance(value, PLAIN)
 
 
-def kept_tensors(obj: Any, key: str, structure: dict[str, str]) -> dict[str, torch.Tensor]:
-    """The tensors inside ``obj`` (whose tree key is ``key``) that the plan keeps, by key."""
-    found: dict[str, torch.Tensor] = {}
+def _is_array(value: Any) -> bool:
+    """A tensor, or a NumPy array (which the tree shows as a tensor, ``build.numpy_tensor``)."""
+    return isinstance(value, torch.Tensor) or is_numeric_array(value)
+
+
+def kept_tensors(obj: Any, key: str, structure: dict[str, str]) -> dict[str, Any]:
+    """The tensors (and NumPy arrays) inside ``obj`` (whose tree key is ``key``) that the plan
+    keeps, by key."""
+    found: dict[str, Any] = {}
     on_path: set[int] = set()
 
     def visit(value: Any, key: str, depth: int) -> None:
-        if isinstance(value, torch.Tensor):
+        if _is_array(value):
             found[key] = value
         elif _is_container(value) and id(value) not in on_path and depth <= MAX_DEPTH:
             on_path.add(id(value))
@@ -187,13 +196,13 @@ def kept_tensors(obj: Any, key: str, structure: dict[str, str]) -> dict[str, tor
     return found
 
 
-def rebuild(obj: Any, key: str, structure: dict[str, str], tensors: dict[str, torch.Tensor]) -> Any:
+def rebuild(obj: Any, key: str, structure: dict[str, str], tensors: dict[str, Any]) -> Any:
     """A copy of ``obj`` with only the kept entries, renamed keys and converted tensors;
     containers keep their type (OrderedDict, tuple) and every other value is the original."""
     on_path: set[int] = set()
 
     def visit(value: Any, key: str, depth: int) -> Any:
-        if isinstance(value, torch.Tensor):
+        if _is_array(value):
             return tensors[key]
         if not _is_container(value) or id(value) in on_path or depth > MAX_DEPTH or not value:
             return value

@@ -50,7 +50,9 @@ def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Chec
         ref = result.storage_of(t)  # type: ignore[arg-type]
         return ref.key if ref is not None else None
 
-    describe = describe_loaded(location_of=result.location, storage_key_of=storage_key)
+    describe = describe_loaded(
+        location_of=result.location, storage_key_of=storage_key, offset_of=result.storage_offset
+    )
     ckpt = _checkpoint(path, fmt, result.obj, describe, report, "structural")
     ckpt._closers.append(result.close)
     if fmt == "torchscript":
@@ -76,5 +78,5 @@ def _checkpoint(
         size_on_disk=size_on_disk(path),
         view=view,
         scan=report,
-        obj=obj if view != "structural" else None,
+        obj=obj,
     )

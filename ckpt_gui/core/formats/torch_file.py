@@ -34,9 +34,33 @@ def load_torch_file(path: Path, *, mmap: bool, trust: bool = False) -> tuple[Any
         obj = torch.load(path, map_location=to_cpu, weights_only=not trust, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise _refusal(path, exc) from None
+    except (ImportError, AttributeError) as exc:
+        missing = _missing(exc) if trust else None
+        if missing is None:
+            raise CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})") from None
+        raise UnsupportedFormatError(
+            f"{path}: a real load needs {missing}; open it without --trust to see it in the "
+            "structural view"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - whatever torch trips over in a damaged file
         raise CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})") from None
     return obj, locations
+
+
+def _missing(exc: BaseException) -> str | None:
+    """What a real load could not find: a module that is not installed, or a class that the
+    saving script defined (``__main__.Net``) and this process does not have."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"module {exc.name!r}, which is not installed"
+    text = str(exc)
+    if isinstance(exc, AttributeError) and text.startswith("Can't get attribute "):
+        name = text.removeprefix("Can't get attribute ").split(" on ")[0].strip("'")
+        module = text.partition(" on <module ")[2].split(" ")[0].strip("'")
+        # The saving script's classes live in its __main__; whatever __main__ is here lacks them.
+        script = module == "__main__" or module.endswith(".__main__")
+        where = "the script that saved the file" if script else f"module {module!r}"
+        return f"{name!r} from {where}, which is not defined here"
+    return None
 
 
 def _refusal(path: Path, exc: Exception) -> Exception:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import torch
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, UnsupportedFormatError
-from ckpt_gui.core.safety import filecheck
+from ckpt_gui.core.safety import filecheck, numpy_values
 from ckpt_gui.core.safety.scan import LEGACY_MAGIC
 from ckpt_gui.core.safety.standins import (
     ModuleNode,
@@ -63,12 +63,20 @@ class StructuralResult:
     obj: Any
     format: str  # "torch-zip" | "torchscript" | "torch-legacy" | "pickle"
     globals: list[tuple[str, str]]  # every (module, name) the pickle named, first-seen order
-    _sources: dict[int, tuple[torch.Tensor, StorageRef]] = field(default_factory=dict, repr=False)
+    _sources: dict[int, tuple[torch.Tensor, StorageRef, int]] = field(
+        default_factory=dict, repr=False
+    )
     _map: Any = field(default=None, repr=False)
 
     def storage_of(self, tensor: torch.Tensor) -> StorageRef | None:
         entry = self._sources.get(id(tensor))
         return entry[1] if entry is not None and entry[0] is tensor else None
+
+    def storage_offset(self, tensor: torch.Tensor) -> int | None:
+        """The tensor's offset in its storage, in elements, as torch would report it (our
+        tensors view the whole file, so their own ``storage_offset()`` is a file position)."""
+        entry = self._sources.get(id(tensor))
+        return entry[2] if entry is not None and entry[0] is tensor else None
 
     def location(self, tensor: torch.Tensor) -> str | None:
         """The device a tensor was saved from ("cuda:0"), or None if it is not from the file."""
@@ -113,6 +121,7 @@ class _Loader(Resolver, TensorBuilder):
             ("torch.storage", "_load_from_bytes"): self.load_from_bytes,
         }
         allowed.update({("torch", name): dtype for name, dtype in DTYPES.items()})
+        allowed.update(numpy_values.allowed_globals())
         for name, dtype in STORAGE_DTYPES.items():
             for module in ("torch", "torch.cuda", "torch.storage"):
                 allowed[(module, name)] = StorageType(dtype)
@@ -174,7 +183,8 @@ class _Loader(Resolver, TensorBuilder):
             return data
         grad = requires_grad is True and (data.is_floating_point() or data.is_complex())
         param = torch.nn.Parameter(data, requires_grad=grad)
-        self.register(param, self.sources.get(id(data), (None, None))[1])
+        _, ref, offset = self.sources.get(id(data), (None, None, 0))
+        self.register(param, ref, offset)
         return param
 
     def rebuild_from_type_v2(self, func: Any, new_type: Any, args: Any, state: Any) -> Any:

@@ -69,7 +69,8 @@ class TensorBuilder:
         self.storages: dict[str, StorageRef] = {}
         self.extents: dict[str, tuple[int, int]] = {}  # legacy: key -> (file offset, nbytes)
         self.raw: dict[str, torch.Tensor] = {}
-        self.sources: dict[int, tuple[torch.Tensor, StorageRef]] = {}
+        # id(tensor) -> (tensor, its storage, its offset in that storage in elements)
+        self.sources: dict[int, tuple[torch.Tensor, StorageRef, int]] = {}
         self.defer = False  # legacy first pass: the storages are not located yet
 
     def storage(self, pid: tuple[Any, ...]) -> StorageRef:
@@ -127,12 +128,12 @@ class TensorBuilder:
         except RuntimeError as exc:
             message = f"{self.label}: cannot view {dtype} data ({exc})"
             raise UnsupportedFormatError(message) from None
-        self.register(tensor, storage)
+        self.register(tensor, storage, offset)
         return tensor
 
-    def register(self, tensor: torch.Tensor, ref: StorageRef | None) -> None:
+    def register(self, tensor: torch.Tensor, ref: StorageRef | None, offset: int = 0) -> None:
         if ref is not None:
-            self.sources[id(tensor)] = (tensor, ref)
+            self.sources[id(tensor)] = (tensor, ref, offset)
 
     def storage_bytes(self, ref: StorageRef) -> torch.Tensor:
         """The bytes of a storage as a uint8 tensor, checked against what the file holds."""

@@ -21,6 +21,7 @@ from typing import Any
 from ckpt_gui.core.errors import Cancelled, CheckpointError, CorruptError
 from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.core.safety.globals import normalize
+from ckpt_gui.core.safety.numpy_values import Pending
 from ckpt_gui.core.safety.standins import StandIn, StandInObject, check_key
 
 MAX_GLOBALS = 100_000
@@ -217,8 +218,14 @@ class SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
 
     def _build(self) -> None:
         state = self.stack.pop()
-        if isinstance(self.stack[-1], StandInObject):
-            self.stack[-1].state = state
+        target = self.stack[-1]
+        if isinstance(target, StandInObject):
+            target.state = state
+        elif type(target) is Pending:  # a NumPy array or dtype: becomes the real thing now
+            value = self.stack[-1] = target.finish(state)
+            for key in target.memo_keys:
+                if self.memo.get(key) is target:
+                    self.memo[key] = value
         # Anything else (a dict's ``_metadata``, a tensor's hooks) is dropped: setting
         # attributes from the file on real objects could shadow their methods.
 
@@ -277,6 +284,14 @@ class SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
     def _buffer(self) -> None:
         raise corrupt(self.resolver.label, "out-of-band pickle buffers are not supported")
 
+    def _put(self, index: int) -> None:
+        """PUT, BINPUT, LONG_BINPUT and MEMOIZE, remembering where a ``Pending`` went."""
+        if index < 0:
+            raise ValueError("negative memo index")
+        top = self.memo[index] = self.stack[-1]
+        if type(top) is Pending:
+            top.memo_keys.append(index)
+
     def _setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
@@ -299,6 +314,10 @@ class SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch[pickle.EXT2[0]] = lambda self: self._extension(struct.unpack("<H", self.read(2))[0])
     dispatch[pickle.EXT4[0]] = lambda self: self._extension(struct.unpack("<i", self.read(4))[0])
     dispatch[pickle.BYTEARRAY8[0]] = _bytearray8
+    dispatch[pickle.PUT[0]] = lambda self: self._put(int(self.readline()[:-1]))
+    dispatch[pickle.BINPUT[0]] = lambda self: self._put(self.read(1)[0])
+    dispatch[pickle.LONG_BINPUT[0]] = lambda self: self._put(struct.unpack("<I", self.read(4))[0])
+    dispatch[pickle.MEMOIZE[0]] = lambda self: self._put(len(self.memo))
     dispatch[pickle.NEXT_BUFFER[0]] = _buffer
     dispatch[pickle.READONLY_BUFFER[0]] = _buffer
 
