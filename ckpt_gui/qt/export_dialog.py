@@ -9,6 +9,7 @@ removes its temporary file, so a cancelled export leaves nothing behind.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -36,6 +38,8 @@ from ckpt_gui.core.export import (
     iter_export,
     plan_export,
 )
+from ckpt_gui.core.export.casting import CastEffect
+from ckpt_gui.core.export.check import cast_check_bytes, describe_effects, iter_cast_check
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.errors import error_text
@@ -51,6 +55,7 @@ class ExportDialog(QDialog):
     export_finished = Signal(object)  # ExportResult
     export_failed = Signal(str)
     export_cancelled = Signal()
+    cast_checked = Signal()  # the preview's cast check finished (its counts are shown)
 
     def __init__(
         self, checkpoint_path: str | Path, parent: QWidget | None = None, *, trust: bool = False
@@ -63,6 +68,11 @@ class ExportDialog(QDialog):
         self.result: ExportResult | None = None
         self._open_worker: workers.Worker | None = None
         self._export_worker: workers.Worker | None = None
+        self._check_worker: workers.Worker | None = None
+        # The plan the cast counts belong to, and the counts (None while they are computed).
+        self._checked_plan: ExportPlan | None = None
+        self.cast_effects: dict[str, CastEffect] | None = None
+        self.replace_box: QMessageBox | None = None
         self.setWindowTitle(f"Export {self.path.name}")
         self.resize(820, 640)
         self._preview_timer = QTimer(self, singleShot=True, interval=60)
@@ -100,9 +110,14 @@ class ExportDialog(QDialog):
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setStyleSheet("color: #b71c1c;")
+        self.problem_label.setTextFormat(Qt.TextFormat.PlainText)  # file keys are not markup
+        self.cast_label = QLabel()  # what the cast does beyond rounding, tensor by tensor
+        self.cast_label.setWordWrap(True)
+        self.cast_label.setTextFormat(Qt.TextFormat.PlainText)
         self.progress_bar = QProgressBar(maximum=1000, textVisible=False)
         self.status_label = QLabel()
         self.result_label = QLabel()  # not word-wrapped: every line of the summary shows
+        self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.export_button = QPushButton("Export")
@@ -122,6 +137,7 @@ class ExportDialog(QDialog):
         layout.addWidget(form)
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.summary_label)
+        layout.addWidget(self.cast_label)
         layout.addWidget(self.problem_label)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.result_label)
@@ -154,18 +170,98 @@ class ExportDialog(QDialog):
         plan = self.plan
         self.preview_model.set_plan(plan)
         if plan is not None and plan.ok:
-            try:
+            try:  # an existing destination is asked about when Export is pressed
                 check_destination(
-                    self.checkpoint.path, self.destination(), bool(plan.files), plan.files
+                    self.checkpoint.path,
+                    self.destination(),
+                    bool(plan.files),
+                    plan.files,
+                    overwrite=True,
                 )
             except CheckpointError as exc:
                 problems.append(error_text(exc)[0])
-            self.summary_label.setText(plan_summary(plan))
+            summary = plan_summary(plan)
+            if self.existing_destination():
+                summary += " It replaces the existing file."
+            self.summary_label.setText(summary)
+            self._check_cast(plan)
+            problems.extend(self._cast_problems(plan))
         else:
             self.summary_label.setText("")
+            self._check_cast(None)
         self.problem_label.setText("\n".join(problems[:3]))
-        self.export_button.setEnabled(not problems and self._export_worker is None)
+        checking = self._check_worker is not None
+        self.export_button.setEnabled(not problems and not checking and not self.is_exporting())
         self.preview_changed.emit()
+
+    def existing_destination(self) -> list[Path]:
+        """The files the export would replace."""
+        dest = self.destination()
+        plan = self.plan
+        paths = [dest / name for name in plan.files] if plan and plan.files else [dest]
+        return [p for p in paths if p.exists() or p.is_symlink()]
+
+    # --- the cast check ---------------------------------------------------------------------
+    def _check_cast(self, plan: ExportPlan | None) -> None:
+        """Count, on a worker, what the plan's cast does to each tensor (the same check the
+        export makes before writing); nothing to do for plans that cast nothing down."""
+        same = (
+            plan is not None
+            and self._checked_plan is not None
+            and self._checked_plan.kept == plan.kept
+            and (self.cast_effects is not None or self._check_worker is not None)
+        )
+        if same:
+            self._checked_plan = plan
+            return
+        if self._check_worker is not None:
+            self._check_worker.abort()
+            self._check_worker = None
+        self._checked_plan, self.cast_effects = plan, None
+        self.cast_label.setText("")
+        if plan is None or self.checkpoint is None or not cast_check_bytes(plan):
+            self.cast_effects = {}
+            return
+        self.cast_label.setText(f"Checking what the cast to {plan.options.dtype} does…")
+        ckpt = self.checkpoint
+        worker = workers.Worker(lambda cancel: iter_cast_check(plan, ckpt, cancel), with_abort=True)
+        worker.finished.connect(self._on_cast_checked)
+        worker.failed.connect(self._on_cast_check_failed)
+        self._check_worker = worker
+        worker.start()
+
+    def _cast_problems(self, plan: ExportPlan) -> list[str]:
+        effects = self.cast_effects
+        if not effects or plan.options.on_overflow != "error":
+            return []
+        overflow = [(k, e) for k, e in effects.items() if e.overflow]
+        if not overflow:
+            return []
+        key, effect = overflow[0]
+        return [
+            f"{key}: {effect.overflow:,} finite values would become ±inf; choose what "
+            "out-of-range values become to export anyway"
+        ]
+
+    def _on_cast_checked(self, effects: dict[str, CastEffect]) -> None:
+        self._check_worker = None
+        self.cast_effects = effects
+        plan = self._checked_plan
+        if plan is not None:
+            lines = describe_effects(plan, effects)
+            shown = lines[:4] + ([f"… and {len(lines) - 4} more tensors"] if len(lines) > 4 else [])
+            fine = f"The cast to {plan.options.dtype} only rounds: no value overflows or flushes."
+            self.cast_label.setText("\n".join(shown) if lines else fine)
+            colour = "#8a5300" if lines else "#2e7d32"
+            self.cast_label.setStyleSheet(f"color: {colour};")
+        self.update_preview()
+        self.cast_checked.emit()
+
+    def _on_cast_check_failed(self, exc: BaseException) -> None:
+        self._check_worker = None
+        self.cast_effects = {}
+        self.cast_label.setText(f"The cast could not be checked: {error_text(exc)[0]}")
+        self.update_preview()
 
     def destination(self) -> Path:
         return self.form.destination()
@@ -173,20 +269,48 @@ class ExportDialog(QDialog):
     # --- exporting --------------------------------------------------------------------------
     def export_steps(
         self, checkpoint: Checkpoint, destination: Path, options: ExportOptions,
-        cancel: Callable[[], bool],
+        cancel: Callable[[], bool], overwrite: bool = False,
     ) -> Generator[ExportProgress, None, ExportResult]:  # fmt: skip
         """The generator the export worker runs (on the worker thread: no widgets here)."""
-        return iter_export(checkpoint, destination, options, cancel)
+        return iter_export(checkpoint, destination, options, cancel, overwrite=overwrite)
 
     def start_export(self) -> None:
+        """Export as planned; an existing destination is replaced only once the user says so
+        (the question opens as ``replace_box``)."""
         if self.checkpoint is None or self._export_worker is not None:
             return
         self.update_preview()
         if self.plan is None or not self.export_button.isEnabled():
             return
+        existing = self.existing_destination()
+        if not existing:
+            self._export(overwrite=False)
+            return
+        names = ", ".join(p.name for p in existing[:3]) + (" …" if len(existing) > 3 else "")
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Replace existing file?")
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setText(f"{names} already exists in {existing[0].parent}.")
+        box.setInformativeText("Replace it with the export? The old file is lost.")
+        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.finished.connect(lambda _: self._on_replace_answered(box.clickedButton() is replace))
+        self.replace_box = box
+        box.open()
+
+    def _on_replace_answered(self, replace: bool) -> None:
+        self.replace_box = None
+        if replace:
+            self._export(overwrite=True)
+
+    def _export(self, overwrite: bool) -> None:
+        assert self.checkpoint is not None and self.plan is not None
         ckpt, dest, options = self.checkpoint, self.destination(), self.plan.options
         worker = workers.Worker(
-            lambda cancel: self.export_steps(ckpt, dest, options, cancel), with_abort=True
+            lambda cancel: self.export_steps(ckpt, dest, options, cancel, overwrite),
+            with_abort=True,
         )
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(self._on_exported)
@@ -210,7 +334,9 @@ class ExportDialog(QDialog):
     def _on_progress(self, batch: list[ExportProgress]) -> None:
         last = batch[-1]
         self.progress_bar.setValue(int(1000 * last.fraction))
-        verb = "Verifying" if last.phase == "verifying" else "Writing"
+        verb = {"checking": "Checking the cast of", "verifying": "Verifying"}.get(
+            last.phase, "Writing"
+        )
         self.status_label.setText(f"{verb} {last.key}…" if last.key else f"{verb}…")
 
     def _on_exported(self, result: ExportResult) -> None:
@@ -219,7 +345,7 @@ class ExportDialog(QDialog):
         self._set_exporting(False)
         self.progress_bar.setValue(1000)
         self.status_label.setText("Done")
-        lines = result.describe()
+        lines = [html.escape(line) for line in result.describe()]  # keys come from the file
         self.result_label.setText(f"<b>✔ {lines[-1]}</b><br>" + "<br>".join(lines[:-1]))
         self.export_finished.emit(result)
 
@@ -229,7 +355,7 @@ class ExportDialog(QDialog):
         self.progress_bar.setValue(0)
         line, _ = error_text(exc)
         self.status_label.setText("Failed")
-        self.result_label.setText(f"✘ Export failed: {line}. Nothing was written.")
+        self.result_label.setText(f"✘ Export failed: {html.escape(line)}. Nothing was written.")
         self.export_failed.emit(line)
 
     def _on_export_cancelled(self) -> None:
@@ -260,6 +386,9 @@ class ExportDialog(QDialog):
             count = len(node.children) if node is not None else 0
             items.append((f"{key or '(top level)'} — {label}, {count} keys", key))
         self.form.set_state_dicts(items, plan.state_dict)
+        self.form.show_numpy_choice(
+            any(n.tensor is not None and n.tensor.container == "numpy" for n in ckpt.tensors())
+        )
         self.status_label.setText("")
         self.apply_preset("params" if plan.candidates else "cpu")
         self.update_preview()
@@ -275,13 +404,14 @@ class ExportDialog(QDialog):
     def shutdown(self, wait_s: float = 10.0) -> None:
         """Abort the workers, wait for their threads (the export removes its temporary file)
         and close the checkpoint."""
-        for worker in (self._open_worker, self._export_worker):
+        running = (self._open_worker, self._export_worker, self._check_worker)
+        for worker in running:
             if worker is not None:
                 worker.abort()
-        for worker in (self._open_worker, self._export_worker):
+        for worker in running:
             if worker is not None:
                 worker.wait(wait_s)
-        self._open_worker = self._export_worker = None
+        self._open_worker = self._export_worker = self._check_worker = None
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None

@@ -54,6 +54,20 @@ class ExportForm(QWidget):
         self.contents = _combo([("The model's state_dict", "params"), ("Everything", "all")])
         self.state_dict_box = QComboBox()
         self.dtype_box = _combo([("Keep dtypes", "")] + [(c, c) for c in CASTS])
+        self.overflow_box = _combo(
+            [
+                ("Refuse the export", "error"),
+                ("Clamp to the largest finite value", "clamp"),
+                ("Write ±inf", "inf"),
+            ]
+        )
+        self.overflow_box.setToolTip(
+            "What a cast does with finite values beyond the new dtype's range (1e5 in float16)"
+        )
+        self.numpy_box = _combo(
+            [("Ask (refuse until chosen)", ""), ("Keep as NumPy arrays", "keep")]
+            + [("Convert to tensors", "tensors")]
+        )
         self.format_box = _combo([("safetensors", "safetensors"), ("PyTorch (torch.save)", "pt")])
         self.include_edit = QLineEdit(placeholderText="all keys; or globs: encoder.*, *.weight")
         self.exclude_edit = QLineEdit(placeholderText="none; or globs: *.num_batches_tracked")
@@ -62,17 +76,20 @@ class ExportForm(QWidget):
         self.shard_edit = QLineEdit(placeholderText="one file; or a size such as 5GB")
         self.dest_edit = QLineEdit()
         self.browse_button = QPushButton("Browse…")
-        for combo in (self.contents, self.state_dict_box, self.dtype_box, self.format_box):
+        combos = (self.contents, self.state_dict_box, self.dtype_box, self.format_box)
+        for combo in (*combos, self.overflow_box, self.numpy_box):
             combo.currentIndexChanged.connect(self._on_option_changed)
         for edit in self._edits():
             edit.textChanged.connect(self._on_option_changed)
         self.dest_edit.textEdited.connect(self._on_dest_edited)
         self.browse_button.clicked.connect(self._browse)
 
-        form = QFormLayout()
+        self._form = form = QFormLayout()
         form.addRow("Keep:", self.contents)
         form.addRow("State dict:", self.state_dict_box)
         form.addRow("Cast floats to:", self.dtype_box)
+        form.addRow("Out-of-range values:", self.overflow_box)
+        form.addRow("NumPy arrays:", self.numpy_box)
         form.addRow("Format:", self.format_box)
         form.addRow("Include:", self.include_edit)
         form.addRow("Exclude:", self.exclude_edit)
@@ -93,8 +110,8 @@ class ExportForm(QWidget):
         self._option_widgets: list[QWidget] = [
             *self.preset_buttons.values(),
             self.contents, self.state_dict_box, self.dtype_box, self.format_box,
-            self.include_edit, self.exclude_edit, self.strip_edit, self.add_edit,
-            self.shard_edit, self.dest_edit, self.browse_button,
+            self.overflow_box, self.numpy_box, self.include_edit, self.exclude_edit,
+            self.strip_edit, self.add_edit, self.shard_edit, self.dest_edit, self.browse_button,
         ]  # fmt: skip
 
     def apply_preset(self, name: str) -> None:
@@ -128,6 +145,8 @@ class ExportForm(QWidget):
             strip_prefix=self.strip_edit.text(),
             add_prefix=self.add_edit.text(),
             shard_size=parse_size(shard) if shard else None,
+            on_overflow=self.overflow_box.currentData(),
+            numpy=self.numpy_box.currentData() or None,
         )
 
     def destination(self) -> Path:
@@ -142,6 +161,10 @@ class ExportForm(QWidget):
             _select(self.state_dict_box, selected)
         self._applying = False
 
+    def show_numpy_choice(self, visible: bool) -> None:
+        """The NumPy row matters only for a checkpoint that holds NumPy arrays."""
+        self._form.setRowVisible(self.numpy_box, visible)
+
     def set_editable(self, editable: bool) -> None:
         """Lock the options while an export runs (``refresh()`` after unlocking)."""
         for widget in self._option_widgets:
@@ -153,6 +176,7 @@ class ExportForm(QWidget):
         self.state_dict_box.setEnabled(
             self.contents.currentData() == "params" and self.state_dict_box.count() > 1
         )
+        self.overflow_box.setEnabled(bool(self.dtype_box.currentData()))
         self._suggest_destination()
         self.changed.emit()
 

@@ -72,8 +72,11 @@ def test_export_produces_a_verified_file(qtbot, tmp_path: Path) -> None:
     src = training_checkpoint(tmp_path / "train.pt")
     before = src.read_bytes()
     dialog = open_dialog(qtbot, src)
-    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+    with qtbot.waitSignal(dialog.cast_checked, timeout=10_000):  # the cast is checked first
         dialog.dtype_box.setCurrentIndex(dialog.dtype_box.findData("bfloat16"))
+    assert dialog.cast_label.text() == (
+        "The cast to bfloat16 only rounds: no value overflows or flushes."
+    )
     with qtbot.waitSignal(dialog.export_finished, timeout=30_000) as done:
         qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     result: ExportResult = done.args[0]
@@ -86,7 +89,7 @@ def test_export_produces_a_verified_file(qtbot, tmp_path: Path) -> None:
         assert torch.equal(loaded[key], cast)
     text = dialog.result_label.text()
     assert f"verified: all {MODEL_KEYS} tensors equal the source" in text
-    assert "floating tensors cast to bfloat16" in text
+    assert "equal the source cast to bfloat16 (max relative error" in text
     assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
     assert src.read_bytes() == before
 
@@ -103,8 +106,9 @@ class GatedDialog(ExportDialog):
         destination: Path,
         options: ExportOptions,
         cancel: Callable[[], bool],
+        overwrite: bool = False,
     ) -> Generator[ExportProgress, None, ExportResult]:
-        steps = super().export_steps(checkpoint, destination, options, cancel)
+        steps = super().export_steps(checkpoint, destination, options, cancel, overwrite)
         yield next(steps)
         self.gate.wait(20)
         return (yield from steps)
@@ -129,3 +133,49 @@ def test_cancel_leaves_no_partial_file_and_no_thread(qtbot, tmp_path: Path) -> N
     assert dialog.result_label.text() == "Export cancelled. Nothing was written."
     assert not dialog.is_exporting() and dialog.export_button.isEnabled()
     qtbot.waitUntil(lambda: workers.active_workers() == 0, timeout=10_000)
+
+
+def test_a_cast_that_overflows_is_shown_and_refused_until_chosen(qtbot, tmp_path: Path) -> None:
+    src = tmp_path / "wide.pt"
+    torch.save({"model": {"w": torch.tensor([1e5, 1.0, 1e-9]), "b": torch.ones(2)}}, src)
+    dialog = open_dialog(qtbot, src)
+    with qtbot.waitSignal(dialog.cast_checked, timeout=10_000):
+        dialog.dtype_box.setCurrentIndex(dialog.dtype_box.findData("float16"))
+    assert dialog.cast_label.text() == (
+        "model.w: 1 finite values become ±inf and 1 non-zero values flush to zero in float16"
+    )
+    assert dialog.problem_label.text().startswith("model.w: 1 finite values would become ±inf")
+    assert not dialog.export_button.isEnabled()
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.form.overflow_box.setCurrentIndex(dialog.form.overflow_box.findData("clamp"))
+    assert dialog.problem_label.text() == "" and dialog.export_button.isEnabled()
+    with qtbot.waitSignal(dialog.export_finished, timeout=30_000) as done:
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    assert load_file(done.args[0].destination)["w"][0].item() == 65504.0
+    text = dialog.result_label.text()
+    assert "1 value clamped to the largest finite value; 1 value flushed to zero" in text
+
+
+def test_an_existing_destination_is_replaced_only_when_the_user_says_so(
+    qtbot, tmp_path: Path
+) -> None:
+    src = training_checkpoint(tmp_path / "train.pt")
+    dialog = open_dialog(qtbot, src)
+    dest = dialog.destination()
+    dest.write_bytes(b"keep me")
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        dialog.form.changed.emit()
+    assert dialog.summary_label.text().endswith("It replaces the existing file.")
+    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    box = dialog.replace_box
+    assert box is not None and box.isVisible()
+    assert box.text() == f"{dest.name} already exists in {dest.parent}."
+    qtbot.mouseClick(box.button(box.StandardButton.Cancel), Qt.MouseButton.LeftButton)
+    assert dest.read_bytes() == b"keep me" and not dialog.is_exporting()
+    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    box = dialog.replace_box
+    assert box is not None
+    replace = next(b for b in box.buttons() if b.text() == "Replace")
+    with qtbot.waitSignal(dialog.export_finished, timeout=30_000):
+        qtbot.mouseClick(replace, Qt.MouseButton.LeftButton)
+    assert set(load_file(dest)) == set(torch.load(src, weights_only=True)["model_state_dict"])
