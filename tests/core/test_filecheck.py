@@ -7,6 +7,7 @@ import os
 import pickle
 import socket
 import struct
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -76,6 +77,16 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     assert len(results) == 2 and all("named pipe (FIFO)" in str(e) for e in results)
 
 
+def _v7_header(name: bytes) -> bytes:
+    block = bytearray(tarfile.TarInfo("x").tobuf(tarfile.GNU_FORMAT)[:512])
+    block[257:265] = bytes(8)  # no magic, no version: a v7 header
+    block[: len(name)] = name.ljust(len(name), b"\0")
+    block[148:156] = b" " * 8
+    checksum = sum(block)
+    block[148:156] = b"%06o\0 " % checksum
+    return bytes(block)
+
+
 @pytest.mark.parametrize(
     ("head", "size", "kind"),
     [
@@ -84,7 +95,11 @@ def test_fifo_is_refused_without_blocking(tmp_path):
         (b"PK\x05\x06" + bytes(18), 22, "zip"),
         (struct.pack("<Q", 2) + b"{}", 10, "safetensors"),
         (struct.pack("<Q", 99) + b"{}", 10, "unknown"),
-        (bytes(257) + b"ustar" + bytes(250), 512, "tar"),
+        (tarfile.TarInfo("pickle").tobuf(tarfile.USTAR_FORMAT)[:512], 512, "tar"),
+        # A pre-POSIX (v7) header has no "ustar" magic; tarfile (and so torch.load) reads it
+        # by its checksum, even when it starts like a pickle.
+        (_v7_header(b"\x80\x02}q\x00."), 512, "tar"),
+        (bytes(257) + b"ustar" + bytes(250), 512, "unknown"),  # the magic, a wrong checksum
         (b"\x80\x02}q\x00.", 6, "pickle"),
         (b"cos\nsystem\n", 11, "unknown"),
         (b"\x80\x09", 2, "unknown"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -136,15 +137,29 @@ def sniff(head: bytes, size: int) -> str:
         return "empty"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
+    # torch.load tries tarfile right after zip, whatever else the bytes look like.
+    if is_tar_header(head):
+        return "tar"
     if size >= 10 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if 2 <= header_len <= size - 8:
             return "safetensors"
-    if head[257:262] == b"ustar":
-        return "tar"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"
     return "unknown"
+
+
+def is_tar_header(block: bytes) -> bool:
+    """Whether ``tarfile`` (which ``torch.load`` tries on every non-zip file) reads ``block`` as
+    a tar header: recognised by its checksum, as tarfile does, not by a ``ustar`` magic that
+    pre-POSIX (v7) archives do not have."""
+    if len(block) < tarfile.BLOCKSIZE:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block[: tarfile.BLOCKSIZE], "utf-8", "surrogateescape")
+    except (tarfile.HeaderError, ValueError, UnicodeError):
+        return False
+    return True
 
 
 def open_sniffed(path: str | os.PathLike[str], label: str) -> tuple[BinaryIO, int, bytes, str]:
@@ -184,17 +199,23 @@ class TorchZip:
         self.inflated = 0
         self.zf = _open_zipfile(fp, size, label)
         self.records: dict[str, ZipRecord] = {}
+        folded: set[str] = set()
         for info in self.zf.infolist():
             name = info.filename
-            if name in self.records:
-                raise CorruptError(f"{label}: the zip archive lists {name!r} twice")
+            # Python's zipfile cuts a name at a NUL and matches case-sensitively; torch's reader
+            # (miniz) keeps the NUL and matches case-insensitively: refuse what they read apart.
+            if "\0" in info.orig_filename:
+                raise CorruptError(f"{label}: zip record {printable(name)!r} has a NUL in its name")
+            if name in self.records or name.lower() in folded:
+                raise CorruptError(f"{label}: the zip archive lists {printable(name)!r} twice")
+            folded.add(name.lower())
             if info.header_offset < 0 or info.header_offset + 30 + info.compress_size > size:
                 raise CorruptError(f"{label}: zip record {name!r} points past the end of the file")
             if info.flag_bits & 0x1:
                 raise CorruptError(f"{label}: zip record {name!r} is encrypted")
             compressed = info.compress_type != zipfile.ZIP_STORED
             self.records[name] = ZipRecord(name, info.file_size, compressed, info)
-        data_pkls = [n for n in self.records if n == "data.pkl" or n.endswith("/data.pkl")]
+        data_pkls = [n for n in self.records if _folded_is(n, "data.pkl")]
         if len(data_pkls) > 1:
             raise CorruptError(f"{label}: the zip archive holds {len(data_pkls)} data.pkl records")
         self.prefix = data_pkls[0].removesuffix("data.pkl").rstrip("/") if data_pkls else None
@@ -208,8 +229,10 @@ class TorchZip:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def pickle_names(self) -> list[str]:
-        """Every record holding a pickle: data.pkl, constants.pkl, TorchScript debug pickles."""
-        return [n for n in self.records if n.endswith((".pkl", ".debug_pkl", ".pickle"))]
+        """Every record holding a pickle: data.pkl, constants.pkl, TorchScript debug pickles
+        (in any letter case: torch's reader finds ``DATA.PKL`` as ``data.pkl``)."""
+        suffixes = (".pkl", ".debug_pkl", ".pickle")
+        return [n for n in self.records if n.lower().endswith(suffixes)]
 
     def read(self, name: str, limit: int = MAX_PICKLE_BYTES) -> bytes:
         """The bytes of one record, refused before reading if it declares more than ``limit``."""
@@ -306,6 +329,11 @@ class BoundedReader:
         return self._fp.tell()
 
 
+def _folded_is(name: str, base: str) -> bool:
+    folded = name.lower()
+    return folded == base or folded.endswith("/" + base)
+
+
 def _open_zipfile(fp: BinaryIO, size: int, label: str) -> zipfile.ZipFile:
     end_record = getattr(zipfile, "_EndRecData", None)
     try:
@@ -318,7 +346,18 @@ def _open_zipfile(fp: BinaryIO, size: int, label: str) -> zipfile.ZipFile:
                     f"{label}: the zip archive declares {endrec[4]:,} records "
                     f"(limit {MAX_ZIP_ENTRIES:,})"
                 )
-        return zipfile.ZipFile(fp)
+        zf = zipfile.ZipFile(fp)
+        declared = endrec[getattr(zipfile, "_ECD_OFFSET", 6)] if endrec is not None else None
+        start = getattr(zf, "start_dir", declared)
+        if declared is not None and start != declared:
+            # Python shifts every offset to where it found the central directory (concatenated
+            # archives); torch's reader uses the declared offsets: the two would read different
+            # records.
+            zf.close()
+            raise CorruptError(
+                f"{label}: the zip central directory is not where the archive says it is"
+            )
+        return zf
     except CheckpointError:
         raise
     except (

@@ -74,10 +74,17 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
         raise ValueError("no MARK on the stack")
 
     protocol = 0
+    frame_end: int | None = None  # where the current protocol 4 frame ends
     arg: Any
     for op, arg, pos in pickletools.genops(stream):
         name = op.name
-        if name == "PROTO":
+        if name == "FRAME":
+            # Unpicklers read a frame whole and go on after it; this walk reads on byte by byte.
+            # Both see the same opcodes only if frames never overlap and STOP ends its frame.
+            if frame_end is not None and pos is not None and pos < frame_end:
+                raise ValueError("a frame starts inside the previous one")
+            frame_end = None if pos is None else pos + 9 + arg
+        elif name == "PROTO":
             protocol = arg
         elif name in _STRINGS:
             stack.append(arg if isinstance(arg, str) else None)
@@ -139,6 +146,9 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
         elif name == "DUP":
             stack.append(stack[-1] if stack else None)
         elif name == "STOP":
+            inside = frame_end is not None and pos is not None and pos < frame_end
+            if inside and pos + 1 != frame_end:
+                raise ValueError("the pickle stops before the end of its frame")
             return pop() if stack else None
         else:  # everything else only matters for its effect on the stack
             before, after = op.stack_before, op.stack_after

@@ -146,23 +146,45 @@ class _Scanner:
                 ref.where = new
 
     def nested(self, data: bytes, where: str, torch_file: bool) -> None:
+        if torch_file:
+            self.embedded(io.BytesIO(data), len(data), where)
+            return
+        if self._enter(where):
+            try:
+                self.pickle(bytes(data), where, where)
+            except CheckpointError as exc:
+                self.unreadable(where, exc)
+            finally:
+                self._depth -= 1
+
+    def embedded(self, fp: BinaryIO, size: int, where: str) -> None:
+        """A whole torch.save file inside another (bytes a pickle loads, a DCP data range):
+        every pickle in it; what cannot be read makes the verdict "unknown", never "safe"."""
+        if not self._enter(where):
+            return
+        try:
+            fp.seek(0)
+            if fp.read(4) == b"PK\x03\x04":
+                self.zip(fp, size, where, where)
+            else:  # torch.save's legacy format: every pickle in it
+                self.sequence(fp, size, where, where)
+        except CheckpointError as exc:
+            self.unreadable(where, exc)
+        finally:
+            self._depth -= 1
+
+    def _enter(self, where: str) -> bool:
         if self._depth >= MAX_NESTED:
             self.add("?", "?", where)
             self.note(f"{where}: nested more than {MAX_NESTED} deep, not scanned")
-            return
+            return False
         self._depth += 1
-        try:
-            if torch_file and data[:4] == b"PK\x03\x04":
-                self.zip(io.BytesIO(data), len(data), where, where)
-            elif torch_file:  # torch.save's legacy format: every pickle in it
-                self.sequence(io.BytesIO(data), len(data), where, where)
-            else:
-                self.pickle(bytes(data), where, where)
-        except CheckpointError as exc:
-            self.add("?", "?", where)
-            self.note(f"{where}: could not be scanned: {exc}")
-        finally:
-            self._depth -= 1
+        return True
+
+    def unreadable(self, where: str, reason: object) -> None:
+        """Something that may hold pickles could not be read: its verdict is "unknown"."""
+        self.add("?", "?", where)
+        self.note(f"{where}: could not be scanned: {reason}")
 
     def zip(self, fp: BinaryIO, size: int, label: str, prefix: str = "") -> str:
         """Every pickle in a zip archive (data.pkl, constants.pkl, TorchScript debug pickles)."""
@@ -294,6 +316,85 @@ def scan_path(path: str | os.PathLike[str]) -> ScanReport:
     return scan_file(path)
 
 
+class _Window(io.RawIOBase):
+    """A read-only view of ``length`` bytes of ``fp`` from ``start``, as a file of its own."""
+
+    def __init__(self, fp: BinaryIO, start: int, length: int) -> None:
+        super().__init__()
+        self._fp, self._start, self._length, self._pos = fp, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), self._length - self._pos))
+        self._fp.seek(self._start + self._pos)
+        data = self._fp.read(n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def scan_distcp(path: Path, label: str) -> ScanReport:
+    """A DCP data file: every item in it is a ``torch.save`` file (tensors, which torch loads
+    with ``weights_only=True``, and other objects, which it loads with ``weights_only=False``),
+    at ranges only the folder's ``.metadata`` knows. Each range is scanned; without readable
+    metadata the file's verdict is "unknown"."""
+    report = ScanReport(path=str(path), format="dcp-data")
+    scanner = _Scanner(report)
+    try:
+        ranges = _dcp_ranges(path)
+    except CheckpointError as exc:
+        scanner.unreadable(label, f"the folder's .metadata cannot be read ({exc})")
+        return report
+    fp, size = filecheck.open_regular_file(path)
+    with fp:
+        for key, start, length, transformed in ranges:
+            where = f"item {printable_key(key)}"
+            if transformed:
+                scanner.unreadable(where, "stored with a transform (compression) ckpt-gui lacks")
+            elif start < 0 or length < 0 or start + length > size:
+                scanner.unreadable(where, "its range runs past the end of the file")
+            else:
+                scanner.embedded(_Window(fp, start, length), length, where)  # type: ignore[arg-type]
+    return report
+
+
+def printable_key(key: str) -> str:
+    return filecheck.printable(key, 80)
+
+
+def _dcp_ranges(path: Path) -> list[tuple[str, int, int, bool]]:
+    """``(key, offset, length, transformed)`` of every item the metadata stores in ``path``."""
+    from ckpt_gui.core.formats.dcp import read_metadata  # imports torch: only for DCP folders
+
+    meta = read_metadata(path.parent)
+    ranges = []
+    storage = getattr(meta, "storage_data", None)
+    if not isinstance(storage, dict):
+        raise CorruptError(f"{path.parent}: DCP metadata without storage information")
+    for index, info in storage.items():
+        if getattr(info, "relative_path", None) != path.name:
+            continue
+        offset, length = getattr(info, "offset", None), getattr(info, "length", None)
+        if type(offset) is not int or type(length) is not int:
+            raise CorruptError(f"{path.parent}: DCP metadata with a damaged storage range")
+        transformed = bool(getattr(info, "transform_descriptors", None))
+        ranges.append((str(getattr(index, "fqn", "?")), offset, length, transformed))
+    return ranges
+
+
 def scan_folder(folder: str | os.PathLike[str]) -> ScanReport:
     root = Path(folder)
     report = ScanReport(path=str(folder), format="folder")
@@ -317,9 +418,9 @@ def scan_folder(folder: str | os.PathLike[str]) -> ScanReport:
             report.skipped.append(rel)
             continue
         if file.name.endswith(".distcp"):
-            report.skipped.append(f"{rel}: DCP tensor data (read through .metadata)")
-            continue
-        sub = scan_file(file, label=rel)
+            sub = scan_distcp(file, rel)
+        else:
+            sub = scan_file(file, label=rel)
         scanned += 1
         report.pickles.extend(f"{rel}:{p}" for p in sub.pickles)
         report.notes.extend(f"{rel}: {n}" for n in sub.notes)

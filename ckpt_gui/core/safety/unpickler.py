@@ -193,6 +193,12 @@ class SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
                 if progress is not None and not count & 0xFFFF:
                     progress()
         except pickle._Stop as stop:  # type: ignore[attr-defined]
+            frame = self._unframer.current_frame
+            if frame is not None and frame.read(1):
+                # Bytes after STOP inside its frame: a reader walking opcodes one by one would
+                # take them for the next pickle; refused, as the scan refuses them.
+                label = self.resolver.label
+                raise corrupt(label, "the pickle stops before the end of its frame") from None
             return stop.value
 
     def find_class(self, module: str, name: str) -> Any:
