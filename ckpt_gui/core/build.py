@@ -37,9 +37,9 @@ def describe_loaded(
     locations = locations or {}
 
     def describe(source: torch.Tensor) -> TensorInfo:
-        # An nn.Parameter: the data is all a viewer needs. The callbacks know the object the
-        # loader made, so they are asked about ``source``, never the detached copy.
-        t = source.detach() if source.requires_grad else source
+        # The callbacks know the object the loader made, so they are asked about ``source``;
+        # everything else reads the plain copy, which no attribute from the file can fool.
+        t = plain_tensor(source)
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         storage_id = ptr if storage.nbytes() > 0 else None
@@ -67,6 +67,33 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a plain tensor over the same data. A Parameter becomes its data (all a viewer
+    needs); a tensor carrying attributes from the file (a pickle's state can set
+    ``untyped_storage`` or ``stride`` on the object, hiding the methods) becomes a fresh
+    object without them. Called through the class, so no attribute can answer instead."""
+    if t.requires_grad or vars(t):  # requires_grad is a property: no attribute can hide it
+        return torch.Tensor.detach(t)
+    return t
+
+
+def overrides(value: Any, kind: type) -> tuple[str, ...]:
+    """Names the file set on ``value`` (through a pickle's BUILD state) that hide methods or
+    attributes of ``kind``: ``items`` on an OrderedDict, ``untyped_storage`` on a tensor."""
+    try:
+        names = vars(value)
+    except TypeError:  # no instance dict: nothing can be hidden
+        return ()
+    return tuple(str(n) for n in names if isinstance(n, str) and hasattr(kind, n))
+
+
+def mapping_items(value: Mapping[Any, Any]) -> Iterable[tuple[Any, Any]]:
+    """The entries of a mapping as its type defines them: ``dict.items`` for every dict
+    (OrderedDict, defaultdict, ...), so an ``items`` attribute from the file cannot replace
+    them."""
+    return dict.items(value) if isinstance(value, dict) else value.items()
+
+
 def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "") -> Node:
     """The tree of ``obj``; cycles and absurd nesting become value leaves, never a hang."""
     on_path: set[int] = set()
@@ -79,7 +106,9 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
 
     def _visit(value: Any, name: str, key: str, depth: int) -> Node:
         if isinstance(value, torch.Tensor):
-            return Node(name=name, key=key, kind="tensor", tensor=describe(value))
+            node = Node(name=name, key=key, kind="tensor", tensor=describe(value))
+            node.overrides = overrides(value, torch.Tensor)
+            return node
         array = numpy_tensor(value)
         if array is not None:  # a NumPy array: browsed, measured and exported like a tensor
             info = describe(array)
@@ -103,7 +132,8 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
             node, items, buffers = _standin_node(value, name, key)
         elif isinstance(value, Mapping):
             node = Node(name=name, key=key, kind="dict")
-            items = value.items()
+            node.overrides = overrides(value, dict)
+            items = mapping_items(value)
         elif isinstance(value, (list, tuple)):
             node = Node(name=name, key=key, kind="list")
             items = enumerate(value)

@@ -39,7 +39,22 @@ def open_checkpoint(
     if ckpt.kind == "object":
         ckpt.kind = kind
     _note_optimizer_mapping(ckpt)
+    _note_overrides(ckpt)
     return ckpt
+
+
+def _note_overrides(ckpt: Checkpoint) -> None:
+    """Say where the file set attributes that hide an object's own methods: a program calling
+    them would see something else than the entries the tree (and ``load_state_dict``) reads."""
+    for node in ckpt.root.walk():
+        if node.overrides:
+            names = ", ".join(node.overrides[:4])
+            where = node.key or "the top object"
+            ckpt.notes.append(
+                f"{where}: the file sets {names} on the object, hiding its own "
+                f"{'methods' if len(node.overrides) > 1 else 'method'}; shown is what the "
+                "object really holds"
+            )
 
 
 def _open_safetensors(path: Path, fmt: str) -> Checkpoint:

@@ -29,6 +29,9 @@ class TensorInfo:
     # What the file holds: a torch tensor ("tensor") or a NumPy array ("numpy"), which the tree
     # shows and measures like a tensor but an export must write back as what it was.
     container: str = "tensor"
+    # No data in the file backs it (a legacy constructor called with sizes): its memory is
+    # uninitialised, so it is never measured, shown or exported; loading it raises.
+    uninitialised: bool = False
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -82,6 +85,9 @@ class Node:
     # gives, which a verified export must reproduce. None where the format has no Python types.
     type_name: str | None = None
     key_type: str | None = None
+    # Attributes the file set on the object that hide its own methods (``items`` on a dict,
+    # ``untyped_storage`` on a tensor): the tree reads through the type, and says so.
+    overrides: tuple[str, ...] = ()
 
     def add(self, child: Node) -> Node:
         child.parent = self

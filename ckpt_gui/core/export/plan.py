@@ -299,6 +299,9 @@ class _Walker:
     def keep_tensor(self, node: Node, out_key: str) -> bool:
         info = node.tensor
         assert info is not None
+        if info.uninitialised:  # its bytes would be this process's heap: never written
+            self.drop(node, "uninitialised: no data in the file")
+            return False
         container = "tensor"
         if info.container == "numpy":
             if not self.numpy_choice_ok(node):

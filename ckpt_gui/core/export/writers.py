@@ -17,7 +17,14 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ckpt_gui.core.build import MAX_DEPTH, PLAIN, is_numeric_array
+from ckpt_gui.core.build import (
+    MAX_DEPTH,
+    PLAIN,
+    is_numeric_array,
+    mapping_items,
+    overrides,
+    plain_tensor,
+)
 from ckpt_gui.core.chunks import row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.casting import cast
@@ -181,11 +188,13 @@ def kept_tensors(obj: Any, key: str, structure: dict[str, str]) -> dict[str, Any
     on_path: set[int] = set()
 
     def visit(value: Any, key: str, depth: int) -> None:
-        if _is_array(value):
+        if isinstance(value, torch.Tensor):
+            found[key] = plain_tensor(value) if vars(value) else value
+        elif _is_array(value):
             found[key] = value
         elif _is_container(value) and id(value) not in on_path and depth <= MAX_DEPTH:
             on_path.add(id(value))
-            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            items = mapping_items(value) if isinstance(value, Mapping) else enumerate(value)
             for k, v in items:
                 child = join_key(key, str(k))
                 if child in structure:
@@ -194,6 +203,24 @@ def kept_tensors(obj: Any, key: str, structure: dict[str, str]) -> dict[str, Any
 
     visit(obj, key, 0)
     return found
+
+
+def _empty_like(value: Mapping[Any, Any]) -> Any:
+    """An empty mapping of ``value``'s type with its attributes (a state_dict's ``_metadata``,
+    a defaultdict's factory), except any the file set to hide a dict method, which a cleaned
+    copy does not carry on."""
+    if not isinstance(value, dict):
+        return {}
+    if overrides(value, dict):
+        out = type(value)()
+        hidden = set(overrides(value, dict))
+        for name, attr in vars(value).items():
+            if name not in hidden:
+                setattr(out, name, attr)
+        return out
+    out = copy.copy(value)
+    out.clear()
+    return out
 
 
 def rebuild(obj: Any, key: str, structure: dict[str, str], tensors: dict[str, Any]) -> Any:
@@ -209,9 +236,8 @@ def rebuild(obj: Any, key: str, structure: dict[str, str], tensors: dict[str, An
         on_path.add(id(value))
         try:
             if isinstance(value, Mapping):
-                out: Any = copy.copy(value) if isinstance(value, dict) else {}
-                out.clear()
-                for k, v in value.items():
+                out = _empty_like(value)
+                for k, v in mapping_items(value):
                     child = join_key(key, str(k))
                     if child in structure:
                         name = structure[child]

@@ -11,29 +11,42 @@ loading policy that never runs code from the file:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+
+import torch
 
 from ckpt_gui.core.build import build_tree, describe_loaded
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
-from ckpt_gui.core.errors import CorruptError, UnsafeError
+from ckpt_gui.core.errors import CheckpointError, CorruptError, UnsafeError
 from ckpt_gui.core.formats.torch_file import load_torch_file
+from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, ScanReport, scan_file
 from ckpt_gui.core.safety.standins import check_nesting
 from ckpt_gui.core.safety.structural import structural_load
+from ckpt_gui.core.tree import Node
+from ckpt_gui.core.units import human_bytes
 
 # A tree larger than this (counting shared objects once per reference) is not something a
 # person saved on purpose; refusing it keeps a few bytes of pickle memo from hanging the app.
 MAX_TREE_NODES = 2_000_000
+# Memory a pickle may ask for beyond the size of its file (bytearray(n), copies of byte strings,
+# uninitialised tensors): a checkpoint has no reason to, so a little is shown and more refused.
+MAX_ALLOCATED_BYTES = 64 * 2**20
 
 
 def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Checkpoint:
     report = scan_file(path)
     if report.max_tuple_depth > MAX_SAFE_TUPLE_DEPTH:
         raise CorruptError(f"{path}: tuples nested {report.max_tuple_depth} deep; refused")
+    check_allocations(path, fmt, report)
     if fmt != "torchscript":  # TorchScript is never handed to torch: it would compile code
         try:
             obj, locations = load_torch_file(path, mmap=fmt == "torch-zip")
-            return _checkpoint(path, fmt, obj, describe_loaded(locations), report, "weights_only")
+            ckpt = _checkpoint(path, fmt, obj, describe_loaded(locations), report, "weights_only")
+            if report.uninitialised:
+                _mark_uninitialised(ckpt.root, locations)
+            return ckpt
         except UnsafeError:
             if not (structural or trust):
                 raise
@@ -64,6 +77,44 @@ def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Chec
         f"running anything from it (it names {shown or 'globals torch does not allow'})"
     )
     return ckpt
+
+
+def check_allocations(path: Path, fmt: str, report: ScanReport) -> None:
+    """Refuse, before any loader runs, a file whose pickles would make it allocate memory the
+    file does not hold: ``bytearray(10**9)`` or ``torch.FloatTensor(2**32)`` from a few hundred
+    bytes, or a legacy file declaring storages larger than itself (torch allocates a legacy
+    storage whole before reading it)."""
+    on_disk = size_on_disk(path)
+    if report.allocated_bytes > on_disk + MAX_ALLOCATED_BYTES:
+        what, nbytes, _ = max(report.allocations, key=lambda a: a[1])
+        calls = len(report.allocations)
+        more = f" (one of {calls:,} such calls)" if calls > 1 else ""
+        raise CorruptError(
+            f"{path}: its pickle asks for {printable(what, 80)}{more}: "
+            f"{human_bytes(report.allocated_bytes)} in all from a file of "
+            f"{human_bytes(on_disk)}; refused"
+        )
+    declared = sum(report.declared_storage.values())
+    if fmt == "torch-legacy" and declared > on_disk:
+        raise CorruptError(
+            f"{path}: declares {human_bytes(declared)} of tensor data but holds "
+            f"{human_bytes(on_disk)} (truncated, or a lie); refused"
+        )
+
+
+def _mark_uninitialised(root: Node, locations: dict[int, str]) -> None:
+    """Tensors whose memory no storage of the file backs, in a file whose pickle called a
+    legacy constructor with sizes: their bytes are whatever this process's heap held."""
+    for node in root.tensors():
+        info = node.tensor
+        assert info is not None
+        if info.numel and info.storage_id not in locations:
+            info.uninitialised = True
+            info.loader = partial(_no_data, node.key)
+
+
+def _no_data(key: str) -> torch.Tensor:
+    raise CheckpointError(f"{key}: uninitialised (no data in the file)")
 
 
 def _checkpoint(

@@ -29,6 +29,8 @@ class Sink(Protocol):
     def note(self, text: str) -> None: ...
     def nested(self, data: bytes, where: str, torch_file: bool) -> None: ...
     def tuple_depth(self, depth: int) -> None: ...
+    def allocation(self, what: str, nbytes: int, where: str) -> None: ...
+    def storage(self, pid: Any, where: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -143,11 +145,14 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
         elif name == "REDUCE":
             args, func = pop(), pop()
             stack.append(_reduce(func, args, where, sink))
+        elif name in ("BINPERSID", "PERSID"):
+            pid = pop() if name == "BINPERSID" else arg
+            sink.storage(pid, where)
+            stack.append(None)
         elif name == "DUP":
             stack.append(stack[-1] if stack else None)
         elif name == "STOP":
-            inside = frame_end is not None and pos is not None and pos < frame_end
-            if inside and pos + 1 != frame_end:
+            if frame_end is not None and pos is not None and pos < frame_end - 1:
                 raise ValueError("the pickle stops before the end of its frame")
             return pop() if stack else None
         else:  # everything else only matters for its effect on the stack
@@ -175,10 +180,48 @@ def _reduce(func: Any, args: Any, where: str, sink: Sink) -> Any:
         if args[1] in ("latin1", "latin-1"):  # how protocol 2 writes bytes
             return args[0].encode("latin-1", "replace")
         return None
+    allocation = _allocation(key, args)
+    if allocation is not None:
+        sink.allocation(allocation[0], allocation[1], where)
+        return None
     if (key in NESTED_PICKLE_LOADERS or key in NESTED_TORCH_LOADERS) and args:
         if isinstance(args[0], bytes):
             sink.nested(args[0], f"{where} > nested pickle", key in NESTED_TORCH_LOADERS)
     return None
+
+
+# What torch's legacy constructors allocate per element, by the name's prefix.
+_CONSTRUCTOR_ITEMSIZE = {
+    "Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2,
+    "Char": 1, "Byte": 1, "Bool": 1, "": 4,
+}  # fmt: skip
+
+
+def _allocation(key: tuple[str, str], args: tuple[Any, ...]) -> tuple[str, int] | None:
+    """Calls that allocate memory the file does not hold: ``bytearray(10**9)``, and torch's
+    legacy constructors with sizes (``torch.FloatTensor(2**32)``: uninitialised memory, whose
+    bytes are whatever this process's heap held). ``(what, bytes)``, or None."""
+    module, name = key
+    if key in (("builtins", "bytearray"), ("builtins", "bytes")) and args:
+        if type(args[0]) is int:
+            return f"{name}({args[0]:,})", max(0, args[0])
+        if isinstance(args[0], (bytes, str)):  # a copy of data in the pickle, each call anew
+            return f"{name}(<{len(args[0]):,} bytes>)", len(args[0])
+        return None
+    sizes = [a for a in args if type(a) is int]
+    if not args or len(sizes) != len(args):
+        return None  # built from data in the pickle (a list of values), not from a size
+    if module not in ("torch", "torch.cuda") or not name.endswith(("Tensor", "Storage")):
+        return None
+    stem = name.removesuffix("Tensor").removesuffix("Storage")
+    item = _CONSTRUCTOR_ITEMSIZE.get(stem)
+    if item is None or (name.endswith("Storage") and stem == ""):
+        return None
+    count = 1
+    for n in sizes:
+        count *= max(0, n)
+    shown = ", ".join(f"{n:,}" for n in sizes)
+    return f"{module}.{name}({shown})", count * item
 
 
 def _global_operands(raw: bytes | bytearray | None, pos: int | None, arg: str) -> tuple[str, str]:

@@ -62,6 +62,20 @@ class ScanReport:
     # Deepest nesting of tuples/frozensets built. Hashing one recurses in C without a depth
     # check, so any unpickler (torch's weights_only one too) can crash on a deep one.
     max_tuple_depth: int = 0
+    # Calls that allocate memory the file does not hold, (what, bytes, where): bytearray(n),
+    # and torch's legacy constructors with sizes, whose memory is uninitialised.
+    allocations: list[tuple[str, int, str]] = field(default_factory=list)
+    # Bytes of storage the pickles declare, by storage key (a legacy file must hold them).
+    declared_storage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def uninitialised(self) -> list[tuple[str, int, str]]:
+        """The allocations that make tensors or storages (rather than byte arrays)."""
+        return [a for a in self.allocations if a[0].startswith("torch")]
+
+    @property
+    def allocated_bytes(self) -> int:
+        return sum(a[1] for a in self.allocations)
 
     @property
     def verdict(self) -> str:
@@ -78,10 +92,14 @@ class ScanReport:
             "notes": list(self.notes),
             "skipped": list(self.skipped),
             "max_tuple_depth": self.max_tuple_depth,
+            "allocations": [
+                {"call": what, "bytes": n, "where": where} for what, n, where in self.allocations
+            ],
         }
 
 
 MAX_SAFE_TUPLE_DEPTH = 100
+_NOTED_ALLOCATION = 1 << 20  # byte strings smaller than this are ordinary values
 
 
 class _Scanner:
@@ -117,6 +135,24 @@ class _Scanner:
                     f"tuples nested more than {MAX_SAFE_TUPLE_DEPTH} deep: unpickling this file "
                     "with pickle or torch.load can crash Python"
                 )
+
+    def allocation(self, what: str, nbytes: int, where: str) -> None:
+        self.report.allocations.append((what, nbytes, where))
+        if what.startswith("torch"):
+            self.note(f"{where}: {what} makes an uninitialised tensor (no data in the file)")
+        elif nbytes > _NOTED_ALLOCATION:
+            self.note(f"{where}: {what} allocates {nbytes:,} bytes")
+
+    def storage(self, pid: Any, where: str) -> None:
+        """A storage reference ``("storage", type, key, location, numel)``: what it declares."""
+        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+            return
+        kind, key, numel = pid[1], pid[2], pid[4]
+        item = _STORAGE_ITEMSIZE.get(getattr(kind, "name", "").removesuffix("Storage"))
+        if item is None and getattr(kind, "name", "") in ("UntypedStorage", "TypedStorage"):
+            item = 1
+        if item is not None and isinstance(key, str) and type(numel) is int:
+            self.report.declared_storage[key] = max(0, numel) * item
 
     def pickle(self, stream: Any, where: str, label: str) -> Any:
         """Scan one pickle (bytes or a file positioned at it); returns its value when simple."""

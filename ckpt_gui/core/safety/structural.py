@@ -211,10 +211,11 @@ class _Loader(Resolver, TensorBuilder):
         return StorageRef(key, obj.dtype, obj.location, obj.numel)
 
 
-def _size(values: Any = ()) -> tuple[Any, ...]:
-    """``torch.Size(...)`` read as a plain tuple."""
-    if type(values) not in (tuple, list):
-        raise TypeError("torch.Size needs a sequence")
+def _size(values: Any = ()) -> tuple[int, ...]:
+    """``torch.Size(...)`` read as a plain tuple of ints, as torch.Size itself insists: any
+    other content would build nested tuples no TUPLE opcode (and no depth check) ever saw."""
+    if type(values) not in (tuple, list) or not all(type(v) is int for v in values):
+        raise TypeError("torch.Size needs a sequence of ints")
     return tuple(values)
 
 

@@ -25,6 +25,7 @@ from ckpt_gui.core.safety.numpy_values import Pending
 from ckpt_gui.core.safety.standins import StandIn, StandInObject, check_key
 
 MAX_GLOBALS = 100_000
+MAX_COPIED_BYTES = 256 * 2**20
 _TEXT_ENCODINGS = ("latin1", "latin-1", "utf-8", "utf8", "ascii")
 _PLAIN = (list, tuple, dict, set, frozenset)
 
@@ -48,13 +49,31 @@ class Resolver:
             ("builtins", "frozenset"): self._container(frozenset),
             ("builtins", "slice"): _slice,
             ("builtins", "complex"): _complex,
-            ("builtins", "bytearray"): _bytearray,
-            ("builtins", "bytes"): _bytes,
+            ("builtins", "bytearray"): self._bytearray,
+            ("builtins", "bytes"): self._bytes,
             ("_codecs", "encode"): _encode,
             ("copyreg", "_reconstructor"): _reconstructor,
             ("copyreg", "__newobj__"): _newobj,
         }
         self._callables: set[int] = set()
+        self.copied = 0  # bytes our bytes()/bytearray() have built, against MAX_COPIED_BYTES
+
+    def _bytes(self, *args: Any) -> bytes:
+        return self._count(_bytes(*args))
+
+    def _bytearray(self, *args: Any) -> bytearray:
+        return self._count(bytearray(_bytes(*args)))
+
+    def _count(self, value: Any) -> Any:
+        """Each call copies what it is given: forty bytearray(b) of one 64 MiB b would be
+        2.6 GB from a 64 MiB file. Copies are counted against a budget."""
+        self.copied += len(value)
+        if self.copied > MAX_COPIED_BYTES:
+            raise corrupt(
+                self.label,
+                f"the pickle copies more than {MAX_COPIED_BYTES >> 20} MiB of bytes; refused",
+            )
+        return value
 
     def allow(self, entries: dict[tuple[str, str], Any]) -> None:
         """Map more globals to our own objects (callables among them may then be called)."""
@@ -99,9 +118,11 @@ class Resolver:
             items = args[0] if args else ()
             if isinstance(items, dict):
                 keys = list(items)
-            elif kind in (OrderedDict, Counter):
+            elif kind is Counter:  # Counter(iterable) counts the items: each one is a key
+                keys = list(items)
+            elif kind is OrderedDict:
                 if not all(type(pair) in (tuple, list) and len(pair) == 2 for pair in items):
-                    raise TypeError(f"{kind.__name__}() of something other than pairs")
+                    raise TypeError("OrderedDict() of something other than pairs")
                 keys = [pair[0] for pair in items]
             else:
                 keys = list(items)
@@ -140,10 +161,6 @@ def _bytes(*args: Any) -> bytes:
     if len(args) == 1 and type(args[0]) in (bytes, bytearray, list):
         return bytes(args[0])
     raise TypeError("unsupported bytes() call")
-
-
-def _bytearray(*args: Any) -> bytearray:
-    return bytearray(_bytes(*args))
 
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
