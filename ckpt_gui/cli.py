@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from ckpt_gui import __version__
+from ckpt_gui.commands.output import echo
 from ckpt_gui.core.errors import Cancelled, CheckpointError
-from ckpt_gui.core.safety.filecheck import printable
 
 # name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
 COMMANDS = ("inspect", "stats", "diff", "export", "scan")
@@ -91,7 +91,8 @@ def _interrupt_on_sigterm() -> None:
 
 
 def fail(message: str) -> int:
-    print(f"ckpt-gui: error: {printable(message, None)}", file=sys.stderr)
+    """Report an error in one line on stderr (escaped: messages quote keys and file names)."""
+    echo(f"ckpt-gui: error: {message}", err=True)
     return 2
 
 

@@ -9,7 +9,7 @@ import argparse
 import math
 from typing import Any
 
-from ckpt_gui.commands.output import json_value, print_json, print_table
+from ckpt_gui.commands.output import echo, json_value, print_json, print_table
 from ckpt_gui.core.diff import (
     CHANGED,
     DTYPE,
@@ -242,22 +242,23 @@ def _one_sided(entries: list[DiffEntry]) -> list[str]:
 def _key_list(title: str, keys: list[str], limit: int | None) -> None:
     if not keys:
         return
-    print(f"\n{title}:")
+    echo()
+    echo(f"{title}:")
     shown = keys if limit is None else keys[:limit]
     for key in shown:
-        print(f"  {key}")
+        echo(f"  {key}")
     if len(shown) < len(keys):
-        print(f"  … and {len(keys) - len(shown)} more (--all lists them)")
+        echo(f"  … and {len(keys) - len(shown)} more (--all lists them)")
 
 
 def print_report(report: DiffReport, limit: int | None = LIST_LIMIT) -> None:
-    print(f"A: {report.path_a}")
-    print(f"B: {report.path_b}")
-    print(f"match: {report.match.describe()}")
+    echo(f"A: {report.path_a}")
+    echo(f"B: {report.path_b}")
+    echo(f"match: {report.match.describe()}")
     tol = "" if report.atol == 0 and report.rtol == 0 else " (within tolerance)"
     changed = _sorted_by_change(report.of(CHANGED) + report.of(DTYPE))
     if changed:
-        print()
+        echo()
         rows = []
         for e in changed if limit is None else changed[:limit]:
             m = e.metrics
@@ -281,28 +282,28 @@ def print_report(report: DiffReport, limit: int | None = LIST_LIMIT) -> None:
         headers = ["changed tensor", "dtype", "shape", "max|A-B|", "mean|A-B|", "rel L2", "cosine"]
         print_table([*headers, ""], rows, right={3, 4, 5, 6})
         if limit is not None and len(changed) > limit:
-            print(f"… and {len(changed) - limit} more (--all lists them)")
+            echo(f"… and {len(changed) - limit} more (--all lists them)")
     shapes = report.of(SHAPE)
     if shapes:
-        print()
+        echo()
         rows = [[e.key, shape_text(e.shape_a or ()), shape_text(e.shape_b or ())] for e in shapes]
         print_table(["shape mismatch", "A", "B"], rows)
     values = report.of(CHANGED, "value")
     if values:
-        print()
+        echo()
         rows = [[e.key, _value_text(e.value_a), _value_text(e.value_b)] for e in values]
         print_table(["value changed", "A", "B"], rows)
     _key_list("only in A", _one_sided(report.of(ONLY_A, None)), limit)
     _key_list("only in B", _one_sided(report.of(ONLY_B, None)), limit)
-    print()
-    print(report.summary())
+    echo()
+    echo(report.summary())
     plain = report.counts("value")
     if sum(plain.values()):
-        print(
+        echo(
             f"{sum(plain.values())} values: {plain[IDENTICAL]} equal, {plain[CHANGED]} changed, "
             f"{plain[ONLY_A]} only in A, {plain[ONLY_B]} only in B"
         )
-    print("no differences" if report.equal else "the checkpoints differ")
+    echo("no differences" if report.equal else "the checkpoints differ")
 
 
 def _value_text(value: Any) -> str:

@@ -7,9 +7,9 @@ Exit 0 only when the verified result is in place; any refusal or failure is one 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Generator
 
+from ckpt_gui.commands.output import echo, echo_lines, end_progress, show_progress
 from ckpt_gui.core.export import (
     CASTS,
     ExportOptions,
@@ -129,18 +129,17 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with open_checkpoint(args.src, trust=args.trust) as ckpt:
         result = _drain(iter_export(ckpt, args.dst, options, overwrite=args.force))
-    print("\n".join(result.describe()))
+    echo_lines(result.describe())
     plan = result.plan
     others = [c for c in plan.candidates if c != plan.state_dict]
     if options.mode == "params" and others:
         names = ", ".join(repr(c) for c in others)
-        print(f"note: the file also holds {names}; choose one with --state-dict")
+        echo(f"note: the file also holds {names}; choose one with --state-dict")
     return 0
 
 
 def _drain(steps: Generator[ExportProgress, None, ExportResult]) -> ExportResult:
     """Run the export, showing progress on a terminal."""
-    show = sys.stderr.isatty()
     try:
         while True:
             try:
@@ -148,10 +147,8 @@ def _drain(steps: Generator[ExportProgress, None, ExportResult]) -> ExportResult
             except StopIteration as stop:
                 result: ExportResult = stop.value
                 break
-            if show:
-                print(f"\r{progress.phase} {progress.fraction:4.0%}", end="", file=sys.stderr)
+            show_progress(f"{progress.phase} {progress.fraction:4.0%}")
     finally:
         steps.close()  # on Ctrl-C: removes the temporary file now, not at garbage collection
-    if show:
-        print("\r" + " " * 20 + "\r", end="", file=sys.stderr)
+    end_progress()
     return result

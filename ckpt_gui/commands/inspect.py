@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ckpt_gui.commands.output import json_value, print_json, print_table
+from ckpt_gui.commands.output import echo, json_value, print_json, print_table
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.units import human_bytes, human_count, shape_text
@@ -73,7 +73,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
 
 
 def print_report(ckpt: Checkpoint) -> None:
-    print(f"{ckpt.path}  ({ckpt.format}, {ckpt.kind}, {human_bytes(ckpt.size_on_disk)} on disk)")
+    echo(f"{ckpt.path}  ({ckpt.format}, {ckpt.kind}, {human_bytes(ckpt.size_on_disk)} on disk)")
     rows = []
     for node in ckpt.root.tensors():
         info = node.tensor
@@ -97,15 +97,15 @@ def print_report(ckpt: Checkpoint) -> None:
             ]
         )
     if rows:
-        print()
+        echo()
         print_table(["key", "role", "dtype", "shape", "elements", "size", ""], rows, right={4, 5})
     values = [n for n in ckpt.root.walk() if n.kind == "value"]
     if values:
-        print()
+        echo()
         print_table(["key", "value"], [[n.key, _value_text(n.value)] for n in values])
     totals = ckpt.totals()
-    print()
-    print(
+    echo()
+    echo(
         f"{totals.tensors} tensors, {human_count(totals.numel)} elements, "
         f"{human_bytes(totals.nbytes)}"
     )
@@ -118,9 +118,9 @@ def print_report(ckpt: Checkpoint) -> None:
             for name, t in groups.items()
         ]
         if parts:
-            print(f"  {title}: " + " · ".join(parts))
+            echo(f"  {title}: " + " · ".join(parts))
     for note in ([ckpt.view_note] if ckpt.view_note else []) + ckpt.notes:
-        print(f"  note: {note}")
+        echo(f"  note: {note}")
 
 
 def _value_text(value: Any) -> str:

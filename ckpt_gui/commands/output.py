@@ -1,35 +1,83 @@
-"""Printing helpers shared by the subcommands: aligned tables and strict JSON."""
+"""Everything the commands write goes through here: lines, aligned tables, progress and JSON.
+
+Keys, values, metadata, the names of pickled globals, error messages that quote a file and file
+names themselves all come from files, and any of them can hold escape sequences that clear the
+screen, move the cursor or overwrite a warning. So text is escaped here, at output time, in one
+place (``clean``), rather than wherever it happens to be formatted: a command formats freely and
+cannot forget. JSON escapes control characters itself (``ensure_ascii``), so strings stay exact.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, TextIO
 
 from ckpt_gui.core.safety.filecheck import printable
 
 
+def clean(text: object) -> str:
+    """``text`` as a terminal may show it: every control character (newline too, so a key
+    cannot forge a line of output) written out as ``\\x1b``, ``\\n``, ``\\x9b`` and so on."""
+    return printable(str(text), None)
+
+
+def _stream(err: bool) -> TextIO:
+    return sys.stderr if err else sys.stdout
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """Print one line of text (escaped: a newline inside it shows as ``\\n``)."""
+    _stream(err).write(clean(text) + "\n")
+
+
+def echo_lines(lines: Iterable[object], *, err: bool = False) -> None:
+    """Print each of ``lines`` as one line (each escaped)."""
+    _stream(err).write("".join(clean(line) + "\n" for line in lines))
+
+
 def print_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[int] = ()
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    right: Collection[int] = (),
+    rule: bool = True,
 ) -> None:
-    """Print ``rows`` under ``headers`` in aligned columns; ``right``: right-aligned columns."""
-    # Keys and values come from the file: escape anything that could drive the terminal.
-    rows = [[printable(cell, None) for cell in row] for row in rows]
+    """Print ``rows`` under ``headers`` in aligned columns; ``right``: right-aligned columns;
+    ``rule``: a line of dashes under the headers."""
+    # Escape before measuring, so the columns line up with what the terminal shows.
+    headers = [clean(h) for h in headers]
+    cells = [[clean(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in cells:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
 
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    def line(parts: Sequence[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(parts, widths))
         ]
-        return "  ".join(parts).rstrip()
+        return "  ".join(padded).rstrip()
 
-    out = [line(headers), line(["-" * w for w in widths])]
-    out.extend(line(row) for row in rows)
+    out = [line(headers)]
+    if rule:
+        out.append(line(["-" * w for w in widths]))
+    out.extend(line(row) for row in cells)
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def show_progress(text: object) -> None:
+    """Show ``text`` in place on stderr when stderr is a terminal (nothing otherwise)."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + clean(text))
+        sys.stderr.flush()
+
+
+def end_progress(width: int = 20) -> None:
+    """Erase what ``show_progress`` showed."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * width + "\r")
+        sys.stderr.flush()
 
 
 def json_value(value: Any) -> Any:
@@ -45,5 +93,9 @@ def json_value(value: Any) -> Any:
     return repr(value)
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, allow_nan=False) + "\n")
+def print_json(obj: Any, indent: int | None = None) -> None:
+    """Print ``obj`` as strict JSON (no NaN). ``ensure_ascii`` is what keeps it safe for a
+    terminal: without it ``json.dumps`` would pass DEL and the C1 controls (``\\x9b``, an 8-bit
+    CSI) through raw; with it every non-ASCII character is a ``\\uXXXX`` escape."""
+    text = json.dumps(obj, allow_nan=False, ensure_ascii=True, indent=indent)
+    sys.stdout.write(text + "\n")

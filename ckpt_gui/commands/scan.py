@@ -7,9 +7,8 @@ Nothing is unpickled: the scanner reads opcodes only. Exit status 0 when every g
 from __future__ import annotations
 
 import argparse
-import json
 
-from ckpt_gui.core.safety.filecheck import printable
+from ckpt_gui.commands.output import echo, echo_lines, print_json, print_table
 from ckpt_gui.core.safety.scan import ScanReport, scan_path
 
 HELP = "list every global the file's pickles reference, each safe, unsafe or unknown"
@@ -23,35 +22,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = scan_path(args.path)
     if args.json:
-        print(json.dumps(report.to_json(), indent=1))
+        print_json(report.to_json(), indent=1)
     else:
-        print(format_report(report))
+        print_report(report)
     return 0 if report.verdict == "safe" else 1
 
 
-def format_report(report: ScanReport) -> str:
-    """The readable table: one line per global, then the verdict."""
-    rows = [
-        (g.verdict, printable(f"{g.module}.{g.name}", None), printable(g.where, None), g.count)
-        for g in report.globals
-    ]
-    lines = []
-    if rows:
-        width = min(max(len(r[1]) for r in rows), 60)
-        lines.append(f"{'VERDICT':<8} {'GLOBAL':<{width}} WHERE")
-        for verdict, name, where, count in rows:
-            times = f" (x{count})" if count > 1 else ""
-            lines.append(f"{verdict:<8} {name:<{width}} {where}{times}")
-        lines.append("")
-    for note in report.notes:
-        lines.append(f"note: {printable(note, None)}")
-    for skipped in report.skipped:
-        lines.append(f"skipped: {printable(skipped, None)}")
+def print_report(report: ScanReport) -> None:
+    """The readable table: one line per global, then notes and the verdict."""
+    if report.globals:
+        rows = [
+            [g.verdict, f"{g.module}.{g.name}", g.where + (f" (x{g.count})" if g.count > 1 else "")]
+            for g in report.globals
+        ]
+        print_table(["VERDICT", "GLOBAL", "WHERE"], rows, rule=False)
+        echo()
+    echo_lines(f"note: {note}" for note in report.notes)
+    echo_lines(f"skipped: {skipped}" for skipped in report.skipped)
     counts = {v: sum(g.verdict == v for g in report.globals) for v in ("unsafe", "unknown", "safe")}
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     pickles = len(report.pickles)
-    lines.append(
-        f"{printable(report.path)}: {report.verdict.upper()} ({report.format}; {summary}; "
+    echo(
+        f"{report.path}: {report.verdict.upper()} ({report.format}; {summary}; "
         f"{pickles} pickle{'s' if pickles != 1 else ''} scanned)"
     )
-    return "\n".join(lines)

@@ -6,7 +6,7 @@ import argparse
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ckpt_gui.commands.output import print_json, print_table
+from ckpt_gui.commands.output import echo, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.stats import StatsFailed, StatsResult, TensorStats, iter_stats, to_json
@@ -48,21 +48,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_report(path: str, results: list[tuple[str, TensorStats]], glob: str | None) -> None:
-    print(path)
+    echo(path)
     if not results:
-        print(f"no tensor matches {glob!r}" if glob is not None else "no tensors")
+        echo(f"no tensor matches {glob!r}" if glob is not None else "no tensors")
         return
     headers = ["key", "dtype", "elements", "min", "max", "mean", "std", "l2", "zeros", "nan/inf"]
     rows = [_row(key, s) for key, s in results]
-    print()
+    echo()
     print_table(headers, rows, right=set(range(2, len(headers))))
     numel = sum(s.numel for _, s in results)
     nbytes = sum(s.numel * _itemsize(s) for _, s in results)
     bad = [key for key, s in results if s.nonfinite]
-    print()
-    print(f"{len(results)} tensors, {human_count(numel)} elements, {human_bytes(nbytes)}")
+    echo()
+    echo(f"{len(results)} tensors, {human_count(numel)} elements, {human_bytes(nbytes)}")
     if bad:
-        print(
+        echo(
             f"NaN or Inf in {len(bad)} tensor(s): " + ", ".join(bad[:5]) + (" ..." * (len(bad) > 5))
         )
 
