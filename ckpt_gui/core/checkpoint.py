@@ -32,6 +32,9 @@ class Checkpoint:
     size_on_disk: int
     kind: str = "object"  # what the top object is: "state_dict", "training checkpoint", ...
     notes: list[str] = field(default_factory=list)  # things worth telling the user
+    # Every file the checkpoint reads (index and shards, .metadata and DCP storage files), so an
+    # export can refuse to replace any of them; empty means just ``path``.
+    files: list[Path] = field(default_factory=list)
     # How the file was read: "weights_only" (torch's safe loader), "structural" (our code-free
     # unpickler, for files torch refuses), "trusted" (a real load the user asked for), or
     # "header" (formats with no pickle: safetensors, DCP).
@@ -74,9 +77,15 @@ class Checkpoint:
         return groups
 
     def close(self) -> None:
+        """Release the file. Tensors memory-mapped from it live as long as anything refers to
+        them, so the tree and the loaded object are dropped too: a closed Checkpoint that is
+        still referenced holds no tensor, and its tree is empty."""
         for close in self._closers:
             close()
         self._closers.clear()
+        self.root = Node(name="", key="", kind="dict")
+        self.obj = None
+        self._by_key = None
 
     def __enter__(self) -> Checkpoint:
         return self

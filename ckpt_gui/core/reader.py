@@ -4,15 +4,15 @@ the file and without reading tensor data until a node is loaded.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
-from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
+from ckpt_gui.core.errors import CorruptError, NotFoundError, UnsupportedFormatError
 from ckpt_gui.core.formats import pickled, safetensors_file
-from ckpt_gui.core.formats.detect import detect, find_index
+from ckpt_gui.core.formats.detect import detect, find_index, read_index
 from ckpt_gui.core.recognise import recognise
+from ckpt_gui.core.safety.filecheck import check_regular_file
 from ckpt_gui.core.tree import Node, TensorInfo, join_key
 
 
@@ -70,18 +70,23 @@ def _open_safetensors(path: Path, fmt: str) -> Checkpoint:
 
 def _open_sharded(path: Path, fmt: str) -> Checkpoint:
     folder = path if path.is_dir() else path.parent
-    index = path if path.is_file() else find_index(folder)
+    index = find_index(folder) if path.is_dir() else path
+    weight_map: dict[str, str] | None = None
     if index is not None:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        # Read again (not trusted from detect): checked to be a small regular file whose shard
+        # names are plain file names in the folder.
+        weight_map = read_index(index)
         shards = list(dict.fromkeys(weight_map.values()))
     else:
-        weight_map, shards = None, sorted(p.name for p in folder.glob("*.safetensors"))
+        shards = sorted(p.name for p in folder.glob("*.safetensors"))
     infos: dict[str, TensorInfo] = {}
     closers = []
     for shard in shards:
         shard_path = folder / shard
-        if not shard_path.is_file():
-            raise CorruptError(f"{path}: shard {shard} is missing")
+        try:  # a FIFO or a device as a shard would block or never end; refused from stat
+            check_regular_file(shard_path)
+        except NotFoundError:
+            raise CorruptError(f"{path}: shard {shard} is missing") from None
         if shard.endswith(".safetensors"):
             entries, _ = safetensors_file.read_header(shard_path)
             mapped = safetensors_file.MappedFile(shard_path)
@@ -102,6 +107,7 @@ def _open_sharded(path: Path, fmt: str) -> Checkpoint:
         raise CorruptError(f"{path}: {missing[0]!r} is in the index but in no shard")
     root = _flat_root((k, infos[k]) for k in keys)
     ckpt = Checkpoint(path=folder, format=fmt, root=root, size_on_disk=size_on_disk(folder))
+    ckpt.files = ([index] if index is not None else []) + [folder / s for s in shards]
     ckpt._closers.extend(closers)
     ckpt.notes.append(f"{len(shards)} shards")
     return ckpt
@@ -127,7 +133,9 @@ def _open_dcp(path: Path, fmt: str) -> Checkpoint:
             parent.add(Node(name=parts[-1], key=key, kind="tensor", tensor=item))
         else:
             parent.add(Node(name=parts[-1], key=key, kind="value", value=item))
-    return Checkpoint(path=path, format=fmt, root=root, size_on_disk=size_on_disk(path))
+    ckpt = Checkpoint(path=path, format=fmt, root=root, size_on_disk=size_on_disk(path))
+    ckpt.files = [path / ".metadata", *dcp.storage_files(path, meta)]
+    return ckpt
 
 
 def _dcp_path(meta: object, key: str) -> list[str]:

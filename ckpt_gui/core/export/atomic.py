@@ -9,6 +9,7 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -19,15 +20,29 @@ TEMP_SUFFIX = ".partial"
 
 
 def check_destination(
-    source: Path, destination: Path, sharded: bool, names: list[str], *, overwrite: bool = False
+    source: Path,
+    destination: Path,
+    sharded: bool,
+    names: list[str],
+    *,
+    overwrite: bool = False,
+    source_files: Sequence[Path] = (),
 ) -> None:
     """Raise ``ExportError`` when writing ``destination`` could touch ``source``: the same path,
     a symlink or hard link to it, a file inside a source folder, or (``sharded``) a destination
-    folder that holds the source. ``names``: the files a sharded export writes. Without
-    ``overwrite``, an existing destination file (or shard, or index) is refused too."""
+    folder that holds the source. ``source_files``: every file the source reads (its shards,
+    index, DCP storage files, wherever their links lead); no file written may be one of them,
+    however it is spelled. ``names``: the files a sharded export writes. Without ``overwrite``,
+    an existing destination file (or shard, or index) is refused too."""
     src, dst = source.resolve(), destination.resolve()
     if src == dst or _same_file(source, destination):
         raise ExportError(f"{destination}: this is the source file; choose another destination")
+    reads = [source, *source_files]
+    for target in [destination / n for n in names] if sharded else [destination]:
+        read = _one_of(target, reads)
+        if read is not None:
+            what = "the source file" if read == source else f"{read}, a file the source reads"
+            raise ExportError(f"{target}: this is {what}; choose another destination")
     if src.is_dir() and src in dst.parents:
         raise ExportError(f"{destination}: inside the source folder {source}; choose another")
     if sharded:
@@ -35,9 +50,6 @@ def check_destination(
             raise ExportError(f"{destination}: a file; a sharded export writes a folder")
         if dst in src.parents:
             raise ExportError(f"{destination}: this folder holds the source; choose another")
-        for name in names:
-            if _same_file(source, destination / name):
-                raise ExportError(f"{destination / name}: this is the source file")
         parent = destination.parent
     else:
         if destination.is_dir():
@@ -52,6 +64,16 @@ def check_destination(
         for path in existing:
             if os.path.lexists(path):
                 raise ExportError(f"{path}: already exists; use --force to replace it")
+
+
+def _one_of(target: Path, files: list[Path]) -> Path | None:
+    """The file of ``files`` that ``target`` is (by its resolved path, or the same inode: a hard
+    link), or None."""
+    real = os.path.realpath(target)
+    for file in files:
+        if os.path.realpath(file) == real or _same_file(file, target):
+            return file
+    return None
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -133,7 +133,14 @@ def iter_export(
         if not plan.ok:
             raise ExportError(plan.problems[0])
         dest = Path(destination)
-        check_destination(ckpt.path, dest, bool(plan.files), plan.files, overwrite=overwrite)
+        check_destination(
+            ckpt.path,
+            dest,
+            bool(plan.files),
+            plan.files,
+            overwrite=overwrite,
+            source_files=ckpt.files,
+        )
         checked = cast_check_bytes(plan)
         total = 2 * plan.tensor_bytes + checked
         done = 0

@@ -3,25 +3,32 @@
 The ``.metadata`` file gives every key, dtype and shape without touching the shards. torch reads
 it with a plain ``pickle.load``; we read it with an unpickler that only builds DCP's own metadata
 classes, so a hostile ``.metadata`` cannot run code. Tensor data is read on demand through torch's
-own DCP reader.
+own DCP reader, whose file access is limited to regular files named directly in the folder: a
+``.metadata`` cannot point it at ``../elsewhere`` or at a FIFO.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint import metadata as dcp_metadata
 from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.filesystem import FileSystem
 
-from ckpt_gui.core.errors import CorruptError, UnsafeError
+from ckpt_gui.core.errors import CheckpointError, CorruptError, UnsafeError
+from ckpt_gui.core.formats.detect import is_plain_name, read_small_file
+from ckpt_gui.core.safety.filecheck import check_regular_file, open_regular_file, printable
 from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, scan_file
 from ckpt_gui.core.tree import TensorInfo, dtype_name
 
@@ -72,13 +79,14 @@ class _MetadataUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
 
 def read_metadata(folder: Path) -> dcp_metadata.Metadata:
     path = folder / ".metadata"
-    if path.stat().st_size > MAX_METADATA_BYTES:
+    if check_regular_file(path).st_size > MAX_METADATA_BYTES:  # a FIFO or a device: refused
         raise CorruptError(f"{path}: DCP metadata larger than {MAX_METADATA_BYTES} bytes")
     report = scan_file(path)  # also refuses tuples nested deep enough to crash any unpickler
     if report.max_tuple_depth > MAX_SAFE_TUPLE_DEPTH:
         raise CorruptError(f"{path}: tuples nested {report.max_tuple_depth} deep; refused")
+    data = read_small_file(path, MAX_METADATA_BYTES, "DCP metadata")
     try:
-        meta = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
+        meta = _MetadataUnpickler(io.BytesIO(data)).load()
     except UnsafeError as exc:
         raise UnsafeError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
@@ -87,7 +95,50 @@ def read_metadata(folder: Path) -> dcp_metadata.Metadata:
         meta.state_dict_metadata, dict
     ):
         raise CorruptError(f"{path}: not DCP metadata")
+    storage = getattr(meta, "storage_data", None)
+    if storage is not None and not isinstance(storage, dict):
+        raise CorruptError(f"{path}: not DCP metadata")
+    for info in (storage or {}).values():
+        name = getattr(info, "relative_path", None)
+        if not is_plain_name(name):
+            shown = printable(name if isinstance(name, str) else repr(name))
+            raise CorruptError(
+                f"{path}: DCP metadata points a tensor at {shown!r}, which is not a file name "
+                "in the folder; refused"
+            )
     return meta
+
+
+def storage_files(folder: Path, meta: dcp_metadata.Metadata, key: str | None = None) -> list[Path]:
+    """The data files (of ``key``, or of every tensor) named by metadata that ``read_metadata``
+    checked, in first-use order."""
+    names: dict[str, None] = {}
+    for index, info in (getattr(meta, "storage_data", None) or {}).items():
+        if key is None or getattr(index, "fqn", None) == key:
+            names.setdefault(info.relative_path)
+    return [folder / name for name in names]
+
+
+class _RegularFileSystem(FileSystem):
+    """torch's file access for reading DCP data, limited to regular files named directly in the
+    folder and opened without blocking (``read_metadata`` checked the names already; this holds
+    even if something else hands torch a path)."""
+
+    def concat_path(self, path: str | os.PathLike[str], suffix: str) -> str | os.PathLike[str]:
+        if not is_plain_name(suffix):
+            shown = printable(str(suffix))
+            raise CorruptError(f"{path}: {shown!r} is not a file name in the folder; refused")
+        return super().concat_path(path, suffix)
+
+    @contextmanager
+    def create_stream(  # type: ignore[override]
+        self, path: str | os.PathLike[str], mode: str
+    ) -> Iterator[IO[bytes]]:
+        if mode != "rb":
+            raise CorruptError(f"{path}: DCP data is only ever read")
+        fp, _ = open_regular_file(path)
+        with fp:
+            yield fp
 
 
 class _SafeReader(FileSystemReader):
@@ -96,6 +147,7 @@ class _SafeReader(FileSystemReader):
 
     def __init__(self, folder: Path, meta: dcp_metadata.Metadata) -> None:
         super().__init__(str(folder))
+        self.fs = _RegularFileSystem()
         self._meta = meta
 
     def read_metadata(self, *args: Any, **kwargs: Any) -> dcp_metadata.Metadata:
@@ -108,6 +160,11 @@ class _SafeReader(FileSystemReader):
 def load_dcp_tensor(
     folder: Path, meta: dcp_metadata.Metadata, key: str, dtype: torch.dtype, shape: tuple[int, ...]
 ) -> torch.Tensor:
+    for file in storage_files(folder, meta, key):
+        try:  # torch's own message for a FIFO would be buried in its exception
+            check_regular_file(file)
+        except CheckpointError as exc:
+            raise CorruptError(f"{folder}: {key} cannot be read ({exc})") from None
     target = {key: torch.empty(shape, dtype=dtype)}
     try:
         dcp.load(target, storage_reader=_SafeReader(folder, meta), no_dist=True)

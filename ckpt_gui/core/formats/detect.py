@@ -12,12 +12,14 @@ import zipfile
 from pathlib import Path
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
-from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file
+from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file, printable
 
 # The pickled magic number that starts every legacy (pre-1.6) torch.save file.
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+MiB = 2**20
+MAX_INDEX_BYTES = 64 * MiB  # a real index.json is a few hundred KiB
 
 
 def detect(path: Path) -> str:
@@ -71,21 +73,57 @@ def _detect_zip(path: Path) -> str:
     raise NotACheckpointError(f"{path}: a zip archive without a pickle, not a torch.save file")
 
 
-def _detect_index(path: Path) -> str:
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is a file name alone, so that ``folder / name`` stays in ``folder``: no
+    separator, not absolute, not ``.`` or ``..``, no NUL."""
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        return False
+    separators = {"/", "\\", os.sep, os.altsep or os.sep}
+    return not any(s in name for s in separators) and "\0" not in name and not os.path.isabs(name)
+
+
+def read_small_file(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file that should be small (an index, DCP metadata): refused from
+    its size before reading, and never read past ``limit`` (a device or a growing file)."""
+    fp, size = open_regular_file(path)
+    with fp:
+        try:
+            data = fp.read(limit + 1) if size <= limit else b""
+        except OSError as exc:
+            raise CorruptError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if size > limit or len(data) > limit:
+        raise CorruptError(
+            f"{path}: {what} of {max(size, len(data)) / MiB:,.0f} MiB, over the "
+            f"{limit / MiB:,.0f} MiB limit; refused"
+        )
+    return data
+
+
+def read_index(path: Path) -> dict[str, str]:
+    """The ``weight_map`` of a Hugging Face index file, every shard a plain file name."""
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = json.loads(read_small_file(path, MAX_INDEX_BYTES, "an index file").decode("utf-8"))
         weight_map = index["weight_map"]
         if not isinstance(weight_map, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and "/" not in v and v not in ("", "..")
-            for k, v in weight_map.items()
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
         ):
             raise TypeError
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise CorruptError(
             f"{path}: not a valid sharded-checkpoint index (no weight_map)"
         ) from None
-    files = set(weight_map.values())
-    if files and all(str(f).endswith(".safetensors") for f in files):
+    for shard in weight_map.values():
+        if not is_plain_name(shard):
+            raise CorruptError(
+                f"{path}: the index names shard {printable(shard)!r}, which is not a file name "
+                "in the folder; refused"
+            )
+    return weight_map
+
+
+def _detect_index(path: Path) -> str:
+    files = set(read_index(path).values())
+    if files and all(f.endswith(".safetensors") for f in files):
         return "safetensors-sharded"
     return "torch-sharded"
 
@@ -98,7 +136,7 @@ def find_index(folder: Path) -> Path | None:
 
 
 def _detect_folder(path: Path) -> str:
-    if (path / ".metadata").is_file():
+    if os.path.lexists(path / ".metadata"):  # even a FIFO or a device: refused when read
         return "dcp"
     index = find_index(path)
     if index is not None:
