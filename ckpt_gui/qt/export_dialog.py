@@ -177,6 +177,7 @@ class ExportDialog(QDialog):
                     bool(plan.files),
                     plan.files,
                     overwrite=True,
+                    source_files=self.checkpoint.files,
                 )
             except CheckpointError as exc:
                 problems.append(error_text(exc)[0])
