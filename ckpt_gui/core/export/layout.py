@@ -7,29 +7,14 @@ import json
 import struct
 from typing import TYPE_CHECKING
 
+from ckpt_gui.core.formats.safetensors_file import CODES, PACKED
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
 
 if TYPE_CHECKING:
     from ckpt_gui.core.export.plan import ExportPlan
 
-SAFETENSORS_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint64": "U64",
-    "uint32": "U32",
-    "uint16": "U16",
-    "uint8": "U8",
-    "bool": "BOOL",
-    "float8_e4m3fn": "F8_E4M3",
-    "float8_e5m2": "F8_E5M2",
-    "complex64": "C64",
-}
+# The torch dtypes safetensors can hold, by name, with their codes: the reader's table.
+SAFETENSORS_DTYPES = CODES
 # HF's metadata marker; transformers refuses safetensors files without it.
 SAFETENSORS_METADATA = {"format": "pt"}
 
@@ -52,10 +37,12 @@ def safetensors_header(entries: list[tuple[str, str, tuple[int, ...]]]) -> bytes
         numel = 1
         for s in shape:
             numel *= s
-        end = offset + numel * dtype_from_name(dtype).itemsize
+        torch_dtype = dtype_from_name(dtype)
+        end = offset + numel * torch_dtype.itemsize
+        packed = PACKED.get(torch_dtype, 1)  # the header counts values, not packed elements
         header[name] = {
             "dtype": SAFETENSORS_DTYPES[dtype],
-            "shape": list(shape),
+            "shape": [*shape[:-1], shape[-1] * packed] if shape else [],
             "data_offsets": [offset, end],
         }
         offset = end

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import struct
 from dataclasses import dataclass
 from functools import partial
@@ -18,8 +17,9 @@ from typing import Any
 
 import torch
 
-from ckpt_gui.core.errors import CorruptError
+from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
 from ckpt_gui.core.formats.detect import MAX_SAFETENSORS_HEADER
+from ckpt_gui.core.safety.filecheck import open_regular_file, printable
 from ckpt_gui.core.tree import TensorInfo, dtype_name
 
 DTYPES = {
@@ -38,8 +38,18 @@ DTYPES = {
     "BOOL": torch.bool,
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
+    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
+    "F8_E8M0": torch.float8_e8m0fnu,  # MX block scales (gpt-oss *_scales)
+    "F4": torch.float4_e2m1fn_x2,  # two values a byte (gpt-oss *_blocks); see PACKED
     "C64": torch.complex64,
 }
+# The safetensors code of every torch dtype it can hold (the export writes these).
+CODES = {dtype_name(d): code for code, d in DTYPES.items()}
+# Dtypes packing several values into one torch element: the header counts values, torch
+# counts elements, so the last dimension differs by this factor.
+PACKED = {torch.float4_e2m1fn_x2: 2}
+MAX_DIM = 2**62
 
 
 @dataclass
@@ -53,8 +63,8 @@ class Entry:
 
 def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
     """The tensor entries (in file order) and the ``__metadata__`` of a safetensors file."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    f, size = open_regular_file(path)  # a FIFO swapped in after detection cannot block
+    with f:
         raw = f.read(8)
         if len(raw) < 8:
             raise CorruptError(f"{path}: truncated safetensors file (no header)")
@@ -68,6 +78,8 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
         header = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise CorruptError(f"{path}: damaged safetensors header (not valid JSON)") from None
+    except RecursionError:
+        raise CorruptError(f"{path}: damaged safetensors header (nested too deeply)") from None
     if not isinstance(header, dict):
         raise CorruptError(f"{path}: damaged safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -78,17 +90,31 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
 
 
 def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entry:
-    try:
-        dtype = DTYPES[spec["dtype"]]
-        shape = tuple(int(s) for s in spec["shape"])
-        begin, end = (int(x) for x in spec["data_offsets"])
-    except (KeyError, TypeError, ValueError):
-        raise CorruptError(f"{path}: damaged safetensors header entry for {name!r}") from None
+    shown = printable(name, 80)
+    if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
+        raise CorruptError(f"{path}: damaged safetensors header entry for {shown!r}")
+    code, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
+    if not isinstance(code, str):
+        raise CorruptError(f"{path}: damaged safetensors header entry for {shown!r} (dtype)")
+    if code not in DTYPES:
+        raise UnsupportedFormatError(
+            f"{path}: {shown!r} has unsupported dtype {printable(code, 40)!r}"
+        )
+    dtype = DTYPES[code]
+    if not _ints(shape, MAX_DIM) or not _ints(offsets, 2**63) or len(offsets) != 2:
+        raise CorruptError(
+            f"{path}: {shown!r} has a shape or data offsets that are not whole numbers in range"
+        )
+    shape = tuple(shape)
+    begin, end = offsets
     numel = 1
     for s in shape:
-        if s < 0:
-            raise CorruptError(f"{path}: {name!r} has a negative dimension")
         numel *= s
+    if dtype in PACKED:
+        if not shape or shape[-1] % PACKED[dtype]:
+            raise CorruptError(f"{path}: {shown!r} packs {code} values into an odd last dimension")
+        shape = (*shape[:-1], shape[-1] // PACKED[dtype])
+        numel //= PACKED[dtype]
     if not 0 <= begin <= end <= data_size:
         raise CorruptError(f"{path}: {name!r} points outside the file (truncated?)")
     if end - begin != numel * dtype.itemsize:
@@ -96,6 +122,11 @@ def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entr
             f"{path}: {name!r} declares shape {list(shape)} but holds {end - begin} bytes"
         )
     return Entry(name, dtype, shape, start + begin, start + end)
+
+
+def _ints(values: Any, limit: int) -> bool:
+    """A JSON list of whole numbers in ``[0, limit)`` (not floats: 1e400 parses as inf)."""
+    return isinstance(values, list) and all(type(v) is int and 0 <= v < limit for v in values)
 
 
 def _check_no_overlap(path: Path, entries: list[Entry]) -> None:
@@ -109,8 +140,8 @@ class MappedFile:
     """A copy-on-write memory map of a whole file; views into it cost nothing until read."""
 
     def __init__(self, path: Path) -> None:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        f, size = open_regular_file(path)
+        with f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
 
     def tensor(
