@@ -32,6 +32,13 @@ def _spaced(n: int, limit: int) -> np.ndarray:
 
 
 def _as_numpy(t: torch.Tensor) -> tuple[np.ndarray, bool]:
+    """Values of ``t`` as a numpy array of their own: never a view of the file's memory map,
+    which a sample kept by the Values panel (or a plot) would otherwise keep alive."""
+    values, integer = _converted(t)
+    return np.array(values, copy=True), integer
+
+
+def _converted(t: torch.Tensor) -> tuple[np.ndarray, bool]:
     if t.is_quantized:
         t = t.dequantize()
     if t.is_complex():

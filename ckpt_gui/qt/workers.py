@@ -112,10 +112,15 @@ class Worker(QObject):
     @Slot(str, object)
     def _deliver_done(self, how: str, payload: object) -> None:
         _live.discard(self)
+        # The work's closure holds what it worked on (a checkpoint's nodes, and through them its
+        # memory map): a worker still referenced once done must not keep it. Dropped here, on
+        # the GUI thread, as the closure may hold widgets.
+        self._make_iter = _spent
+        discard, self._discard = self._discard, None
         if self._abort.is_set() or how == "aborted":
-            if how == "finished" and self._discard is not None:
+            if how == "finished" and discard is not None:
                 try:
-                    self._discard(payload)  # e.g. close a checkpoint nobody will look at
+                    discard(payload)  # e.g. close a checkpoint nobody will look at
                 except Exception:  # noqa: BLE001 - best-effort clean-up of abandoned results
                     pass
             self.aborted.emit()
@@ -170,11 +175,19 @@ class Worker(QObject):
 class _Runnable(QRunnable):
     def __init__(self, worker: Worker) -> None:
         super().__init__()
-        self._worker = worker
+        self._worker: Worker | None = worker
         self.setAutoDelete(True)
 
     def run(self) -> None:
-        self._worker._run()
+        # PySide keeps the Python side of a pool's runnables after Qt deletes them: let go of
+        # the worker, or it (and whatever its signals' receivers hold) would live on with it.
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker._run()
+
+
+def _spent(*_: object) -> Iterable[Any]:
+    raise RuntimeError("a worker runs once")
 
 
 def run_call(fn: Callable[[], Any]) -> Generator[None, None, Any]:

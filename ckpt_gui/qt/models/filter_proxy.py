@@ -40,7 +40,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
         self.setAutoAcceptChildRows(True)
         self.setDynamicSortFilter(True)
 
-    def setSourceModel(self, model: QAbstractItemModel) -> None:  # noqa: N802 - Qt override
+    def setSourceModel(self, model: QAbstractItemModel | None) -> None:  # noqa: N802
         # Kept in Python: painting asks for it once per cell, and each call into Qt costs.
         self._checkpoint_model = model if isinstance(model, CheckpointModel) else None
         if self._checkpoint_model is not None:

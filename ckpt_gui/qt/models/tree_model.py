@@ -266,6 +266,17 @@ class CheckpointModel(QAbstractItemModel):
     def stats_count(self) -> int:
         return len(self._stats)
 
+    def release(self) -> None:
+        """Empty the model and drop every row: rows hold the core nodes, and nodes hold their
+        tensors (and through them the file's memory map). For a tab reloading or closing."""
+        self.beginResetModel()
+        self._root = Item("", "", None, None)
+        self._by_node.clear()
+        self._stats.clear()
+        self._rolled.clear()
+        self._cells.clear()
+        self.endResetModel()
+
 
 def fill_span(model: CheckpointModel, index: _Index, span: QModelRoleDataSpan) -> None:
     """Answer every role the delegate asks for in one Python call (Qt 6 ``multiData``)."""

@@ -149,7 +149,7 @@ class CheckpointView(QWidget):
     def start(self) -> None:
         """Open the file on a worker; the window keeps painting meanwhile."""
         self._stop_workers()
-        self._release_checkpoint()
+        self._release()
         self.loading_label.setText(f"Opening {self.title()}…")
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
@@ -185,7 +185,7 @@ class CheckpointView(QWidget):
         self.values.shutdown(wait_s)
         if self.scan_dialog is not None:
             self.scan_dialog.shutdown(wait_s)
-        self._release_checkpoint()
+        self._release()
 
     def select_largest_tensor(self) -> Item | None:
         if self.model is None:
@@ -354,7 +354,18 @@ class CheckpointView(QWidget):
             else:
                 slot.abort()
 
-    def _release_checkpoint(self) -> None:
+    def _release(self) -> None:
+        """Drop everything that refers to the checkpoint, so that its memory map goes now (a
+        reload, a closed tab), not when the window closes: the panels' nodes, the model's rows
+        (each holds its core node, each node its tensor), and the checkpoint itself."""
+        self.histogram.clear()
+        self.values.clear()
+        self.details.show_item(None, None)
+        model = self.tree.take_model()
+        if model is not None:
+            model.release()
+            model.deleteLater()  # a child of this view: it would otherwise live as long
+        self.model = None
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None

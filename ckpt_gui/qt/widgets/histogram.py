@@ -157,6 +157,21 @@ class HistogramPanel(QWidget):
     def shutdown(self, wait_s: float = 5.0) -> None:
         self._slot.shutdown(wait_s)
 
+    def clear(self) -> None:
+        """Forget the tensors shown and their results (the tab reloads or closes): the nodes
+        hold their tensors, and the tensors the file's memory map."""
+        self._slot.abort()
+        self._generation += 1
+        self._nodes, self._results, self._stats = [], {}, {}
+        if self._plot is not None:
+            self._plot.clear()
+            self.legend.clear()
+            self._plot.setVisible(False)
+        self.sampled_label.setText("")
+        self.exact_button.setVisible(False)
+        self.message.setText("Select a tensor to see its histogram.")
+        self.message.setVisible(True)
+
     # --- work -------------------------------------------------------------------------------
     def _compute(self, exact: bool) -> None:
         self._slot.abort()

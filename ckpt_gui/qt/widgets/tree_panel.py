@@ -114,16 +114,25 @@ class TreePanel(QWidget):
 
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.mode_box.currentIndexChanged.connect(self._apply_filter)
+        # The view's selection model belongs to the proxy, which stays for the panel's life:
+        # connected once here, not once per model (a reload would add a connection each time).
+        self.view.selectionModel().selectionChanged.connect(self._emit_selection)
 
     # --- model ------------------------------------------------------------------------------
     def set_model(self, model: CheckpointModel) -> None:
         self.proxy.setSourceModel(model)
         for column, width in COLUMN_WIDTHS.items():
             self.view.setColumnWidth(column, width)
-        self.view.selectionModel().selectionChanged.connect(self._emit_selection)
         self.view.expandToDepth(0)
         if self.proxy.rowCount() == 1:
             self.view.expandToDepth(1)
+
+    def take_model(self) -> CheckpointModel | None:
+        """Detach the model and return it (the tree shows nothing until the next one)."""
+        model = self.model()
+        if model is not None:
+            self.proxy.setSourceModel(None)
+        return model
 
     def apply_stats(self, pairs: list[tuple[Node, Any]], final: bool = False) -> None:
         """Hand a batch of statistics to the model and repaint once.

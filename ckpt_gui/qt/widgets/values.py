@@ -158,6 +158,13 @@ class ValuesPanel(QWidget):
     def shutdown(self, wait_s: float = 5.0) -> None:
         self._slot.shutdown(wait_s)
 
+    def clear(self) -> None:
+        """Forget the tensor shown (the tab reloads or closes): its node holds the tensor, and
+        the tensor the file's memory map."""
+        self.show_tensor(None)
+        if self.image is not None:
+            self.image.clear()
+
     def _on_sample(self, generation: int, sample: ValueSample) -> None:
         if generation != self._generation:
             return
