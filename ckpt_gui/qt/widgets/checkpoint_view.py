@@ -12,6 +12,7 @@ from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.memory import return_freed_memory
 from ckpt_gui.qt import stats_feed, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
@@ -369,6 +370,7 @@ class CheckpointView(QWidget):
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None
+            return_freed_memory()
 
 
 def _nodes(root: Item) -> list[Any]:
