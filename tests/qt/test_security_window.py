@@ -337,3 +337,36 @@ def test_trust_flag_with_compare_trusts_only_the_named_pair(qtbot, tmp_path: Pat
     qtbot.waitUntil(page.is_idle, timeout=30_000)
     assert [ckpt.view for ckpt in page.checkpoints] == ["structural", "structural"]
     win.shutdown()
+
+
+def test_a_trusted_load_that_fails_keeps_the_structural_view_and_says_why(
+    qtbot, window, tmp_path: Path
+) -> None:
+    """A file whose class is not installed: trusting it cannot help. The tab does not go blank;
+    it shows the structural view again, with the reason in the banner."""
+    import subprocess
+
+    path = tmp_path / "model.pt"
+    script = (
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.fc = torch.nn.Linear(2, 2)\n"
+        f"torch.save(Net(), {str(path)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    view = opened(qtbot, window, path)
+    assert view.checkpoint.view == "structural"
+    view.banner.trust_button.click()
+    dialog = visible_trust_dialog()
+    with qtbot.waitSignal(view.loaded, timeout=30_000):
+        qtbot.mouseClick(dialog.load_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, view)
+    assert view.state == READY and view.checkpoint.view == "structural" and not view.trust
+    assert view.banner.text().endswith(
+        "Loading it with code execution failed: "
+        f"{path}: a real load needs 'Net' from the script that saved the file, which is not "
+        "defined here; open it without --trust to see it in the structural view"
+    )
+    _, weight = row(view, "fc.weight")
+    assert weight.is_tensor and view.checkpoint.find("fc.weight").load().shape == (2, 2)

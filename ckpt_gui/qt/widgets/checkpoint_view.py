@@ -70,6 +70,10 @@ class CheckpointView(QWidget):
         self.model: CheckpointModel | None = None
         self.state = LOADING
         self.error_message = ""
+        # Why the last trusted load (from the trust dialog) failed; the tab then shows the
+        # structural view again, and the banner says why trusting did not help.
+        self.trust_failure = ""
+        self._trust_retry = False
         self._loading = workers.WorkerSlot()
         self._stats = workers.WorkerSlot()
         self._stats_failures = 0
@@ -164,6 +168,7 @@ class CheckpointView(QWidget):
         self._loading.start(worker)
 
     def reload(self) -> None:
+        self.trust_failure = ""
         self.start()
 
     def cancel(self) -> None:
@@ -204,8 +209,9 @@ class CheckpointView(QWidget):
         self.checkpoint, root = result
         self.model = CheckpointModel(root, self)
         self.tree.set_model(self.model)
+        self._trust_retry = False
         self.summary.set_checkpoint(self.checkpoint)
-        self.banner.set_checkpoint(self.checkpoint)
+        self.banner.set_checkpoint(self.checkpoint, self.trust_failure)
         if self.checkpoint.view == "structural":
             self.tree.show_standins([col.standin_text(n) for n in _nodes(root) if n.standin])
         else:
@@ -220,6 +226,10 @@ class CheckpointView(QWidget):
     def _on_load_failed(self, exc: BaseException) -> None:
         self._loading.current = None
         line, details = error_text(exc)
+        if self._trust_retry:  # the file opened before: go back to that view, and say why
+            self._trust_retry, self.trust, self.trust_failure = False, False, line
+            self.start()
+            return
         self.error_message = line
         self.error_view.set_error(f"Could not open {self.title()}", line, details)
         self.stack.setCurrentWidget(self.error_view)
@@ -257,6 +267,8 @@ class CheckpointView(QWidget):
 
     def _load_trusted(self) -> None:
         self.trust = True  # this tab's decision: Reload keeps it, other tabs never see it
+        self.trust_failure = ""
+        self._trust_retry = True
         self.start()
 
     # --- statistics -------------------------------------------------------------------------

@@ -103,9 +103,12 @@ class SafetyBanner(QFrame):
         layout.addWidget(self.trust_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setVisible(False)
 
-    def set_checkpoint(self, ckpt: Checkpoint | None) -> None:
-        """Show the banner ``ckpt`` needs, or hide it."""
+    def set_checkpoint(self, ckpt: Checkpoint | None, trust_failure: str = "") -> None:
+        """Show the banner ``ckpt`` needs, or hide it. ``trust_failure``: why a real load the
+        user asked for failed (the tab shows the structural view instead)."""
         html = banner_html(ckpt) if ckpt is not None else ""
+        if html and trust_failure:
+            html += f"<br><b>Loading it with code execution failed:</b> {escape(trust_failure)}"
         self.view = ckpt.view if ckpt is not None and html else ""
         self.setVisible(bool(html))
         if not html:
