@@ -165,13 +165,57 @@ def load_dcp_tensor(
             check_regular_file(file)
         except CheckpointError as exc:
             raise CorruptError(f"{folder}: {key} cannot be read ({exc})") from None
-    target = {key: torch.empty(shape, dtype=dtype)}
+    # Zeros, not torch.empty: whatever the chunks do not fill must never show this process's
+    # heap (dcp_entries already refuses chunk lists that do not cover the tensor).
+    target = {key: torch.zeros(shape, dtype=dtype)}
     try:
         dcp.load(target, storage_reader=_SafeReader(folder, meta), no_dist=True)
     except (CheckpointException, Exception) as exc:  # CheckpointException is a BaseException
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorruptError(f"{folder}: {key} cannot be read ({message[:160]})") from None
     return target[key]
+
+
+def _check_chunks(folder: Path, key: str, shape: tuple[int, ...], chunks: Any) -> None:
+    """The chunks of a tensor must tile it exactly: inside its bounds, not overlapping, and
+    together as large as it. Otherwise part of it has no data in the folder."""
+    numel = 1
+    for n in shape:
+        numel *= n
+    boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for chunk in chunks if isinstance(chunks, list) else []:
+        offsets, sizes = getattr(chunk, "offsets", None), getattr(chunk, "sizes", None)
+        if not (_dims(offsets, len(shape)) and _dims(sizes, len(shape))):
+            raise CorruptError(f"{folder}: DCP metadata describes a chunk of {key!r} wrongly")
+        lo, size = tuple(offsets), tuple(sizes)
+        if any(o + n > limit for o, n, limit in zip(lo, size, shape)):
+            raise CorruptError(f"{folder}: a chunk of {key!r} lies outside the tensor")
+        boxes.append((lo, tuple(o + n for o, n in zip(lo, size))))
+    covered = 0
+    for lo, hi in boxes:
+        volume = 1
+        for a, b in zip(lo, hi):
+            volume *= b - a
+        covered += volume
+    overlap = any(
+        all(a_lo < b_hi and b_lo < a_hi for a_lo, a_hi, b_lo, b_hi in zip(*boxes[i], *boxes[j]))
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if all(b - a for a, b in zip(*boxes[i])) and all(b - a for a, b in zip(*boxes[j]))
+    )
+    if covered != numel or overlap:
+        raise CorruptError(
+            f"{folder}: the chunks of {key!r} do not cover it exactly (part of it has no data "
+            "in the folder)"
+        )
+
+
+def _dims(values: Any, count: int) -> bool:
+    return (
+        isinstance(values, (tuple, list))
+        and len(values) == count
+        and all(type(v) is int and v >= 0 for v in values)
+    )
 
 
 def dcp_entries(folder: Path, meta: dcp_metadata.Metadata) -> list[tuple[str, TensorInfo | str]]:
@@ -189,6 +233,7 @@ def dcp_entries(folder: Path, meta: dcp_metadata.Metadata) -> list[tuple[str, Te
                 or not all(isinstance(n, int) and n >= 0 for n in shape)
             ):
                 raise CorruptError(f"{folder}: DCP metadata describes {key!r} wrongly")
+            _check_chunks(folder, key, shape, getattr(item, "chunks", None))
             out.append(
                 (
                     key,
