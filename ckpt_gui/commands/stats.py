@@ -10,7 +10,7 @@ from ckpt_gui.commands.output import echo, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.stats import StatsFailed, StatsResult, TensorStats, iter_stats, to_json
-from ckpt_gui.core.tree import dtype_from_name
+from ckpt_gui.core.tree import Node, dtype_from_name
 from ckpt_gui.core.units import human_bytes, human_count
 
 HELP = "exact per-tensor statistics: min, max, mean, std, L2 norm, zeros, NaN and Inf counts"
@@ -34,17 +34,38 @@ def run(args: argparse.Namespace) -> int:
         nodes = [
             n for n in ckpt.tensors() if args.filter is None or fnmatchcase(n.key, args.filter)
         ]
+        # Tensors with nothing to read (uninitialised, meta) are listed with no statistics.
+        empty = {n.key: n.tensor.no_data for n in nodes if n.tensor and n.tensor.no_data}
         results: list[tuple[str, TensorStats]] = []
-        for event in iter_stats(nodes):
+        for event in iter_stats([n for n in nodes if n.key not in empty]):
             if isinstance(event, StatsFailed):
                 raise CorruptError(f"{event.message} (tensor {event.key})")
             if isinstance(event, StatsResult):
                 results.append((event.key, event.stats))
         if args.json:
-            print_json({"path": str(ckpt.path), "tensors": [to_json(s, k) for k, s in results]})
+            measured = {k: to_json(s, k) for k, s in results}
+            entries = [
+                measured[n.key] if n.key in measured else _no_data_json(n, empty[n.key])
+                for n in nodes
+                if n.key in measured or n.key in empty
+            ]
+            print_json({"path": str(ckpt.path), "tensors": entries})
         else:
             print_report(str(ckpt.path), results, args.filter)
+            for key, why in empty.items():
+                echo(f"no statistics for {key}: {why}")
     return 0
+
+
+def _no_data_json(node: Node, why: str) -> dict[str, Any]:
+    """A tensor with nothing to measure: every statistic null, and why."""
+    assert node.tensor is not None
+    info = node.tensor
+    entry: dict[str, Any] = {"key": node.key, "dtype": info.dtype, "numel": info.numel}
+    entry["no_data"] = why
+    for name in ("min", "max", "mean", "std", "l2", "absmax", "zeros", "nan", "posinf", "neginf"):
+        entry[name] = None
+    return entry
 
 
 def print_report(path: str, results: list[tuple[str, TensorStats]], glob: str | None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ckpt_gui.core.errors import NoDataError
 from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_items
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_name, join_key
 
@@ -40,6 +41,17 @@ def describe_loaded(
         # The callbacks know the object the loader made, so they are asked about ``source``;
         # everything else reads the plain copy, which no attribute from the file can fool.
         t = plain_tensor(source)
+        if t.is_nested or t.layout != torch.strided:
+            return _describe_stored(t, location_of(source) if location_of else None)
+        if t.device.type == "meta":
+            return TensorInfo(
+                dtype=dtype_name(t.dtype),
+                shape=tuple(t.shape),
+                stride=tuple(t.stride()),
+                device="meta",
+                no_data="a meta tensor (a shape and dtype, no data)",
+                loader=partial(no_data, "", "a meta tensor (a shape and dtype, no data)"),
+            )
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         storage_id = ptr if storage.nbytes() > 0 else None
@@ -65,6 +77,40 @@ def describe_loaded(
 
 def _identity(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+def no_data(key: str, why: str) -> torch.Tensor:
+    """The loader of a tensor with nothing to read."""
+    raise NoDataError(f"{key}: {why}" if key else why)
+
+
+def stored_values(t: torch.Tensor) -> torch.Tensor:
+    """What a tensor of any layout stores, end to end, as one 1-D tensor: the values of a
+    sparse tensor, the components of a nested one. Statistics and comparisons read these."""
+    if t.is_nested:
+        if t.layout == torch.jagged:
+            return t.values().reshape(-1)
+        parts = [c.reshape(-1) for c in t.unbind()]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=t.dtype)
+    if t.layout == torch.sparse_coo:
+        return t.coalesce().values().reshape(-1)
+    return t.values().reshape(-1)  # compressed sparse layouts (csr, csc, bsr, bsc)
+
+
+def _describe_stored(t: torch.Tensor, saved: str | None) -> TensorInfo:
+    """A sparse or nested tensor: its dense shape where it has one, its stored values loaded."""
+    values = stored_values(t)
+    layout = "nested" if t.is_nested else str(t.layout).removeprefix("torch.")
+    shape = (values.numel(),) if t.is_nested else tuple(int(n) for n in t.shape)
+    return TensorInfo(
+        dtype=dtype_name(t.dtype),
+        shape=shape,
+        stride=None,
+        device=saved or str(t.device),
+        layout=layout,
+        stored=values.numel(),
+        loader=partial(_identity, values),
+    )
 
 
 def plain_tensor(t: torch.Tensor) -> torch.Tensor:

@@ -27,5 +27,10 @@ class UnsafeError(CheckpointError):
     """Loading the file would need to run code from it; it was refused."""
 
 
+class NoDataError(CheckpointError):
+    """The tensor has no data to read: uninitialised memory, a meta tensor. Not damage: its
+    dtype and shape are real, there is just nothing to measure or write."""
+
+
 class Cancelled(Exception):  # noqa: N818 - reads better at call sites than CancelledError
     """Raised inside long work when the caller asked it to stop."""

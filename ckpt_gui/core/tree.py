@@ -29,9 +29,17 @@ class TensorInfo:
     # What the file holds: a torch tensor ("tensor") or a NumPy array ("numpy"), which the tree
     # shows and measures like a tensor but an export must write back as what it was.
     container: str = "tensor"
-    # No data in the file backs it (a legacy constructor called with sizes): its memory is
-    # uninitialised, so it is never measured, shown or exported; loading it raises.
-    uninitialised: bool = False
+    # Why it has no data to read ("uninitialised (no data in the file)": a legacy constructor
+    # called with sizes; "a meta tensor"): never measured, shown or exported; loading raises.
+    no_data: str = ""
+    # "strided", or a layout whose loader gives the stored values, end to end, as one 1-D
+    # tensor ("sparse_coo", "sparse_csr", ..., "nested"); ``stored`` counts those values.
+    layout: str = "strided"
+    stored: int | None = None
+
+    @property
+    def uninitialised(self) -> bool:
+        return self.no_data.startswith("uninitialised")
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -48,7 +56,9 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.numel * self.element_size
+        """Bytes of the data as stored (a sparse tensor's values, not its dense size)."""
+        count = self.numel if self.stored is None else self.stored
+        return count * self.element_size
 
     @property
     def contiguous(self) -> bool:

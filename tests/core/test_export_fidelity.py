@@ -33,6 +33,7 @@ def numpy_training_checkpoint(path: Path) -> dict:
         "mean": np.linspace(0.0, 1.0, 5, dtype=np.float32),
         "best": np.float64(0.125),
         "shape": (2, 3),
+        "p": None,  # a structural-view copy once failed its own verification on None values
     }
     torch.save(obj, path)
     with pytest.raises(pickle.UnpicklingError):
@@ -75,6 +76,7 @@ def test_cpu_copy_with_numpy_as_tensors_loads_like_the_source(tmp_path: Path, ca
     assert all(type(k) is int for k in optimizer["state"])
     assert type(optimizer["param_groups"][0]["betas"]) is tuple
     assert copy["shape"] == (2, 3) and type(copy["shape"]) is tuple
+    assert "p" in copy and copy["p"] is None
     assert attached_moments(optimizer) == len(list(TinyNet().parameters())) == 6
     assert torch.equal(copy["mean"], torch.from_numpy(original["mean"]))
     assert type(copy["best"]) is np.float64 and copy["best"] == original["best"]

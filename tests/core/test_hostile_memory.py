@@ -100,7 +100,7 @@ def test_uninitialised_tensors_are_marked_never_measured_never_exported(
         plan = plan_export(ckpt, ExportOptions(mode="all"))
         assert [k.key for k in plan.kept] == ["w"]
         assert [(d.key, d.reason) for d in plan.dropped] == [
-            ("ghost", "uninitialised: no data in the file")
+            ("ghost", "no data: uninitialised (no data in the file)")
         ]
     assert main(["stats", str(path), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)

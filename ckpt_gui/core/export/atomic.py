@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -91,6 +92,46 @@ def write_error(destination: Path, exc: OSError) -> ExportError:
     return ExportError(f"{destination}: cannot write the export ({reason}); nothing was written")
 
 
+def temp_prefix(destination: Path) -> str:
+    """``.model.safetensors.pid1234.``: the temporary name says whose it is, so a later export
+    can tell one left by a killed process from one being written right now."""
+    return f".{destination.name}.pid{os.getpid()}."
+
+
+def remove_stale_partials(destination: Path) -> None:
+    """Remove the temporary files (or folders) an earlier export to ``destination`` left when
+    it was killed (SIGKILL, a power cut): those of processes that no longer run."""
+    pattern = re.compile(re.escape(f".{destination.name}.pid") + r"(\d+)\..*" + TEMP_SUFFIX)
+    try:
+        entries = list(os.scandir(destination.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # someone else's file we cannot remove: it is not ours to insist
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # it exists (another user's) or cannot be asked: leave its files alone
+    return True
+
+
 def _umask() -> int:
     """The process umask, read without changing it (``os.umask`` would race other threads)."""
     try:
@@ -127,8 +168,11 @@ class AtomicFile:
 
     def __enter__(self) -> AtomicFile:
         try:
+            remove_stale_partials(self.destination)
             fd, name = tempfile.mkstemp(
-                dir=self.destination.parent, prefix=f".{self.destination.name}.", suffix=TEMP_SUFFIX
+                dir=self.destination.parent,
+                prefix=temp_prefix(self.destination),
+                suffix=TEMP_SUFFIX,
             )
         except OSError as exc:
             raise write_error(self.destination, exc) from None
@@ -181,8 +225,11 @@ class AtomicFolder:
 
     def __enter__(self) -> AtomicFolder:
         try:
+            remove_stale_partials(self.destination)
             name = tempfile.mkdtemp(
-                dir=self.destination.parent, prefix=f".{self.destination.name}.", suffix=TEMP_SUFFIX
+                dir=self.destination.parent,
+                prefix=temp_prefix(self.destination),
+                suffix=TEMP_SUFFIX,
             )
         except OSError as exc:
             raise write_error(self.destination, exc) from None

@@ -299,16 +299,25 @@ class _Walker:
     def keep_tensor(self, node: Node, out_key: str) -> bool:
         info = node.tensor
         assert info is not None
-        if info.uninitialised:  # its bytes would be this process's heap: never written
-            self.drop(node, "uninitialised: no data in the file")
+        if info.no_data:  # nothing to write (and an uninitialised one's bytes are the heap's)
+            self.drop(node, f"no data: {info.no_data}")
+            return False
+        if info.layout != "strided" and self.plan.flat:
+            self.drop(node, f"a {info.layout} tensor")
+            self.plan.problems.append(
+                f"{node.key} is a {info.layout} tensor; {self.container_name()} holds dense "
+                "tensors only (export it as pt)"
+            )
             return False
         container = "tensor"
         if info.container == "numpy":
             if not self.numpy_choice_ok(node):
                 return False
             container = "numpy" if self.opts.numpy == "keep" else "tensor"
-        # A NumPy array kept as one is never cast: bfloat16 has no NumPy dtype.
-        dtype = info.dtype if container == "numpy" else output_dtype(info.dtype, self.opts.dtype)
+        # A NumPy array kept as one is never cast (bfloat16 has no NumPy dtype), nor is a
+        # sparse or nested tensor, which is written back as the object it is.
+        uncast = container == "numpy" or info.layout != "strided"
+        dtype = info.dtype if uncast else output_dtype(info.dtype, self.opts.dtype)
         if self.opts.format == "safetensors" and dtype not in SAFETENSORS_DTYPES:
             self.drop(node, f"{dtype} cannot be stored in safetensors")
             self.plan.problems.append(f"{node.key}: {dtype} cannot be stored in safetensors")

@@ -144,11 +144,14 @@ def convert_tensors(
     written straight from the source's memory map; otherwise the part the kept views use is
     copied once, so a kept slice never drags its whole source storage along."""
     groups: dict[Any, list[str]] = {}
+    out: dict[str, torch.Tensor] = {}
     for key, t in tensors.items():
+        if t.is_nested or t.layout != torch.strided:  # written back as it is (never cast)
+            out[key] = t
+            continue
         storage = t.untyped_storage()
         ptr = storage.data_ptr() if storage.nbytes() else id(t)
         groups.setdefault((ptr, t.dtype, dtypes[key]), []).append(key)
-    out: dict[str, torch.Tensor] = {}
     for (_, src_dtype, dtype), keys in groups.items():
         views = [tensors[k] for k in keys]
         lo = min(v.storage_offset() for v in views)

@@ -187,7 +187,7 @@ def _check_chunks(folder: Path, key: str, shape: tuple[int, ...], chunks: Any) -
         offsets, sizes = getattr(chunk, "offsets", None), getattr(chunk, "sizes", None)
         if not (_dims(offsets, len(shape)) and _dims(sizes, len(shape))):
             raise CorruptError(f"{folder}: DCP metadata describes a chunk of {key!r} wrongly")
-        lo, size = tuple(offsets), tuple(sizes)
+        lo, size = tuple(offsets or ()), tuple(sizes or ())
         if any(o + n > limit for o, n, limit in zip(lo, size, shape)):
             raise CorruptError(f"{folder}: a chunk of {key!r} lies outside the tensor")
         boxes.append((lo, tuple(o + n for o, n in zip(lo, size))))

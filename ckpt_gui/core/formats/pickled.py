@@ -14,11 +14,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import torch
-
-from ckpt_gui.core.build import build_tree, describe_loaded
+from ckpt_gui.core.build import build_tree, describe_loaded, no_data
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
-from ckpt_gui.core.errors import CheckpointError, CorruptError, UnsafeError
+from ckpt_gui.core.errors import CorruptError, UnsafeError
 from ckpt_gui.core.formats.torch_file import load_torch_file
 from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, ScanReport, scan_file
@@ -109,12 +107,8 @@ def _mark_uninitialised(root: Node, locations: dict[int, str]) -> None:
         info = node.tensor
         assert info is not None
         if info.numel and info.storage_id not in locations:
-            info.uninitialised = True
-            info.loader = partial(_no_data, node.key)
-
-
-def _no_data(key: str) -> torch.Tensor:
-    raise CheckpointError(f"{key}: uninitialised (no data in the file)")
+            info.no_data = "uninitialised (no data in the file)"
+            info.loader = partial(no_data, node.key, info.no_data)
 
 
 def _checkpoint(
