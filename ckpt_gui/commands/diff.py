@@ -281,18 +281,17 @@ def print_report(report: DiffReport, limit: int | None = LIST_LIMIT) -> None:
             )
         headers = ["changed tensor", "dtype", "shape", "max|A-B|", "mean|A-B|", "rel L2", "cosine"]
         print_table([*headers, ""], rows, right={3, 4, 5, 6})
-        if limit is not None and len(changed) > limit:
-            echo(f"… and {len(changed) - limit} more (--all lists them)")
+        _more(len(changed), limit)
     shapes = report.of(SHAPE)
     if shapes:
         echo()
         rows = [[e.key, shape_text(e.shape_a or ()), shape_text(e.shape_b or ())] for e in shapes]
-        print_table(["shape mismatch", "A", "B"], rows)
+        _limited_table(["shape mismatch", "A", "B"], rows, limit)
     values = report.of(CHANGED, "value")
     if values:
         echo()
         rows = [[e.key, _value_text(e.value_a), _value_text(e.value_b)] for e in values]
-        print_table(["value changed", "A", "B"], rows)
+        _limited_table(["value changed", "A", "B"], rows, limit)
     _key_list("only in A", _one_sided(report.of(ONLY_A, None)), limit)
     _key_list("only in B", _one_sided(report.of(ONLY_B, None)), limit)
     echo()
@@ -304,6 +303,17 @@ def print_report(report: DiffReport, limit: int | None = LIST_LIMIT) -> None:
             f"{plain[ONLY_A]} only in A, {plain[ONLY_B]} only in B"
         )
     echo("no differences" if report.equal else "the checkpoints differ")
+
+
+def _limited_table(headers: list[str], rows: list[list[str]], limit: int | None) -> None:
+    """A table of at most ``limit`` rows, then how many more ``--all`` would list."""
+    print_table(headers, rows if limit is None else rows[:limit])
+    _more(len(rows), limit)
+
+
+def _more(count: int, limit: int | None) -> None:
+    if limit is not None and count > limit:
+        echo(f"… and {count - limit} more (--all lists them)")
 
 
 def _value_text(value: Any) -> str:

@@ -170,3 +170,19 @@ def test_console_script(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert "3 tensors: 0 identical, 3 changed" in result.stdout
+
+
+def test_changed_values_are_listed_like_changed_tensors(tmp_path: Path, capsys) -> None:
+    """The readable report lists at most 30 changed values, then how many more; --all lists
+    every one (two training runs' configs differ in many small values)."""
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save({"w": torch.ones(2), "cfg": {f"v{i}": i for i in range(45)}}, a)
+    torch.save({"w": torch.ones(2), "cfg": {f"v{i}": i + 1 for i in range(45)}}, b)
+    assert main(["diff", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert sum(line.startswith("cfg.v") for line in out.splitlines()) == 30
+    assert "… and 15 more (--all lists them)" in out
+    assert main(["diff", str(a), str(b), "--all"]) == 1
+    out = capsys.readouterr().out
+    assert sum(line.startswith("cfg.v") for line in out.splitlines()) == 45
+    assert "more (--all lists them)" not in out
