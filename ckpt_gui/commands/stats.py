@@ -9,6 +9,7 @@ from typing import Any
 from ckpt_gui.commands.output import echo, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.rollup import Rollup, optimizer_state_rollups
 from ckpt_gui.core.stats import StatsFailed, StatsResult, TensorStats, iter_stats, to_json
 from ckpt_gui.core.tree import Node, dtype_from_name
 from ckpt_gui.core.units import human_bytes, human_count
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CorruptError(f"{event.message} (tensor {event.key})")
             if isinstance(event, StatsResult):
                 results.append((event.key, event.stats))
+        by_name = optimizer_state_rollups(ckpt.root, dict(results))
         if args.json:
             measured = {k: to_json(s, k) for k, s in results}
             entries = [
@@ -49,12 +51,46 @@ def run(args: argparse.Namespace) -> int:
                 for n in nodes
                 if n.key in measured or n.key in empty
             ]
-            print_json({"path": str(ckpt.path), "tensors": entries})
+            optimizers = {
+                opt: {name: _rollup_json(r) for name, r in table.items()}
+                for opt, table in by_name.items()
+            }
+            print_json({"path": str(ckpt.path), "tensors": entries, "optimizer_state": optimizers})
         else:
             print_report(str(ckpt.path), results, args.filter)
+            print_optimizer_state(by_name)
             for key, why in empty.items():
                 echo(f"no statistics for {key}: {why}")
     return 0
+
+
+def print_optimizer_state(by_name: dict[str, dict[str, Rollup]]) -> None:
+    """Optimizer state per state name over all parameters (counters such as ``step`` apart)."""
+    for optimizer, table in by_name.items():
+        echo()
+        echo(f"optimizer state by name ({optimizer or 'top level'}):")
+        headers = ["state", "tensors", "elements", "min", "max", "mean", "std", "l2"]
+        rows = [
+            [name, str(r.tensors), human_count(r.numel)]
+            + [_num(v) for v in (r.min, r.max, r.mean, r.std, r.l2)]
+            for name, r in table.items()
+        ]
+        print_table(headers, rows, right=set(range(1, len(headers))))
+
+
+def _rollup_json(r: Rollup) -> dict[str, Any]:
+    return {
+        "tensors": r.tensors,
+        "numel": r.numel,
+        "min": r.min,
+        "max": r.max,
+        "mean": r.mean,
+        "std": r.std,
+        "l2": r.l2,
+        "nan": r.nan,
+        "posinf": r.posinf,
+        "neginf": r.neginf,
+    }
 
 
 def _no_data_json(node: Node, why: str) -> dict[str, Any]:

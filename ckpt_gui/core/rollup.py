@@ -15,7 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ckpt_gui.core.stats import TensorStats, merge_moments
-from ckpt_gui.core.tree import dtype_from_name
+from ckpt_gui.core.tree import Node, dtype_from_name
+
+# Scalars that count events rather than hold values: an optimizer's step, a batch norm's
+# num_batches_tracked. Rolled up with weights they would show "max 3" for a layer of weights.
+COUNTER_NAMES = frozenset({"step", "num_batches_tracked"})
 
 
 @dataclass
@@ -128,6 +132,39 @@ def combine(parts: Iterable[TensorStats | Rollup | None], prefix: str = "") -> R
         else:
             out.add(part)
     return out if seen else None
+
+
+def is_counter(node: Node) -> bool:
+    """A counter (Adam's ``step``, ``num_batches_tracked``): kept out of value roll-ups."""
+    info = node.tensor
+    # A state_dict entry's name is its whole dotted key ("bn.num_batches_tracked").
+    return info is not None and node.name.rsplit(".", 1)[-1] in COUNTER_NAMES and info.numel <= 1
+
+
+def optimizer_state_rollups(
+    root: Node, stats: Mapping[str, TensorStats]
+) -> dict[str, dict[str, Rollup]]:
+    """Per optimizer (its key) and per state name (``exp_avg``, ``exp_avg_sq``,
+    ``momentum_buffer``): one roll-up over every parameter's tensor of that name. Adding Adam's
+    first and second moments together would mean nothing; counters are left out."""
+    out: dict[str, dict[str, Rollup]] = {}
+    for node in root.tensors():
+        if node.role != "optimizer_state" or is_counter(node) or node.key not in stats:
+            continue
+        optimizer = _optimizer_of(node)
+        table = out.setdefault(optimizer, {})
+        rollup = table.get(node.name)
+        if rollup is None:
+            rollup = table[node.name] = Rollup(node.name)
+        rollup.add(stats[node.key], node.tensor.nbytes if node.tensor else None)
+    return out
+
+
+def _optimizer_of(node: Node) -> str:
+    parent = node.parent
+    while parent is not None and parent.label != "optimizer":
+        parent = parent.parent
+    return parent.key if parent is not None else ""
 
 
 def prefixes(key: str) -> list[str]:

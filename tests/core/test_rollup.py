@@ -74,3 +74,35 @@ def test_growing_rollups_as_results_arrive_and_explicit_sizes() -> None:
     assert r.l2 == 13.0 and (r.min, r.max, r.nan) == (-4.0, 12.0, 1)
     assert r.nbytes == 8 + 100 and r.numel == 4
     assert rollups([("x.all_nan", tensor_stats(torch.full((3,), NAN)))])["x."].min is None
+
+
+def test_optimizer_state_rolls_up_per_state_name_without_counters(tmp_path, capsys) -> None:
+    """Adam's moments are rolled up per name over all parameters; its step counter (a float
+    tensor holding 2) and BatchNorm's num_batches_tracked never enter value statistics."""
+    import json
+
+    import torch
+
+    from ckpt_gui.cli import main
+    from ckpt_gui.core.reader import open_checkpoint
+    from ckpt_gui.core.rollup import is_counter, optimizer_state_rollups
+    from ckpt_gui.core.stats import tensor_stats
+    from tests.core.checkpoints import training_checkpoint
+
+    path = tmp_path / "adam.pt"
+    saved = training_checkpoint(path, "adam")
+    with open_checkpoint(path) as ckpt:
+        stats = {n.key: tensor_stats(n.load()) for n in ckpt.tensors() if n.load().numel()}
+        table = optimizer_state_rollups(ckpt.root, stats)["optimizer_state_dict"]
+        counters = sorted(n.key for n in ckpt.tensors() if is_counter(n))
+    assert list(table) == ["exp_avg", "exp_avg_sq"]
+    moments = [s["exp_avg_sq"] for s in saved["optimizer_state_dict"]["state"].values()]
+    expected = torch.cat([m.double().reshape(-1) for m in moments])
+    assert table["exp_avg_sq"].tensors == 6 and table["exp_avg_sq"].numel == expected.numel()
+    assert table["exp_avg_sq"].max == expected.max().item()
+    assert table["exp_avg_sq"].l2 == pytest.approx(expected.norm().item(), rel=1e-6)
+    assert "model_state_dict.bn.num_batches_tracked" in counters
+    assert "optimizer_state_dict.state.0.step" in counters
+    assert main(["stats", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["optimizer_state"]["optimizer_state_dict"]) == {"exp_avg", "exp_avg_sq"}
