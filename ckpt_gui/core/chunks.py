@@ -107,6 +107,21 @@ def to_work(chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
     return out.copy_(chunk)
 
 
+def scale_pow2(w: torch.Tensor, k: int, out: torch.Tensor) -> torch.Tensor:
+    """``w * 2**k`` written into ``out`` (which may be ``w``): exact wherever the result is a
+    normal number of w's dtype. Squares of float32 values around 1e-22 are subnormal and of
+    values past 1e19 infinite; scaled first, they land near 1. Steps of at most 2**±120, as
+    torch turns the factor into w's dtype: 2**132 (for float32 subnormals) would be infinite."""
+    step = max(-120, min(120, k))
+    torch.mul(w, 2.0**step, out=out)
+    k -= step
+    while k:
+        step = max(-120, min(120, k))
+        out.mul_(2.0**step)
+        k -= step
+    return out
+
+
 # -- running chunks on worker threads ------------------------------------------------------------
 
 _GRAIN = 32_000  # below torch's internal grain size (32768) an op runs on the calling thread

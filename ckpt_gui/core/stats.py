@@ -4,9 +4,10 @@ A tensor is read in cache-sized 1-D chunks (views of the memory-mapped file wher
 allows), and each chunk goes through one fused set of reductions while it sits in L2: a float64
 sum (finite iff the chunk holds no NaN/Inf, so the masking path runs only for chunks that need
 it), min/max, a zero count (skipped when min |x| > 0 proves there is none) and a sum of squares
-about the chunk's own mean. Chunk moments are merged in float64 with Chan et al.'s formula, so
-``std`` stays accurate when the mean is large next to the spread. Memory stays bounded by a few
-chunk-sized buffers whatever the tensor's size.
+about the chunk's own mean, taken after scaling the chunk by a power of two wherever its
+magnitude would make float32 squares underflow or overflow. Chunk moments are merged in float64
+with Chan et al.'s formula, so ``std`` stays accurate when the mean is large next to the spread.
+Memory stays bounded by a few chunk-sized buffers whatever the tensor's size.
 
 Chunking and the worker threads that reduce chunks of a large tensor in parallel live in
 ``ckpt_gui.core.chunks``.
@@ -33,6 +34,7 @@ from ckpt_gui.core.chunks import (
     compact,
     drain,
     map_chunks,
+    scale_pow2,
     to_work,
     work_dtype,
 )
@@ -123,6 +125,33 @@ def merge_moments(
     return total, mean_a + delta * n_b / total, m2_a + (m2_b + delta * delta * n_a * n_b / total)
 
 
+# Chunks whose absmax lies in this window have their squared deviations summed as they are:
+# no square overflows, and what underflow loses (at most 2**-126 per element) is below 1e-8 of
+# any nonzero M2 such a chunk can have. Outside it (Adam's exp_avg_sq at ~1e-22, whose squares
+# are float32 subnormals; values past ~1e19, whose squares overflow) the chunk is first scaled
+# by a power of two, which is exact, so the squares land near 1.
+_PLAIN_WINDOW = {torch.float32: (2.0**-16, 2.0**32), torch.float64: (2.0**-300, 2.0**300)}
+
+
+def _sum_sq_dev(w: torch.Tensor, m: float, absmax: float, out: torch.Tensor) -> float:
+    """Sum of (x - m)^2 over the float chunk ``w`` (absmax > 0), accurate to ~1e-7 relative at
+    any magnitude; ``out`` is a buffer of w's dtype and size."""
+    low, high = _PLAIN_WINDOW[w.dtype]
+    e = 0 if low <= absmax < high else math.frexp(absmax)[1]  # absmax < 2**e
+    m_scaled = math.ldexp(m, -e)
+    # Squares about the chunk's own mean (rounded to w's dtype, corrected below) stay free of
+    # the cancellation that sum(x^2) - n*mean^2 suffers when the mean dwarfs the spread.
+    # torch's float32 sum is a cascade sum, accurate to ~1e-7 here; a BLAS dot is not.
+    shift = float(np.float32(m_scaled)) if w.dtype == torch.float32 else m_scaled
+    if e == 0:
+        torch.sub(w, shift, out=out)
+    else:
+        scale_pow2(w, -e, out).sub_(shift)
+    syy = out.square_().sum().item()
+    d = m_scaled - shift
+    return math.ldexp(max(syy - w.numel() * d * d, 0.0), 2 * e)
+
+
 class _Moments:
     """Running count, mean, M2 (sum of squared deviations), min, max and counts over chunks."""
 
@@ -156,15 +185,8 @@ class _Moments:
         if lo <= 0.0 <= hi and float(torch.abs(w, out=scratch[:n]).amin()) == 0.0:
             self.zeros += n - int(torch.count_nonzero(w))
         m = s / n
-        # Squares about the chunk's own mean (rounded to w's dtype, corrected below) stay free of
-        # the cancellation that sum(x^2) - n*mean^2 suffers when the mean dwarfs the spread.
-        # torch's float32 sum is a cascade sum, accurate to ~1e-7 here; a BLAS dot is not.
-        shift = float(np.float32(m)) if w.dtype == torch.float32 else m
-        syy = torch.sub(w, shift, out=scratch[:n]).square_().sum().item()
-        if not math.isfinite(syy):  # squares overflowed float32
-            syy, shift = w.double().sub_(m).square_().sum().item(), m
-        d = m - shift
-        self.merge(n, m, max(syy - n * d * d, 0.0), lo, hi)
+        m2 = 0.0 if lo == hi else _sum_sq_dev(w, m, max(-lo, hi), scratch[:n])
+        self.merge(n, m, m2, lo, hi)
 
     def merge(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         if n == 0:

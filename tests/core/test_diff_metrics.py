@@ -257,3 +257,75 @@ def test_pair_histograms() -> None:
     assert centre[h.diff.counts.argmax()] == pytest.approx(-0.5, abs=0.06)
     big = pair_histograms(torch.zeros(5000), torch.ones(5000), sample=1024)
     assert big.a.sampled and big.diff.elements == 1024
+
+
+@pytest.mark.parametrize(
+    ("dtype", "magnitude"),
+    [
+        pytest.param(dtype, m, id=f"{str(dtype).removeprefix('torch.')}-{m}")
+        for dtype in (torch.float32, torch.bfloat16, torch.float64)
+        for m in (1e-40, 1e-38, 1e-24, 1e-22, 1e-5, 1.0, 1e30, 3e38)
+        if m > 64 * torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # representable
+    ],
+)
+def test_norms_exact_at_every_magnitude(dtype: torch.dtype, magnitude: float) -> None:
+    """Squares of ~1e-24 underflow float32 (‖A‖ = 0 made a changed tensor read "rel_l2 0") and
+    squares of ~1e30 overflow it: every figure within 1e-6 of float64 on the same values, with
+    no absolute slack, on changed and on identical chunks."""
+    g = torch.Generator().manual_seed(7)
+    u = torch.rand(6000, generator=g, dtype=torch.float64) * 2 - 1
+    a = (u * magnitude / 1.01).to(dtype)
+    b = (a.double() * (1 + 1e-3 * torch.randn(6000, generator=g, dtype=torch.float64))).to(dtype)
+    b[:2000] = a[:2000]  # the first two chunks are identical: the norms-only path
+    got = tensor_diff(a, b, chunk_elems=CHUNK)
+    x, y = a.double(), b.double()
+    want = {
+        "norm_a": x.norm(),
+        "norm_b": y.norm(),
+        "diff_l2": (x - y).norm(),
+        "dot": (x * y).sum(),
+        "max_abs_diff": (x - y).abs().max(),
+        "mean_abs_diff": (x - y).abs().mean(),
+        "rel_l2": (x - y).norm() / x.norm(),
+        "cosine": (x * y).sum() / (x.norm() * y.norm()),
+    }
+    for name, value in want.items():
+        assert getattr(got, name) == pytest.approx(value.item(), rel=1e-6, abs=0.0), (
+            name,
+            getattr(got, name),
+            value.item(),
+        )
+    same = tensor_diff(a, a.clone(), chunk_elems=CHUNK)
+    assert same.identical and same.norm_a == pytest.approx(x.norm().item(), rel=1e-6, abs=0.0)
+
+
+def test_norms_exact_for_tiny_values_next_to_zeros_nan_and_overflow() -> None:
+    """The rescaled sums keep what the plain ones got right: a zero-initialised side, NaN/Inf
+    among tiny values (left out and counted), and differences past float32's range."""
+    g = torch.Generator().manual_seed(8)
+    tiny = torch.rand(5000, generator=g) * 1e-22
+    zeros = torch.zeros(5000)
+    with_nan = tiny.clone()
+    with_nan[::999], with_nan[3::1777] = math.nan, math.inf
+    huge = torch.full((5000,), 3e38)
+    for a, b in [(zeros, tiny), (tiny, zeros), (with_nan, tiny * 1.5), (huge, -huge)]:
+        got = tensor_diff(a, b, chunk_elems=CHUNK)
+        keep = torch.isfinite(a) & torch.isfinite(b)
+        x, y = a[keep].double(), b[keep].double()
+        assert got.compared == int(keep.sum()) and got.nonfinite == a.numel() - got.compared
+        for name, want in {
+            "norm_a": x.norm(),
+            "norm_b": y.norm(),
+            "diff_l2": (x - y).norm(),
+            "max_abs_diff": (x - y).abs().max(),
+            "mean_abs_diff": (x - y).abs().mean(),
+        }.items():
+            assert getattr(got, name) == pytest.approx(want.item(), rel=1e-6, abs=0.0), name
+        if x.norm() > 0 and y.norm() > 0:
+            cosine = (x * y).sum() / (x.norm() * y.norm())
+            assert got.cosine == pytest.approx(cosine.item(), rel=1e-6, abs=0.0)
+    za = torch.complex(tiny, tiny.flip(0))  # complex64 chunks are summed again in complex128
+    zb = za * (1 + 1e-3 * torch.randn(5000, generator=g))
+    _check(za, zb, chunk=CHUNK)
+    got = tensor_diff(za, zb, chunk_elems=CHUNK)
+    assert got.norm_a == pytest.approx(za.to(torch.complex128).norm().item(), rel=1e-6, abs=0.0)

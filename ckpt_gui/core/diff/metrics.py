@@ -6,10 +6,12 @@ bfloat16 tensor is never copied to float32 whole. Each chunk is first compared a
 which is cheap and decides "identical" exactly (NaN payloads and the sign of zero included);
 only chunks that differ pay for the metrics. Within a chunk the sums run in the work dtype
 (float32 for 32-bit and narrower inputs, torch's accurate cascade sum), and chunk sums are added
-up in float64. Positions where either side is NaN or ±Inf are left out of the metrics and
-counted. Complex tensors: |A−B| is the magnitude of the complex difference, ‖·‖ and the cosine
-treat real and imaginary parts as coordinates (the cosine is Re⟨A, B⟩/‖A‖‖B‖). Quantized
-tensors are compared through ``dequantize()`` and never reported identical.
+up in float64. A chunk whose float32 squares overflow, or are small enough to lose bits to
+underflow (Adam's exp_avg_sq), is summed again over values scaled by powers of two. Positions
+where either side is NaN or ±Inf are left out of the metrics and counted. Complex tensors:
+|A−B| is the magnitude of the complex difference, ‖·‖ and the cosine treat real and imaginary
+parts as coordinates (the cosine is Re⟨A, B⟩/‖A‖‖B‖). Quantized tensors are compared through
+``dequantize()`` and never reported identical.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ckpt_gui.core.chunks import (
     compact,
     drain,
     paired_chunks,
+    scale_pow2,
     serial_torch,
 )
 from ckpt_gui.core.errors import Cancelled, CorruptError
@@ -129,6 +132,14 @@ class _Buffers:
         self.b = torch.empty(size, dtype=work)
         self.d = torch.empty(size, dtype=real)
         self.p = torch.empty(2 * size if work.is_complex else size, dtype=real)
+        self.size = size
+        self._q: torch.Tensor | None = None
+
+    def q(self, n: int) -> torch.Tensor:
+        """One more float32 scratch buffer, made only for chunks that need rescaling."""
+        if self._q is None:
+            self._q = torch.empty(self.size, dtype=torch.float32)
+        return self._q[:n]
 
     def work(self, chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
         if chunk.dtype == buf.dtype:
@@ -177,18 +188,19 @@ def _fold_chunk(
     """Fold one differing chunk into ``acc``, leaving out non-finite positions."""
     sums = _chunk_sums(wa, wb, bufs)
     if not all(math.isfinite(s) for s in sums):  # NaN/Inf somewhere, or float32 overflow
-        finite = torch.isfinite(wa) & torch.isfinite(wb)
-        if not bool(finite.all()):
+        plain: list[float] | None = sums  # overflow alone: the finite sums hold
+        if wa.is_complex() or _extremes(wa) is None or _extremes(wb) is None:
+            finite = torch.isfinite(wa) & torch.isfinite(wb)
             na, nb = wa[~finite], wb[~finite]
             same = (na == nb) | (torch.isnan(na) & torch.isnan(nb))
             acc.within = acc.within and bool(same.all())
             acc.nonfinite += na.numel()
-            wa, wb = wa[finite], wb[finite]
-        wide = torch.complex128 if wa.is_complex() else torch.float64
-        wa, wb = wa.to(wide), wb.to(wide)
+            wa, wb, plain = wa[finite], wb[finite], None
         if wa.numel() == 0:
             return
-        sums = _chunk_sums(wa, wb, bufs)
+        sums, wa, wb = _exact_sums(wa, wb, bufs, plain)
+    elif _underflowed([sums[1], sums[3], sums[4]] if sums[2] > 0 else sums[3:5], wa):
+        sums, wa, wb = _exact_sums(wa, wb, bufs, sums)
     _add(acc, sums, wa.numel())
     if acc.within and sums[2] > atol:
         if rtol == 0 or not math.isfinite(sums[2]):
@@ -202,15 +214,118 @@ def _fold_identical(acc: _Sums, wa: torch.Tensor, bufs: _Buffers) -> None:
     """An identical chunk adds only to the norms (and to the non-finite count)."""
     n = wa.numel()
     s = _square_sum(wa, bufs)
-    if not math.isfinite(s):  # NaN/Inf (equal on both sides) or float32 overflow
-        kept = wa[torch.isfinite(wa)]
+    if not math.isfinite(s) or _underflowed([s], wa):  # NaN/Inf (equal on both sides) as well
+        extremes = None if wa.is_complex() else _extremes(wa)
+        kept = wa if extremes is not None else wa[torch.isfinite(wa)]
         acc.nonfinite += n - kept.numel()
         n = kept.numel()
-        s = _square_sum(kept.to(torch.complex128 if kept.is_complex() else torch.float64), bufs)
+        if kept.dtype == torch.float32:
+            s = _scaled_square_sum(kept, _exponent(kept, extremes), bufs.p[:n])
+        else:
+            s = _square_sum(kept.to(torch.complex128 if kept.is_complex() else torch.float64), bufs)
     acc.compared += n
     acc.aa += s
     acc.bb += s
     acc.ab += s
+
+
+def _underflowed(square_sums: list[float], w: torch.Tensor) -> bool:
+    """Whether float32 squares of the chunk ``w`` may have lost more than ~1e-8 of one of
+    ``square_sums`` to underflow (see ``_safe_square_sum``)."""
+    if w.dtype not in (torch.float32, torch.complex64):
+        return False
+    return min(square_sums) < _safe_square_sum(w)
+
+
+def _safe_square_sum(w: torch.Tensor) -> float:
+    """The least float32 sum of squares over the chunk ``w`` that underflow cannot have made
+    inexact: a square loses at most 2**-126 to it, under 1e-8 of 2n * 2**-96 (2n: a complex
+    element holds two coordinates). Adam's exp_avg_sq, at ~1e-22, has subnormal squares."""
+    return 2 * w.numel() * 2.0**-96
+
+
+def _exact_sums(
+    wa: torch.Tensor, wb: torch.Tensor, bufs: _Buffers, plain: list[float] | None = None
+) -> tuple[list[float], torch.Tensor, torch.Tensor]:
+    """``_chunk_sums`` of a chunk with no NaN/Inf whose float32 squares overflowed or lost bits
+    to underflow, and the chunk as it was summed. ``plain``: the float32 sums, of which those
+    still exact are kept. Real float32 chunks stay float32, each sum of squares taken over
+    values scaled by a power of two (exact) so that the squares land near 1; complex ones, and
+    differences past float32's range, go to float64."""
+    if wa.dtype == torch.float32:
+        sums = _scaled_sums(wa, wb, bufs, plain)
+        if sums is not None:
+            return sums, wa, wb
+    wide = torch.complex128 if wa.is_complex() else torch.float64
+    wa, wb = wa.to(wide), wb.to(wide)
+    return _chunk_sums(wa, wb, bufs), wa, wb
+
+
+def _extremes(w: torch.Tensor) -> tuple[float, float] | None:
+    """min and max of a real chunk, ``None`` when it holds a NaN or ±Inf. Much cheaper than
+    ``isfinite(w).all()``, and (as two reductions) than ``aminmax``."""
+    lo, hi = float(w.amin()), float(w.amax())
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else None
+
+
+def _exponent(w: torch.Tensor, extremes: tuple[float, float] | None = None) -> int | None:
+    """The e with max|w| < 2**e, so that w * 2**-e lies within (-1, 1); ``None`` when ``w`` is
+    all zeros. ``extremes``: w's min and max where known already; w holds no NaN or ±Inf."""
+    if w.numel() == 0:
+        return None
+    lo, hi = extremes or (float(w.amin()), float(w.amax()))
+    top = max(-lo, hi)
+    return math.frexp(top)[1] if top > 0 else None
+
+
+def _scaled_square_sum(w: torch.Tensor, e: int | None, out: torch.Tensor) -> float:
+    """Sum of w**2 taken as sum((w * 2**-e)**2) * 4**e; ``out`` may be ``w``."""
+    if e is None:
+        return 0.0
+    return math.ldexp(float(scale_pow2(w, -e, out).square_().sum()), 2 * e)
+
+
+def _scaled_sums(
+    wa: torch.Tensor, wb: torch.Tensor, bufs: _Buffers, plain: list[float] | None
+) -> list[float] | None:
+    """``_exact_sums`` of a real float32 chunk; ``None`` when a difference itself overflows."""
+    n = wa.numel()
+    safe = _safe_square_sum(wa)
+    out = list(plain) if plain is not None else [math.nan] * 6
+
+    def exact(i: int) -> bool:
+        return safe <= out[i] < math.inf  # False for NaN
+
+    if not (math.isfinite(out[0]) and math.isfinite(out[2]) and (out[2] == 0 or exact(1))):
+        d = torch.sub(wa, wb, out=bufs.d[:n]).abs_()
+        out[2] = float(d.amax())
+        if not math.isfinite(out[2]):
+            return None
+        ed = math.frexp(out[2])[1]
+        out[0] = math.ldexp(float(scale_pow2(d, -ed, d).sum()), ed)
+        out[1] = math.ldexp(float(d.square_().sum()), 2 * ed)
+    # With both sums of squares exact, so is the dot product: a product a·b is no smaller than
+    # the smaller of a² and b², and no larger than the larger.
+    exact_a, exact_b = exact(3), exact(4)
+    if exact_a and exact_b:
+        return out
+    ea = _exponent(wa)
+    eb = _exponent(wb) if ea is not None else None
+    if ea is not None and eb is not None:
+        xa, xb = scale_pow2(wa, -ea, bufs.p[:n]), scale_pow2(wb, -eb, bufs.q(n))
+        scratch = bufs.d[:n]
+        out[3] = math.ldexp(float(torch.mul(xa, xa, out=scratch).sum()), 2 * ea)
+        out[4] = math.ldexp(float(torch.mul(xb, xb, out=scratch).sum()), 2 * eb)
+        out[5] = math.ldexp(float(torch.mul(xa, xb, out=scratch).sum()), ea + eb)
+    elif ea is None:  # A is all zeros (a zero-initialised tensor): so are its norm and the dot
+        out[3] = out[5] = 0.0
+        if not exact_b:
+            out[4] = _scaled_square_sum(wb, _exponent(wb), bufs.p[:n])
+    else:
+        out[4] = out[5] = 0.0
+        if not exact_a:
+            out[3] = _scaled_square_sum(wa, ea, bufs.p[:n])
+    return out
 
 
 def _square_sum(w: torch.Tensor, bufs: _Buffers) -> float:
