@@ -38,6 +38,31 @@ _QSCHEMES = (
     "per_channel_affine_float_qparams"
 ).split()
 
+# Known harmless: constructors of plain data, so naming them cannot run anything (what they are
+# given is judged on its own). Listed as "safe" so that they do not drown the real unknowns.
+_HARMLESS_BUILTINS = "list dict tuple int float str bool range object NoneType Ellipsis".split()
+_HARMLESS_STDLIB = [
+    ("collections", "defaultdict"),  # its factory is a global of its own, judged on its own
+    ("collections", "deque"),
+    ("typing", "Any"),
+    ("argparse", "Namespace"),  # only sets the attributes it is given
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "time"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("decimal", "Decimal"),
+    ("fractions", "Fraction"),
+    ("uuid", "UUID"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("pathlib", "Path"),
+]
+# NumPy arrays, dtypes and scalars (torch documents these for torch.serialization.safe_globals).
+_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
+
 # torch's default weights_only allow-list (torch/_weights_only_unpickler.py, torch 2.6-2.13);
 # tests/core/test_scan.py checks that every name torch allows is "safe" here.
 SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
@@ -67,6 +92,10 @@ SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         # are judged on their own; by itself it adds no power.
         ("copyreg", "_reconstructor"),
     ]
+    + [("builtins", name) for name in _HARMLESS_BUILTINS]
+    + _HARMLESS_STDLIB
+    + [(module, name) for module in _NUMPY_CORE for name in ("_reconstruct", "scalar")]
+    + [("numpy", "dtype"), ("numpy", "ndarray")]
     + [("torch", name) for name in _DTYPE_NAMES + _QSCHEMES]
     + [("torch._utils", name) for name in _REBUILDS]
     + [(m, f"{s}Storage") for m in ("torch", "torch.cuda") for s in _STORAGES]
