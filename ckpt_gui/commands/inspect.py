@@ -7,6 +7,7 @@ from typing import Any
 
 from ckpt_gui.commands.output import echo, json_value, print_json, print_table
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.formats.folders import format_label
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.units import human_bytes, human_count, shape_text
 
@@ -47,6 +48,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
                 "device": info.device,
                 "role": node.role,
                 "shares_storage_with": node.shares_storage_with,
+                "tied": node.tied,
                 "param": node.param,
                 "stride": list(info.stride) if info.stride else None,
                 "contiguous": info.contiguous,
@@ -59,6 +61,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
     return {
         "path": str(ckpt.path),
         "format": ckpt.format,
+        "format_label": format_label(ckpt),  # "safetensors ×4 shards", "diffusers pipeline: ..."
         "kind": ckpt.kind,
         "view": ckpt.view,
         "size_on_disk": ckpt.size_on_disk,
@@ -73,7 +76,8 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
 
 
 def print_report(ckpt: Checkpoint) -> None:
-    echo(f"{ckpt.path}  ({ckpt.format}, {ckpt.kind}, {human_bytes(ckpt.size_on_disk)} on disk)")
+    size = human_bytes(ckpt.size_on_disk)
+    echo(f"{ckpt.path}  ({format_label(ckpt)}, {ckpt.kind}, {size} on disk)")
     rows = []
     for node in ckpt.root.tensors():
         info = node.tensor
@@ -81,8 +85,10 @@ def print_report(ckpt: Checkpoint) -> None:
         marks = []
         if info.device != "cpu":
             marks.append(f"saved on {info.device}")
-        if node.shares_storage_with:
-            marks.append(f"shares storage with {node.shares_storage_with}")
+        if node.tied:
+            marks.append(f"tied to {node.shares_storage_with}")
+        elif node.shares_storage_with:
+            marks.append(f"shares a storage with {node.shares_storage_with} (distinct bytes)")
         if node.param:
             marks.append(f"param {node.param}")
         rows.append(

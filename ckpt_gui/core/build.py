@@ -266,15 +266,22 @@ def _standin_node(
 
 
 def mark_shared_storage(root: Node) -> None:
-    """Point every tensor that reuses an earlier tensor's storage at that tensor's key."""
+    """Point every tensor that reuses an earlier tensor's storage at that tensor's key, and say
+    whether it is tied (the very same bytes: offset, shape, stride and dtype) or a distinct part
+    of a shared storage (an LSTM's packed weights are views of one flat buffer)."""
     first: dict[Any, str] = {}
+    same_view: dict[Any, str] = {}
     for node in root.tensors():
         info = node.tensor
         assert info is not None
         if info.storage_id is None:
             continue
+        view = (info.storage_id, info.storage_offset, info.shape, info.stride, info.dtype)
+        tied_to = same_view.setdefault(view, node.key)
         owner = first.setdefault(info.storage_id, node.key)
-        if owner != node.key:
+        if tied_to != node.key:
+            node.shares_storage_with, node.tied = tied_to, True
+        elif owner != node.key:
             node.shares_storage_with = owner
 
 

@@ -161,9 +161,7 @@ def map_optimizer_ids(opt: Node, model: Node) -> bool:
         if params is None:
             return False
         ids.extend(str(p.value) for p in params.children)
-    candidates = [
-        c for c in model.tensors() if c.role == "parameter" and c.shares_storage_with is None
-    ]
+    candidates = [c for c in model.tensors() if c.role == "parameter" and not c.tied]
     if len(candidates) != len(ids):
         opt.label = "optimizer"
         return False

@@ -40,6 +40,7 @@ class TensorInfo:
     @property
     def uninitialised(self) -> bool:
         return self.no_data.startswith("uninitialised")
+
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -86,6 +87,9 @@ class Node:
     role: str = "other"  # for tensors: one of ROLES
     label: str | None = None  # what this node was recognised as: "optimizer", "model", ...
     shares_storage_with: str | None = None
+    # With ``shares_storage_with``: True when both are the same bytes (tied weights), False
+    # when they are distinct parts of one storage (packed buffers, slices of one tensor).
+    tied: bool = False
     param: str | None = None  # optimizer state: the parameter it belongs to
     # Set when the node stands in for a class or function the pickle names (structural view):
     # "module.Name" of what loading the file for real would have imported or called.

@@ -100,6 +100,8 @@ class ExportPlan:
     problems: list[str] = field(default_factory=list)
     # The kept state_dict is a pickled model's module tree: its result is the flat state_dict.
     from_module: bool = False
+    # pt output: (tied tensors, distinct views of a shared storage) still sharing, if any.
+    shared: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -393,15 +395,21 @@ def _mark_sharing(root: Node, plan: ExportPlan) -> None:
     safetensors cannot alias, so there every key gets its own copy."""
     if plan.options.format != "pt":
         return
-    infos = {n.key: n.tensor for n in root.tensors()}
+    nodes = {n.key: n for n in root.tensors()}
     first: dict[object, str] = {}
+    tied = views = 0
     for kept in plan.kept:
-        info = infos[kept.key]
+        info = nodes[kept.key].tensor
         if info is None or info.storage_id is None:
             continue
         owner = first.setdefault((info.storage_id, kept.dtype), kept.name)
         if owner != kept.name:
             kept.shares_with = owner
+            if nodes[kept.key].tied:
+                tied += 1
+            else:
+                views += 1
+    plan.shared = (tied, views) if tied or views else None
 
 
 def _what(node: Node) -> str:

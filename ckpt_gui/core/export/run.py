@@ -85,6 +85,11 @@ class ExportResult:
         lines.append(
             f"size: {human_bytes(plan.size_before)} before, {human_bytes(self.size_after)} after"
         )
+        if plan.shared:
+            tied, views = plan.shared
+            parts = [count(tied, "tied tensor") + " still tied"] if tied else []
+            parts += [count(views, "view") + " of shared storages kept as views"] if views else []
+            lines.append("; ".join(parts))
         lines.extend("cast: " + line for line in describe_effects(plan, self.cast_effects))
         lines.append(self.verification.describe())
         return lines
