@@ -20,6 +20,7 @@ import torch
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, UnsupportedFormatError
 from ckpt_gui.core.safety import filecheck, numpy_values
+from ckpt_gui.core.safety import torchscript as torchscript_modules
 from ckpt_gui.core.safety.scan import LEGACY_MAGIC
 from ckpt_gui.core.safety.standins import (
     ModuleNode,
@@ -270,7 +271,10 @@ def _load_zip(fp: BinaryIO, size: int, loader: _Loader) -> StructuralResult:
     torchscript = any(n.startswith(archive.full_name("code/")) for n in archive.records)
     loader.format = "torchscript" if torchscript else "torch-zip"
     data = archive.read(archive.full_name("data.pkl"))
-    return _result(loader, unpickle(io.BytesIO(data), loader, "data.pkl"))
+    obj = unpickle(io.BytesIO(data), loader, "data.pkl")
+    if torchscript:  # its code declares which attributes are parameters and buffers
+        torchscript_modules.as_modules(obj, torchscript_modules.module_table(archive))
+    return _result(loader, obj)
 
 
 def _load_sequence(fp: BinaryIO, size: int, loader: _Loader) -> StructuralResult:
