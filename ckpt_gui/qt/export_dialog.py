@@ -107,6 +107,7 @@ class ExportDialog(QDialog):
         self.preview.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.summary_label = QLabel()
         self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
         self.problem_label.setStyleSheet("color: #b71c1c;")
@@ -116,6 +117,7 @@ class ExportDialog(QDialog):
         self.cast_label.setTextFormat(Qt.TextFormat.PlainText)
         self.progress_bar = QProgressBar(maximum=1000, textVisible=False)
         self.status_label = QLabel()
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the file and keys
         self.result_label = QLabel()  # not word-wrapped: every line of the summary shows
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -133,7 +135,8 @@ class ExportDialog(QDialog):
             buttons.addWidget(button)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"<b>{self.path.name}</b> — {self.path.parent}"))
+        name, folder = html.escape(self.path.name), html.escape(str(self.path.parent))
+        layout.addWidget(QLabel(f"<b>{name}</b> — {folder}", textFormat=Qt.TextFormat.RichText))
         layout.addWidget(form)
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.summary_label)

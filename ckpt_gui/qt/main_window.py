@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.qt import recent, workers
 from ckpt_gui.qt.compare import CompareView
+from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
 
 FILE_FILTERS = ";;".join(
@@ -63,6 +64,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
 
         self.status_label = QLabel()
+        self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # progress names files
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setTextVisible(False)
@@ -141,7 +143,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         files = recent.recent_files()
         for path in files:
-            action = self.recent_menu.addAction(path)
+            action = self.recent_menu.addAction(path.replace("&", "&&"))  # no mnemonics
             action.triggered.connect(lambda _=False, p=path: self.open_path(p))
         if not files:
             self.recent_menu.addAction("(none)").setEnabled(False)
@@ -163,7 +165,7 @@ class MainWindow(QMainWindow):
         view.state_changed.connect(lambda _: self._sync_status(view))
         view.loaded.connect(lambda: recent.remember(view.path))
         index = self.tabs.addTab(view, view.title())
-        self.tabs.setTabToolTip(index, str(path))
+        self.tabs.setTabToolTip(index, plain_tooltip(str(path)))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         view.start()
@@ -175,7 +177,7 @@ class MainWindow(QMainWindow):
         page.progress.connect(lambda *_: self._sync_status(page))
         page.state_changed.connect(lambda _: self._sync_status(page))
         index = self.tabs.addTab(page, page.title())
-        self.tabs.setTabToolTip(index, f"A: {a}\nB: {b}")
+        self.tabs.setTabToolTip(index, plain_tooltip(f"A: {a}\nB: {b}"))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         page.start()

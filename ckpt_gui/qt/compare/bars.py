@@ -3,6 +3,7 @@ row filters (category toggles with counts, a values toggle, and the browser's ke
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -32,6 +33,7 @@ from ckpt_gui.core.diff import (
 from ckpt_gui.qt.compare.table_model import COLOURS, SHORT_TITLES
 from ckpt_gui.qt.formatting import format_value
 from ckpt_gui.qt.models.filter_proxy import MODES
+from ckpt_gui.qt.plain_text import plain_tooltip
 
 TOGGLE_ORDER = (CHANGED, IDENTICAL, ONLY_A, ONLY_B, SHAPE, DTYPE)
 TOGGLE_TIPS = {
@@ -62,6 +64,8 @@ class PathsBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label_a, self.label_b = QLabel(), QLabel()
+        for label in (self.label_a, self.label_b):
+            label.setTextFormat(Qt.TextFormat.RichText)
         self.swap_button = QToolButton()
         self.swap_button.setText("⇄ Swap")
         self.swap_button.setToolTip("Compare B against A")
@@ -100,8 +104,8 @@ class PathsBar(QWidget):
             (self.label_a, "A", a, COLOUR_A),
             (self.label_b, "B", b, COLOUR_B),
         ):
-            label.setText(f"<b style='color:{colour}'>{name}</b>&nbsp; {path.name}")
-            label.setToolTip(str(path))
+            label.setText(f"<b style='color:{colour}'>{name}</b>&nbsp; {escape(path.name)}")
+            label.setToolTip(plain_tooltip(str(path)))
 
     def set_progress(self, done: int | None) -> None:
         """``None`` hides the bar."""
@@ -156,6 +160,7 @@ class FilterBar(QWidget):
         row.addWidget(self.filter_edit, 1)
         row.addWidget(self.mode_box)
         self.error = QLabel()
+        self.error.setTextFormat(Qt.TextFormat.PlainText)
         self.error.setStyleSheet("color: #c62828;")
         self.error.setVisible(False)
         layout = QVBoxLayout(self)
@@ -218,6 +223,8 @@ class SummaryLines(QWidget):
         self._headline.setWordWrap(True)
         self._headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._details = QLabel()
+        for label in (self._headline, self._details):  # keys and values from the files
+            label.setTextFormat(Qt.TextFormat.PlainText)
         self._details.setStyleSheet("color: #555;")
         self._details.setWordWrap(True)
         self._details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

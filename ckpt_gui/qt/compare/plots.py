@@ -4,11 +4,12 @@ selected key, A's and B's histograms overlaid with the histogram of A − B unde
 from __future__ import annotations
 
 import math
+from html import escape
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.diff import DiffEntry, LayerChange
@@ -37,6 +38,7 @@ class LayerChart(QWidget):
         self.title = QLabel("Relative change per layer (‖A−B‖/‖A‖, model order)")
         self.title.setStyleSheet("font-weight: bold;")
         self.hover = QLabel("")
+        self.hover.setTextFormat(Qt.TextFormat.PlainText)  # layer names come from the file
         self.hover.setStyleSheet("color: #444;")
         self.plot = _plot("‖A−B‖/‖A‖", "")
         self.plot.setMouseEnabled(x=True, y=False)
@@ -246,6 +248,8 @@ class PairHistogramPanel(QWidget):
         self.diff_plot.clear()
 
     def _say(self, text: str) -> None:
+        """A line of plain text (it quotes keys and values from the files)."""
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setText(text)
 
     def _draw(self, result: dict[str, Any]) -> None:
@@ -284,8 +288,9 @@ class PairHistogramPanel(QWidget):
         m = entry.metrics
         if m is not None and m.nonfinite:
             notes.append(f"{m.nonfinite:,} NaN/Inf positions left out")
-        headline = f"<b>{entry.key}</b>"
+        headline = f"<b>{escape(entry.key)}</b>"
         if m is not None and m.rel_l2 is not None:
             headline += f" &nbsp; ‖A−B‖/‖A‖ = {format_float(m.rel_l2)}"
-        self.title.setText(headline + ("<br>" + "; ".join(notes) if notes else ""))
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setText(headline + ("<br>" + escape("; ".join(notes)) if notes else ""))
         self.title.setStyleSheet("")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 from ckpt_gui.core.diff import CATEGORIES, CATEGORY_TITLES, CHANGED, DTYPE, DiffEntry
 from ckpt_gui.qt.formatting import format_float, format_shape, format_value
 from ckpt_gui.qt.models.filter_proxy import TreeFilterProxy
+from ckpt_gui.qt.plain_text import plain_tooltip
 
 KEY, STATUS, SIDE_A, SIDE_B, MAX_ABS, MEAN_ABS, REL, COSINE = range(8)
 HEADERS = ("Key", "Status", "A", "B", "max |A−B|", "mean |A−B|", "‖A−B‖/‖A‖", "cosine")
@@ -149,7 +150,8 @@ class DiffTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and column == STATUS:
             return QColor(COLOURS.get(entry.category, "#000000"))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(entry, column)
+            tip = self._tooltip(entry, column)
+            return None if tip is None else plain_tooltip(tip)
         if role == Qt.ItemDataRole.TextAlignmentRole and column >= MAX_ABS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -105,6 +105,7 @@ class CompareView(QWidget):
         self.paths_bar.match_error.connect(self.filter_bar.show_error)
 
         self.loading_label = QLabel()
+        self.loading_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the files
         self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.loading_label.setStyleSheet("color: gray; font-size: 14pt;")
         self.error_view = ErrorView()

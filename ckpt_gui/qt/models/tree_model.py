@@ -24,6 +24,7 @@ from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.marks import STANDIN_COLOUR, mark_icon, marks_of, marks_tooltip
+from ckpt_gui.qt.plain_text import plain_tooltip
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 ALIGNMENT = Qt.ItemDataRole.TextAlignmentRole
@@ -197,8 +198,9 @@ class CheckpointModel(QAbstractItemModel):
             return item
         if role == KEY_ROLE:
             return item.key
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(item, column)
+        if role == Qt.ItemDataRole.ToolTipRole:  # keys and values: text, never markup
+            tip = self._tooltip(item, column)
+            return None if tip is None else plain_tooltip(tip)
         return None
 
     def multiData(self, index: _Index, span: QModelRoleDataSpan) -> None:  # noqa: N802

@@ -110,6 +110,7 @@ class CheckpointView(QWidget):
         content_layout.addWidget(self.splitter, 1)
 
         self.loading_label = QLabel()
+        self.loading_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the file
         self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.loading_label.setStyleSheet("color: gray; font-size: 14pt;")
         self.error_view = ErrorView()

@@ -19,13 +19,16 @@ class ErrorView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # The title names the file and the message quotes it: text, never markup.
         self._title = QLabel()
+        self._title.setTextFormat(Qt.TextFormat.PlainText)
         font = QFont(self._title.font())
         font.setPointSizeF(font.pointSizeF() * 1.35)
         font.setBold(True)
         self._title.setFont(font)
         self._title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._message = QLabel()
+        self._message.setTextFormat(Qt.TextFormat.PlainText)
         self._message.setWordWrap(True)
         self._message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._message.setStyleSheet("color: #b71c1c;")

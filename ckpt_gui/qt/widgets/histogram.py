@@ -7,11 +7,12 @@ so and offers the exact histogram on request.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from html import escape
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -68,11 +69,13 @@ class HistogramPanel(QWidget):
         self.bins_box.setToolTip("Number of bins")
         self.log_box = QCheckBox("Log y")
         self.sampled_label = QLabel()
+        self.sampled_label.setTextFormat(Qt.TextFormat.PlainText)
         self.sampled_label.setStyleSheet("color: #e65100;")
         self.exact_button = QPushButton("Compute exact")
         self.exact_button.setToolTip("Read every element instead of a sample")
         self.exact_button.setVisible(False)
         self.message = QLabel("Select a tensor to see its histogram.")
+        self.message.setTextFormat(Qt.TextFormat.PlainText)  # errors name keys from the file
         self.message.setStyleSheet("color: gray;")
         self.message.setWordWrap(True)
 
@@ -254,7 +257,7 @@ class HistogramPanel(QWidget):
                 fillLevel=(np.log10(0.5) if log else 0),
                 brush=brush,
                 pen=pg.mkPen(colour, width=1.5),
-                name=node.key,
+                name=escape(node.key),  # the legend renders its names as HTML
             )
             drawn += 1
             if getattr(result, "sampled", False):

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.errors import error_text
+from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
 
 HEADERS = ("Global", "Verdict", "Where", "Count")
@@ -84,6 +85,7 @@ class ScanReportDialog(QDialog):
         for column in (1, 3):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.notes_label = QLabel()
+        self.notes_label.setTextFormat(Qt.TextFormat.PlainText)  # notes quote the file
         self.notes_label.setWordWrap(True)
         self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notes_label.setStyleSheet("color: #555;")
@@ -151,7 +153,7 @@ class ScanReportDialog(QDialog):
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if ref.written:
-                    item.setToolTip(f"written in the file as {ref.written}")
+                    item.setToolTip(plain_tooltip(f"written in the file as {ref.written}"))
                 if column == 1:
                     item.setForeground(QBrush(QColor(VERDICT_COLOURS.get(ref.verdict, "#000"))))
                     item.setFont(bold)

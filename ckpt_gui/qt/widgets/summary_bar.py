@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.qt.formatting import format_bytes, format_count, role_title
+from ckpt_gui.qt.plain_text import plain_tooltip
 
 ROLE_ORDER = ("parameter", "optimizer_state", "buffer", "other")
 
@@ -65,7 +66,7 @@ class SummaryBar(QFrame):
             f"({format_bytes(total.nbytes)})",
         ]
         self._file.setText(" &nbsp;·&nbsp; ".join(file_bits))
-        self._file.setToolTip(str(ckpt.path))
+        self._file.setToolTip(plain_tooltip(str(ckpt.path)))
         totals = escape(role_totals_text(ckpt))
         dtypes = escape(dtype_totals_text(ckpt))
         text = (

@@ -65,6 +65,7 @@ class TreePanel(QWidget):
         self.expand_button = _tool_button("Expand all", self.expand_all)
         self.collapse_button = _tool_button("Collapse all", self.collapse_all)
         self.filter_error = QLabel()
+        self.filter_error.setTextFormat(Qt.TextFormat.PlainText)
         self.filter_error.setStyleSheet("color: #c62828;")
         self.filter_error.setVisible(False)
 

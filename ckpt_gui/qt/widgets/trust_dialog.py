@@ -62,7 +62,7 @@ class TrustDialog(QDialog):
         warning = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         icon.setPixmap(warning.pixmap(QSize(size, size)))
         icon.setAlignment(Qt.AlignmentFlag.AlignTop)
-        title = QLabel(f"Load <b>{path.name or path}</b> with code execution?")
+        title = QLabel(f"Load <b>{escape(path.name or str(path))}</b> with code execution?")
         title.setTextFormat(Qt.TextFormat.RichText)
         font = QFont(title.font())
         font.setPointSizeF(font.pointSizeF() * 1.25)
@@ -81,6 +81,7 @@ class TrustDialog(QDialog):
             f"<b>{escape(_listed(unsafe))}</b> can run commands or any code. A checkpoint "
             "almost never needs that: treat this file as an attack."
         )
+        self.attack_label.setTextFormat(Qt.TextFormat.RichText)
         self.attack_label.setWordWrap(True)
         self.attack_label.setStyleSheet(f"color: {VERDICT_COLOURS['unsafe']};")
         self.attack_label.setVisible(bool(unsafe))

@@ -87,6 +87,7 @@ class ValuesPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.note = QLabel("Select one tensor to see its values.")
+        self.note.setTextFormat(Qt.TextFormat.PlainText)  # it names the key
         self.note.setStyleSheet("color: gray;")
         self.note.setWordWrap(True)
         self.table_model = ValuesTableModel(self)
