@@ -122,7 +122,15 @@ def value_text(item: Item, stats: Any) -> str:
     if node.param:
         notes.append(f"→ {node.param}")
     if node.shares_storage_with:  # the tooltip and the details panel give the full key
-        notes.append(f"tied: {short_key(node.shares_storage_with)}")
+        what = "tied" if node.tied else "shares storage"
+        notes.append(f"{what}: {short_key(node.shares_storage_with)}")
+    info = node.tensor
+    if info is not None and info.no_data:
+        notes.append("no data")
+    if info is not None and info.container == "numpy":
+        notes.append("NumPy array")
+    if info is not None and info.layout != "strided":
+        notes.append(f"{info.layout}, {info.stored:,} stored" if info.stored else info.layout)
     if node.kind == "tensor" and node.tensor is not None and node.tensor.numel == 1:
         single = stat(stats, "min")
         if single is not None and not notes:

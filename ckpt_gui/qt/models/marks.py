@@ -1,4 +1,5 @@
-"""Marks that draw the eye to a row: NaN/Inf, all zeros, tied storage, saved on a GPU, and the
+"""Marks that draw the eye to a row: NaN/Inf, all zeros, tied weights or a shared storage, no data
+to read, saved on a GPU, and the
 stand-ins of the structural view (what a real load would import and call).
 
 Each mark is a coloured dot in the name column; the legend under the tree names the colours.
@@ -19,7 +20,9 @@ STANDIN_COLOUR = "#e65100"
 MARKS = {
     "nonfinite": ("#d32f2f", "NaN/Inf"),
     "zero": ("#9e9e9e", "all zeros"),
-    "tied": ("#1e88e5", "tied storage"),
+    "tied": ("#1e88e5", "tied: the same bytes as another key"),
+    "shared": ("#80cbc4", "shares a storage (distinct bytes)"),
+    "nodata": ("#5d4037", "no data: nothing to measure"),
     "gpu": ("#8e24aa", "saved on GPU"),
     "standin": (STANDIN_COLOUR, "stand-in: a real load would run code"),
 }
@@ -37,8 +40,12 @@ def marks_of(item: Item, stats: Any) -> tuple[str, ...]:
     if item.is_tensor and node is not None and node.tensor is not None:
         if col.is_all_zero(stats):
             found.append("zero")
-        if node.shares_storage_with:
+        if node.tied:
             found.append("tied")
+        elif node.shares_storage_with:
+            found.append("shared")
+        if node.tensor.no_data:
+            found.append("nodata")
         if node.tensor.device not in ("cpu", "meta"):
             found.append("gpu")
     if node is not None and node.standin:
@@ -51,7 +58,11 @@ def marks_tooltip(marks: tuple[str, ...], item: Item) -> list[str]:
     lines = []
     for mark in marks:
         if mark == "tied" and node is not None:
-            lines.append(f"shares storage with {node.shares_storage_with}")
+            lines.append(f"tied to {node.shares_storage_with}: the same bytes")
+        elif mark == "shared" and node is not None:
+            lines.append(f"shares a storage with {node.shares_storage_with} (distinct bytes)")
+        elif mark == "nodata" and node is not None and node.tensor is not None:
+            lines.append(f"no data: {node.tensor.no_data}")
         elif mark == "gpu" and node is not None and node.tensor is not None:
             lines.append(f"saved on {node.tensor.device}")
         elif mark == "standin" and node is not None:

@@ -18,7 +18,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from ckpt_gui.core.rollup import Rollup, combine
+from ckpt_gui.core.rollup import Rollup, combine, is_counter
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.models import columns as col
@@ -140,16 +140,37 @@ class CheckpointModel(QAbstractItemModel):
             return self._stats.get(item)
         if not item.tensors:
             return None
+        if _mixes_state_names(item):
+            return None  # its cells stay blank; details_stats has the figures per name
         if item not in self._rolled:
             parts = (self._rollup_part(c) for c in item.children if c.tensors)
             self._rolled[item] = combine(parts, f"{item.key}." if item.key else "")
         return self._rolled[item]
 
     def _rollup_part(self, item: Item) -> TensorStats | Rollup | None:
-        # Integer and bool tensors (step counters, masks) would swamp a module's min and max.
+        # Integer and bool tensors (masks) and counters (Adam's float step, num_batches_tracked)
+        # would swamp a module's min and max.
         if item.is_tensor:
-            return self._stats.get(item) if _is_float(item) else None
+            counter = item.node is not None and is_counter(item.node)
+            return self._stats.get(item) if _is_float(item) and not counter else None
+        if _mixes_state_names(item):  # rolled up per state name instead (details_stats)
+            return None
         return self.stats_of(item)
+
+    def details_stats(self, item: Item) -> TensorStats | Rollup | dict[str, Rollup] | None:
+        """What the details panel shows: ``stats_of``, except for optimizer state, where one
+        roll-up of Adam's first and second moments together would mean nothing: there, one
+        roll-up per state name (``exp_avg``, ``exp_avg_sq``, ...)."""
+        if item.is_tensor or not _mixes_state_names(item):
+            return self.stats_of(item)
+        by_name: dict[str, Rollup] = {}
+        for below in item.walk():
+            node = below.node
+            stats = self._stats.get(below) if below.is_tensor else None
+            if node is None or stats is None or is_counter(node) or not _is_float(below):
+                continue
+            by_name.setdefault(node.name, Rollup(node.name)).add(stats)
+        return by_name
 
     def cell(self, item: Item, column: int) -> dict[int, Any]:
         """The painted roles of one cell, cached until the row's statistics change.
@@ -298,6 +319,21 @@ def fill_span(model: CheckpointModel, index: _Index, span: QModelRoleDataSpan) -
             role_data.clearData()
         else:
             role_data.setData(value)
+
+
+def _mixes_state_names(item: Item) -> bool:
+    """An optimizer, its ``state``, or one parameter's state: rows whose tensors are different
+    quantities (exp_avg next to exp_avg_sq) that no single roll-up describes."""
+    node = item.node
+    if node is None or node.kind == "tensor":
+        return False
+    if node.label == "optimizer":
+        return True
+    while node.parent is not None:  # inside an optimizer's "state"?
+        if node.parent.label == "optimizer":
+            return node.name == "state"
+        node = node.parent
+    return False
 
 
 def _is_float(item: Item) -> bool:

@@ -307,7 +307,7 @@ class CheckpointView(QWidget):
             if len(selected) == 1:
                 item = selected[0]
                 if not item.is_tensor or any(n is item.node for n, _ in pairs):
-                    self.details.show_item(item, self.model.stats_of(item))
+                    self.details.show_item(item, self.model.details_stats(item))
         if progress is not None and progress.total_bytes:
             done = int(PROGRESS_STEPS * progress.done_bytes / progress.total_bytes)
             text = f"Computing statistics… {format_bytes(progress.done_bytes)} of " + format_bytes(
@@ -342,7 +342,7 @@ class CheckpointView(QWidget):
         if self.model is None:
             return
         current = items[0] if items else None
-        self.details.show_item(current, self.model.stats_of(current) if current else None)
+        self.details.show_item(current, self.model.details_stats(current) if current else None)
         tensors = [it.node for it in items if it.is_tensor and it.node is not None]
         stats = {it.node: self.model.stats_of(it) for it in items if it.is_tensor}
         self.histogram.show_tensors(tensors, stats)

@@ -49,12 +49,21 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         ]
         if info.storage_offset:
             rows.append(("storage offset", f"{info.storage_offset:,}"))
-        rows.append(
-            (
-                "storage",
-                f"shared with {node.shares_storage_with}" if node.shares_storage_with else "own",
-            )
-        )
+        if node.tied:
+            storage = f"tied to {node.shares_storage_with} (the same bytes)"
+        elif node.shares_storage_with:
+            storage = f"shared with {node.shares_storage_with} (distinct bytes)"
+        else:
+            storage = "own"
+        rows.append(("storage", storage))
+        if info.container == "numpy":
+            rows.append(("saved as", "a NumPy array (shown and measured as a tensor)"))
+        if info.layout != "strided":
+            rows.append(("layout", f"{info.layout}: {info.stored:,} stored values"))
+        if info.no_data:
+            rows.append(("data", f"none: {info.no_data}"))
+        if node.overrides:
+            rows.append(("attributes from the file", ", ".join(node.overrides)))
     else:
         rows.append(("kind", node.kind))
         if node.label:
@@ -72,6 +81,15 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         rows.append(("tensors", f"{item.tensors:,}"))
         rows.append(("elements", f"{format_count(item.numel)} ({item.numel:,})"))
         rows.append(("size", format_bytes(item.nbytes)))
+    if isinstance(stats, dict):  # optimizer state: one roll-up per state name
+        rows.append(("", "optimizer state, rolled up per state name (counters left out)"))
+        for name, rollup in stats.items():
+            figures = ", ".join(
+                f"{title} {format_float(getattr(rollup, attr), digits=4) or '—'}"
+                for attr, title in (("min", "min"), ("max", "max"), ("mean", "mean"), ("l2", "L2"))
+            )
+            rows.append((name, f"{rollup.tensors} tensors: {figures}"))
+        return rows
     rows += stat_rows(stats)
     if stats is not None and not item.is_tensor:
         rows.append(("", "statistics of a module roll up its floating-point tensors"))
