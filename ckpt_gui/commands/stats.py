@@ -10,7 +10,15 @@ from ckpt_gui.commands.output import echo, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.rollup import Rollup, optimizer_state_rollups
-from ckpt_gui.core.stats import StatsFailed, StatsResult, TensorStats, iter_stats, to_json
+from ckpt_gui.core.stats import (
+    StatsFailed,
+    StatsResult,
+    TensorStats,
+    has_statistics,
+    iter_stats,
+    no_values,
+    to_json,
+)
 from ckpt_gui.core.tree import Node, dtype_from_name
 from ckpt_gui.core.units import human_bytes, human_count
 
@@ -36,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
             n for n in ckpt.tensors() if args.filter is None or fnmatchcase(n.key, args.filter)
         ]
         # Tensors with nothing to read (uninitialised, meta) are listed with no statistics.
-        empty = {n.key: n.tensor.no_data for n in nodes if n.tensor and n.tensor.no_data}
+        empty = {
+            n.key: n.tensor.no_data or no_values(n.tensor.dtype)
+            for n in nodes
+            if n.tensor and (n.tensor.no_data or not has_statistics(n.tensor.dtype))
+        }
         results: list[tuple[str, TensorStats]] = []
         for event in iter_stats([n for n in nodes if n.key not in empty]):
             if isinstance(event, StatsFailed):

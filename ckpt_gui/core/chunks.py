@@ -50,6 +50,28 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
+# float4_e2m1fn_x2 packs two e2m1 values a byte (the low nibble first); torch cannot convert it,
+# so its values are looked up: sign, two exponent bits, one mantissa bit.
+_FP4_VALUES = torch.tensor(
+    [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+)
+# Dtypes whose elements are raw bits with no numeric meaning: nothing to measure.
+NO_VALUES = frozenset(
+    d for d in (getattr(torch, f"bits{n}", None) for n in ("1x8", "2x4", "4x2", "8", "16")) if d
+)
+
+
+def values_per_element(dtype: torch.dtype) -> int:
+    """How many values one element holds: 2 for packed float4, else 1."""
+    return 2 if dtype == torch.float4_e2m1fn_x2 else 1
+
+
+def unpack_fp4(raw: torch.Tensor) -> torch.Tensor:
+    """The float32 values of packed float4 bytes (a uint8 tensor), two per byte."""
+    pairs = torch.stack((raw & 0x0F, raw >> 4), dim=-1).reshape(-1)
+    return _FP4_VALUES[pairs.long()]
+
+
 def dense_flat(t: torch.Tensor) -> torch.Tensor | None:
     """A 1-D view of every element of ``t`` exactly once, or ``None`` when the layout has gaps
     or overlaps. Statistics ignore element order, so a transposed (permuted) tensor qualifies."""
@@ -67,6 +89,10 @@ def flat_chunks(t: torch.Tensor, chunk_elems: int = DEFAULT_CHUNK_ELEMS) -> Iter
     if t.is_quantized:
         for piece in row_pieces(t, chunk_elems):
             yield piece.dequantize().reshape(-1)
+        return
+    if t.dtype == torch.float4_e2m1fn_x2:  # decoded chunk by chunk, never the whole tensor
+        for piece in flat_chunks(t.view(torch.uint8), max(1, chunk_elems // 2)):
+            yield unpack_fp4(piece)
         return
     flat = dense_flat(t)
     if flat is not None:

@@ -29,6 +29,7 @@ import torch
 
 from ckpt_gui.core.chunks import (
     DEFAULT_CHUNK_ELEMS,
+    NO_VALUES,
     PROGRESS_INTERVAL,
     CancelCheck,
     compact,
@@ -36,10 +37,11 @@ from ckpt_gui.core.chunks import (
     map_chunks,
     scale_pow2,
     to_work,
+    values_per_element,
     work_dtype,
 )
 from ckpt_gui.core.errors import CheckpointError
-from ckpt_gui.core.tree import Node, dtype_name
+from ckpt_gui.core.tree import Node, dtype_from_name, dtype_name
 
 _NATIVE_MINMAX = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
 
@@ -230,7 +232,8 @@ def _stats_steps(
     if t.device.type != "cpu":
         raise ValueError("tensor_stats needs a CPU tensor")
     t, repeat = compact(t)
-    source = torch.float32 if t.is_quantized else t.dtype
+    packed = t.dtype == torch.float4_e2m1fn_x2  # decoded to float32 chunk by chunk
+    source = torch.float32 if t.is_quantized or packed else t.dtype
     wdtype = work_dtype(source)
     size = min(chunk_elems, max(t.numel(), 1))
     native = t.dtype in _NATIVE_MINMAX
@@ -285,7 +288,7 @@ def _finish(
         l2 = 0.0 if t.numel() == 0 else None
     return TensorStats(
         dtype=dtype_name(t.dtype),
-        numel=t.numel(),
+        numel=t.numel() * values_per_element(t.dtype),
         min=lo,
         max=hi,
         mean=mean,
@@ -339,6 +342,11 @@ def iter_stats(
     for node in nodes:
         assert node.tensor is not None
         nbytes, numel = node.tensor.nbytes, node.tensor.numel
+        if dtype_from_name(node.tensor.dtype) in NO_VALUES:
+            done += nbytes
+            yield StatsFailed(node.key, no_values(node.tensor.dtype))
+            yield Progress(done, total, node.key)
+            continue
         try:
             t = node.load()
         except CheckpointError as exc:
@@ -364,6 +372,15 @@ def iter_stats(
         done += nbytes
         yield StatsResult(node.key, stats)
         yield Progress(done, total, node.key)
+
+
+def no_values(dtype: str) -> str:
+    """Why a tensor of ``dtype`` has no statistics (``bits8``: raw bits, no numbers)."""
+    return f"{dtype} holds raw bits, not numbers"
+
+
+def has_statistics(dtype: str) -> bool:
+    return dtype_from_name(dtype) not in NO_VALUES
 
 
 def to_json(stats: TensorStats, key: str | None = None) -> dict[str, Any]:

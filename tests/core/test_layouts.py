@@ -110,3 +110,22 @@ def test_a_killed_export_leaves_nothing_for_the_next_one(tmp_path: Path) -> None
     live.write_bytes(b"being written")
     assert main(["export", str(src), str(dst)]) == 0
     assert sorted(p.name for p in dst.parent.iterdir()) == sorted([dst.name, live.name])
+
+
+def test_float4_statistics_are_of_its_values_and_bits_have_none(tmp_path: Path, capsys) -> None:
+    raw = torch.tensor([0x21, 0xF7, 0x00, 0x8C] * 300, dtype=torch.uint8)
+    path = tmp_path / "packed.pt"
+    torch.save({"f4": raw.view(torch.float4_e2m1fn_x2), "b8": raw.view(torch.bits8)}, path)
+    # e2m1: sign, two exponent bits, one mantissa bit; the low nibble first.
+    table = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+    values = torch.tensor([table[n] for b in raw.tolist() for n in (b & 15, b >> 4)]).double()
+    assert main(["stats", str(path), "--json"]) == 0
+    stats = {t["key"]: t for t in json.loads(capsys.readouterr().out)["tensors"]}
+    f4 = stats["f4"]
+    assert f4["numel"] == values.numel() and f4["zeros"] == int((values == 0).sum())
+    assert (f4["min"], f4["max"]) == (values.min().item(), values.max().item())
+    assert f4["mean"] == pytest.approx(values.mean().item(), rel=1e-6)
+    assert f4["std"] == pytest.approx(values.std().item(), rel=1e-6)
+    assert f4["l2"] == pytest.approx(values.norm().item(), rel=1e-6)
+    assert stats["b8"]["no_data"] == "bits8 holds raw bits, not numbers"
+    assert stats["b8"]["min"] is None
