@@ -43,7 +43,7 @@ def module_table(archive: filecheck.TorchZip) -> ModuleTable:
         starts = [(m.start(), m.group(1)) for m in _CLASS.finditer(text)]
         for i, (start, cls) in enumerate(starts):
             end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
-            lists = {"parameters": [], "buffers": []}
+            lists: dict[str, list[str]] = {"parameters": [], "buffers": []}
             for match in _LIST.finditer(text, start, end):
                 lists[match.group(1)] = _NAME.findall(match.group(2))
             table[f"{module}.{cls}"] = (lists["parameters"], lists["buffers"])
