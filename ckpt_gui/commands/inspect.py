@@ -9,6 +9,7 @@ from ckpt_gui.commands.output import echo, json_value, print_json, print_table
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.formats.folders import format_label
 from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.tree import Node
 from ckpt_gui.core.units import human_bytes, human_count, shape_text
 
 HELP = "the tree: keys, dtypes, shapes, sizes, values, totals"
@@ -54,9 +55,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
                 "contiguous": info.contiguous,
             }
         )
-    values = [
-        {"key": n.key, "value": json_value(n.value)} for n in ckpt.root.walk() if n.kind == "value"
-    ]
+    values = [{"key": n.key, "value": json_value(n.value)} for n in value_nodes(ckpt.root)]
     totals = ckpt.totals()
     return {
         "path": str(ckpt.path),
@@ -105,10 +104,11 @@ def print_report(ckpt: Checkpoint) -> None:
     if rows:
         echo()
         print_table(["key", "role", "dtype", "shape", "elements", "size", ""], rows, right={4, 5})
-    values = [n for n in ckpt.root.walk() if n.kind == "value"]
+    values = value_nodes(ckpt.root)
     if values:
         echo()
-        print_table(["key", "value"], [[n.key, _value_text(n.value)] for n in values])
+        rows = [[n.key, n.value if n.kind == "object" else _value_text(n.value)] for n in values]
+        print_table(["key", "value"], rows)
     totals = ckpt.totals()
     echo()
     echo(
@@ -127,6 +127,22 @@ def print_report(ckpt: Checkpoint) -> None:
             echo(f"  {title}: " + " · ".join(parts))
     for note in ([ckpt.view_note] if ckpt.view_note else []) + ckpt.notes:
         echo(f"  note: {note}")
+
+
+def value_nodes(root: Node) -> list[Node]:
+    """The rows of the values list: plain values, and each object the file names (structural
+    view) as one readable row (``Namespace(lr=0.5)``) instead of the pieces of its pickle;
+    tensors inside such an object are still listed with the tensors."""
+    out: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        readable = node.kind == "object" and node.standin and not str(node.value).startswith("<")
+        if node.kind == "value" or readable:
+            out.append(node)
+        if not readable:
+            stack.extend(reversed(node.children))
+    return out
 
 
 def _value_text(value: Any) -> str:

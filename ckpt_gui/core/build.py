@@ -6,6 +6,7 @@ stays where the loader put it (usually a memory map), everything else becomes a 
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -251,7 +252,7 @@ def _standin_node(
         node.value = f"<module {obj.qualname}>"
         node.label = "module"  # recognise() names the outermost one of a tree "model"
         return node, list(members), buffers
-    node.value = f"<{obj.qualname}>"
+    node.value = readable(obj)
     items: list[tuple[Any, Any]] = []
     if obj.args:
         items.append(("args", list(obj.args)))
@@ -263,6 +264,55 @@ def _standin_node(
     items.extend(obj.dictitems.items())
     items.extend((i, v) for i, v in enumerate(obj.listitems))
     return node, items, None
+
+
+# Plain-data classes whose pickled arguments are rebuilt for display by their own C constructors
+# (never imported from the file: these are the standard library's, checked by exact name).
+_DATETIMES = {
+    "datetime.datetime": (datetime.datetime, 10),
+    "datetime.date": (datetime.date, 4),
+    "datetime.time": (datetime.time, 6),
+}
+
+
+def readable(obj: StandInObject, depth: int = 0) -> str:
+    """What an object a file names looks like, without building it: ``Namespace(lr=0.5)``,
+    ``PosixPath('runs/a')``, ``datetime.datetime(2024, 1, 2, 3, 4, 5)``, ``Mode(3)``,
+    ``defaultdict(<list>, {'a': [1]})``: the class named, its arguments and state shown."""
+    qualname, name = obj.qualname, obj.name
+    args = obj.args
+    known = _DATETIMES.get(qualname)
+    if known is not None and args and type(args[0]) is bytes and len(args[0]) == known[1]:
+        try:
+            return repr(known[0](args[0]))  # type: ignore[call-arg]
+        except (TypeError, ValueError):
+            pass
+    if obj.module == "pathlib" and args and all(type(a) is str for a in args):
+        return _cut(f"{name}({'/'.join(args)!r})")
+    shown = [_shown(a, depth) for a in args]
+    if isinstance(obj.state, Mapping):
+        shown += [f"{k}={_shown(v, depth)}" for k, v in obj.state.items() if isinstance(k, str)]
+    elif obj.state is not None:
+        shown.append(_shown(obj.state, depth))
+    if obj.dictitems:
+        shown.append(_short_repr({k: _plain_view(v) for k, v in obj.dictitems.items()}, 80))
+    if obj.listitems:
+        shown.append(_short_repr([_plain_view(v) for v in obj.listitems], 80))
+    return _cut(f"{name}({', '.join(shown)})")
+
+
+def _shown(value: Any, depth: int) -> str:
+    if isinstance(value, StandInObject):
+        return readable(value, depth + 1) if depth < 2 else f"{value.name}(…)"
+    if isinstance(value, StandIn):
+        return f"<{value.name}>"
+    if isinstance(value, torch.Tensor):
+        return f"<tensor {list(value.shape)}>"
+    return _short_repr(value, 60)
+
+
+def _plain_view(value: Any) -> Any:
+    return _shown(value, 2) if isinstance(value, (StandIn, StandInObject, torch.Tensor)) else value
 
 
 def mark_shared_storage(root: Node) -> None:
@@ -306,6 +356,10 @@ def _plain(value: Any) -> Any:
 
 def _short_bytes(value: bytes) -> str:
     return f"<{len(value)} bytes>" if len(value) > 64 else repr(value)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:

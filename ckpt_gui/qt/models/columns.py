@@ -102,6 +102,8 @@ def standin_text(node: Node) -> str:
     """``⚠ gone.Net(…)`` for an object the pickle would build by calling ``gone.Net``,
     ``⚠ gone.helper`` for a bare reference to it."""
     called = node.kind == "object"
+    if called and isinstance(node.value, str) and not node.value.startswith("<"):
+        return f"⚠ {node.value}"  # readable: Namespace(lr=0.5), PosixPath('runs/a')
     return f"⚠ {node.standin}{'(…)' if called else ''}"
 
 

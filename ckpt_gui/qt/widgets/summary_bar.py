@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.formats.folders import format_label
 from ckpt_gui.qt.formatting import format_bytes, format_count, role_title
 from ckpt_gui.qt.plain_text import plain_tooltip
 
@@ -59,7 +60,7 @@ class SummaryBar(QFrame):
         total = ckpt.totals()
         file_bits = [
             f"<b>{escape(ckpt.path.name or str(ckpt.path))}</b>",
-            escape(ckpt.format),
+            escape(format_label(ckpt)),
             escape(ckpt.kind),
             f"{format_bytes(ckpt.size_on_disk)} on disk",
             f"{total.tensors} tensors, {format_count(total.numel)} elements "
