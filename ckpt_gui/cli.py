@@ -14,7 +14,7 @@ from importlib import import_module
 
 from ckpt_gui import __version__
 from ckpt_gui.commands.output import echo
-from ckpt_gui.core.errors import Cancelled, CheckpointError
+from ckpt_gui.core.errors import Cancelled, CheckpointError, first_line
 
 # name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
 COMMANDS = ("inspect", "stats", "diff", "export", "scan")
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - a user never sees a traceback
-        return fail(f"unexpected {type(exc).__name__}: {exc}".splitlines()[0])
+        return fail(first_line(f"unexpected {type(exc).__name__}: {exc}"))
 
     from ckpt_gui.qt.app import run_app  # Qt is imported only for the window
 

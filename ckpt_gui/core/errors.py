@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def first_line(what: BaseException | str, limit: int = 160) -> str:
+    """The first line of an error's message (or of a text), cut to ``limit`` characters; an
+    exception with no message gives its type's name. Messages must stay one line for a user."""
+    text = what if isinstance(what, str) else str(what)
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else ("" if isinstance(what, str) else type(what).__name__)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class CheckpointError(Exception):
     """Base class: anything that stops a checkpoint from being read or written."""
 

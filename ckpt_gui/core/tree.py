@@ -136,7 +136,8 @@ def join_key(parent_key: str, name: str) -> str:
     return f"{parent_key}.{name}" if parent_key else name
 
 
-_DTYPES = {
+# Every torch dtype by its name without "torch." ("float32", "float8_e4m3fn"): the one table.
+DTYPES = {
     str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
 }
 
@@ -147,6 +148,6 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def dtype_from_name(name: str) -> torch.dtype:
     try:
-        return _DTYPES[name]
+        return DTYPES[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}") from None

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from ckpt_gui.core.errors import first_line
 from ckpt_gui.qt.main_window import MainWindow
 
 SCREENSHOT_SIZE = (1600, 1000)
@@ -116,7 +117,7 @@ def install_excepthook(window: MainWindow) -> None:
 
     def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
         traceback.print_exception(kind, exc, tb)  # type: ignore[arg-type]
-        line = f"Internal error: {kind.__name__}: {exc}".splitlines()[0]
+        line = first_line(f"Internal error: {kind.__name__}: {exc}", limit=1000)
         try:
             window.statusBar().showMessage(line, 10_000)
         except RuntimeError:  # the window is already gone
@@ -130,7 +131,7 @@ def run_app(args: argparse.Namespace) -> int:
     try:
         window = build_window(args)
     except OSError as exc:  # e.g. the demo could not be written to the cache folder
-        print(f"ckpt-gui: error: {exc}".splitlines()[0], file=sys.stderr)
+        print(first_line(f"ckpt-gui: error: {exc}", limit=1000), file=sys.stderr)
         return 2
     previous_hook = sys.excepthook
     install_excepthook(window)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 
-from ckpt_gui.core.errors import CheckpointError
+from ckpt_gui.core.errors import CheckpointError, first_line
 
 
 def error_text(exc: BaseException) -> tuple[str, str]:
@@ -15,9 +15,8 @@ def error_text(exc: BaseException) -> tuple[str, str]:
     traceback as the details.
     """
     if isinstance(exc, CheckpointError):
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return line, f"{type(exc).__name__}: {exc}"
+        return first_line(exc, limit=1000), f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError):
         return "Not enough memory.", "MemoryError"
-    line = f"Unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+    line = first_line(f"Unexpected {type(exc).__name__}: {exc}", limit=1000)
     return line, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -26,7 +26,7 @@ from torch.distributed.checkpoint import metadata as dcp_metadata
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystem
 
-from ckpt_gui.core.errors import CheckpointError, CorruptError, UnsafeError
+from ckpt_gui.core.errors import CheckpointError, CorruptError, UnsafeError, first_line
 from ckpt_gui.core.formats.detect import is_plain_name, read_small_file
 from ckpt_gui.core.safety.filecheck import check_regular_file, open_regular_file, printable
 from ckpt_gui.core.safety.scan import MAX_SAFE_TUPLE_DEPTH, scan_file
@@ -171,8 +171,7 @@ def load_dcp_tensor(
     try:
         dcp.load(target, storage_reader=_SafeReader(folder, meta), no_dist=True)
     except (CheckpointException, Exception) as exc:  # CheckpointException is a BaseException
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptError(f"{folder}: {key} cannot be read ({message[:160]})") from None
+        raise CorruptError(f"{folder}: {key} cannot be read ({first_line(exc)})") from None
     return target[key]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import stat
 import struct
 import zipfile
@@ -13,9 +14,11 @@ from pathlib import Path
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
 from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file, printable
+from ckpt_gui.core.safety.scan import LEGACY_MAGIC
 
 # The pickled magic number that starts every legacy (pre-1.6) torch.save file.
-LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+# How a legacy (pre-1.6) torch.save file starts: its magic number, pickled (protocol 2).
+LEGACY_PREFIX = pickle.dumps(LEGACY_MAGIC, protocol=2)[:-1]
 INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 MiB = 2**20
@@ -44,7 +47,7 @@ def detect(path: Path) -> str:
         head = fp.read(512)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _detect_zip(path)
-    if head.startswith(LEGACY_MAGIC):
+    if head.startswith(LEGACY_PREFIX):
         return "torch-legacy"
     if head[257:262] == b"ustar":
         return "torch-tar"

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ckpt_gui.core.errors import CorruptError, UnsafeError, UnsupportedFormatError
+from ckpt_gui.core.errors import CorruptError, UnsafeError, UnsupportedFormatError, first_line
 
 
 def load_torch_file(path: Path, *, mmap: bool, trust: bool = False) -> tuple[Any, dict[int, str]]:
@@ -37,13 +37,13 @@ def load_torch_file(path: Path, *, mmap: bool, trust: bool = False) -> tuple[Any
     except (ImportError, AttributeError) as exc:
         missing = _missing(exc) if trust else None
         if missing is None:
-            raise CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})") from None
+            raise CorruptError(f"{path}: truncated or damaged ({first_line(exc)})") from None
         raise UnsupportedFormatError(
             f"{path}: a real load needs {missing}; open it without --trust to see it in the "
             "structural view"
         ) from None
     except Exception as exc:  # noqa: BLE001 - whatever torch trips over in a damaged file
-        raise CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})") from None
+        raise CorruptError(f"{path}: truncated or damaged ({first_line(exc)})") from None
     return obj, locations
 
 
@@ -70,7 +70,7 @@ def _refusal(path: Path, exc: Exception) -> Exception:
         return UnsafeError(f"{path}: loading it would run code from the file{culprit}; refused")
     if "legacy .tar format" in text:
         return UnsupportedFormatError(f"{path}: a pre-1.6 tar-format torch file; not supported")
-    return CorruptError(f"{path}: truncated or damaged ({_first_line(exc)})")
+    return CorruptError(f"{path}: truncated or damaged ({first_line(exc)})")
 
 
 def _culprit(text: str) -> str:
@@ -80,9 +80,3 @@ def _culprit(text: str) -> str:
             name = text[i + len(marker) :].split()[0].rstrip(".,")
             return f" (it references {name})"
     return ""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 160 else line[:159] + "…"

@@ -32,7 +32,6 @@ from ckpt_gui.core.safety.standins import (
     module_tree,
 )
 from ckpt_gui.core.safety.tensors import (
-    DTYPES,
     STORAGE_DTYPES,
     StorageRef,
     StorageType,
@@ -40,6 +39,7 @@ from ckpt_gui.core.safety.tensors import (
     text,
 )
 from ckpt_gui.core.safety.unpickler import Resolver, corrupt, unpickle
+from ckpt_gui.core.tree import DTYPES
 
 __all__ = [
     "ModuleNode",

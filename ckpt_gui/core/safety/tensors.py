@@ -19,7 +19,6 @@ from ckpt_gui.core.safety.unpickler import corrupt
 
 MAX_DIMS = 64
 MAX_INT = 2**62
-DTYPES = {str(d)[6:]: d for d in vars(torch).values() if isinstance(d, torch.dtype)}
 STORAGE_DTYPES = {name: d for d, name in torch.storage._dtype_to_storage_type_map().items()}
 STORAGE_DTYPES.update(UntypedStorage=torch.uint8, TypedStorage=torch.uint8)
 
