@@ -68,3 +68,11 @@ def wait_idle(qtbot, view, timeout: int = 20_000) -> None:
     """Until ``view`` has loaded, computed its statistics and drawn its panels."""
     qtbot.waitUntil(view.is_idle, timeout=timeout)
     qtbot.waitUntil(lambda: not view.panels_busy(), timeout=timeout)
+
+
+def opened(qtbot, window, path: Path):
+    """``path`` opened in a tab of ``window``, loaded and measured (asserts it opened)."""
+    view = window.open_path(path)
+    wait_idle(qtbot, view)
+    assert view.state == "ready", view.error_message
+    return view

@@ -8,21 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.marks import marks_of
-from ckpt_gui.qt.widgets.checkpoint_view import READY, CheckpointView
+from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
 from ckpt_gui.qt.widgets.details import detail_rows
 from tests.core import hostile_memory as hm
 from tests.core.checkpoints import training_checkpoint
-from tests.qt.files import wait_idle
-
-
-def opened(qtbot, window: MainWindow, path: Path) -> CheckpointView:
-    view = window.open_path(path)
-    wait_idle(qtbot, view)
-    assert view.state == READY, view.error_message
-    return view
+from tests.qt.files import opened
 
 
 def item(view: CheckpointView, key: str):

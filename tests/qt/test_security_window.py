@@ -26,7 +26,7 @@ from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from tests.core.checkpoints import TinyNet
 from tests.core.hostile import write_corpus
 from tests.qt import files
-from tests.qt.files import wait_idle
+from tests.qt.files import opened, wait_idle
 
 CONFIG = f"{__name__}.RunConfig"
 HELPER = f"{__name__}.helper"
@@ -51,13 +51,6 @@ def structural_file(path: Path) -> Path:
         path,
     )
     return path
-
-
-def opened(qtbot, window: MainWindow, path: Path) -> CheckpointView:
-    view = window.open_path(path)
-    wait_idle(qtbot, view)
-    assert view.state == READY, view.error_message
-    return view
 
 
 def row(view: CheckpointView, key: str):
