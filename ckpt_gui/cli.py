@@ -11,6 +11,8 @@ import threading
 import warnings
 from collections.abc import Sequence
 from importlib import import_module
+from types import ModuleType
+from typing import NoReturn
 
 from ckpt_gui import __version__
 from ckpt_gui.commands.output import echo
@@ -27,11 +29,11 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage, so every error is one line."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
-def _available_commands() -> dict[str, object]:
+def _available_commands() -> dict[str, ModuleType]:
     found = {}
     for name in COMMANDS:
         try:
@@ -42,13 +44,13 @@ def _available_commands() -> dict[str, object]:
     return found
 
 
-def _headless_parser(commands: dict[str, object]) -> _Parser:
+def _headless_parser(commands: dict[str, ModuleType]) -> _Parser:
     parser = _Parser(prog="ckpt-gui", description="Inspect PyTorch checkpoints.")
     parser.add_argument("--version", action="version", version=f"ckpt-gui {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, module in commands.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
-        module.add_arguments(p)  # type: ignore[attr-defined]
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
     return parser
 
 
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args_list[0] not in commands:
                 return fail(f"the {args_list[0]!r} command is not available in this version")
             args = _headless_parser(commands).parse_args(args_list)
-            return int(commands[args.command].run(args))  # type: ignore[attr-defined]
+            return int(commands[args.command].run(args))
         args = gui_parser().parse_args(args_list)
     except UsageError as exc:
         return fail(str(exc))

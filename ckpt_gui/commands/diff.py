@@ -1,4 +1,5 @@
-"""``ckpt-gui diff A B``: what changed between two checkpoints, as a report or as JSON (CLI.md).
+"""``ckpt-gui diff A B``: what changed between two checkpoints, as a report or as JSON (see
+docs/cli.md).
 
 Exit status like diff(1): 0 when the two match within tolerance, 1 when they differ, 2 on error.
 """
@@ -129,7 +130,7 @@ def _metrics_json(m: TensorDiff | None) -> dict[str, Any]:
 
 
 def diff_json(report: DiffReport) -> dict[str, Any]:
-    """The ``diff`` object of CLI.md, plus ``match``, tolerances, counts and a few extras."""
+    """The ``diff`` object of docs/cli.md, plus ``match``, tolerances, counts and a few extras."""
 
     def keys(category: str, kind: str = "tensor") -> list[str]:
         return [e.key for e in report.of(category, kind)]

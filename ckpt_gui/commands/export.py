@@ -1,4 +1,4 @@
-"""``ckpt-gui export SRC DST ...``: write a clean, verified copy (see CLI.md).
+"""``ckpt-gui export SRC DST ...``: write a clean, verified copy (see docs/cli.md).
 
 Exit 0 only when the verified result is in place; any refusal or failure is one line and exit 2
 (``ExportError`` is a ``CheckpointError``, which ``cli.main`` reports).

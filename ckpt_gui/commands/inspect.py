@@ -1,4 +1,4 @@
-"""``ckpt-gui inspect PATH [--json]``: the tree as a table, or as JSON (see CLI.md)."""
+"""``ckpt-gui inspect PATH [--json]``: the tree as a table, or as JSON (see docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``ckpt-gui stats PATH [--json] [--filter GLOB]``: exact per-tensor statistics (see CLI.md)."""
+"""``ckpt-gui stats PATH [--json] [--filter GLOB]``: exact per-tensor statistics (see
+docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class Checkpoint:
     """What ``open_checkpoint`` returns. Tensor data stays in the file until a node is loaded."""
 
     path: Path
-    format: str  # "torch-zip" | "torch-legacy" | "safetensors" | ... (see CLI.md)
+    format: str  # "torch-zip" | "torch-legacy" | "safetensors" | ... (see docs/cli.md)
     root: Node
     size_on_disk: int
     kind: str = "object"  # what the top object is: "state_dict", "training checkpoint", ...

@@ -33,7 +33,6 @@ PROGRESS_INTERVAL = 0.05
 # before it is refused: no real tensor overlaps itself, but a hostile file can describe a
 # trillion-element view of four bytes.
 MAX_OVERLAP = 64
-# For sweeps that report progress by bytes read (the diff uses it).
 
 CancelCheck = Callable[[], Any]
 S = TypeVar("S")

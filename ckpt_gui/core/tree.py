@@ -75,7 +75,7 @@ class TensorInfo:
 
 @dataclass(eq=False)
 class Node:
-    """One entry of the tree. ``key`` is the dotted path from the root (see CLI.md)."""
+    """One entry of the tree. ``key`` is the dotted path from the root (see docs/cli.md)."""
 
     name: str
     key: str

@@ -11,6 +11,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import TracebackType
 
 from PySide6.QtCore import QObject, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QIcon
@@ -108,15 +109,15 @@ class Screenshotter(QObject):
         if not ok:
             print(f"ckpt-gui: error: could not write the screenshot to {self.out}", file=sys.stderr)
         self.exit_code = 0 if ok else 2
-        QApplication.instance().exit(self.exit_code)
+        QApplication.exit(self.exit_code)  # static: ends the running event loop
 
 
 def install_excepthook(window: MainWindow) -> None:
     """A bug in a slot must not kill the window or flash a traceback at the user: the
     traceback goes to stderr, one line to the status bar."""
 
-    def hook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
-        traceback.print_exception(kind, exc, tb)  # type: ignore[arg-type]
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        traceback.print_exception(kind, exc, tb)
         line = first_line(f"Internal error: {kind.__name__}: {exc}", limit=1000)
         try:
             window.statusBar().showMessage(line, 10_000)

@@ -65,7 +65,8 @@ class ExportDialog(QDialog):
         self.path = Path(checkpoint_path)
         self.checkpoint: Checkpoint | None = None
         self.plan: ExportPlan | None = None
-        self.result: ExportResult | None = None
+        # Not ``result``: that would hide QDialog.result(), the dialog's accept/reject code.
+        self.export_result: ExportResult | None = None
         self._open_worker: workers.Worker | None = None
         self._export_worker: workers.Worker | None = None
         self._check_worker: workers.Worker | None = None
@@ -321,7 +322,7 @@ class ExportDialog(QDialog):
         worker.failed.connect(self._on_export_failed)
         worker.aborted.connect(self._on_export_cancelled)
         self._export_worker = worker
-        self.result = None
+        self.export_result = None
         self.result_label.setText("")
         self._set_exporting(True)
         self.status_label.setText("Writing…")
@@ -345,7 +346,7 @@ class ExportDialog(QDialog):
 
     def _on_exported(self, result: ExportResult) -> None:
         self._export_worker = None
-        self.result = result
+        self.export_result = result
         self._set_exporting(False)
         self.progress_bar.setValue(1000)
         self.status_label.setText("Done")

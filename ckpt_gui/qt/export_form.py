@@ -4,6 +4,7 @@ switches to Custom. ``ExportDialog`` shows it and plans the preview from ``optio
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ class ExportForm(QWidget):
             self.presets.addButton(button)
             self.preset_buttons[name] = button
             preset_row.addWidget(button)
-            button.toggled.connect(lambda on, name=name: on and self.apply_preset(name))
+            button.toggled.connect(partial(self._on_preset_toggled, name))
         preset_row.addStretch(1)
 
         self.contents = _combo([("The model's state_dict", "params"), ("Everything", "all")])
@@ -113,6 +114,10 @@ class ExportForm(QWidget):
             self.overflow_box, self.numpy_box, self.include_edit, self.exclude_edit,
             self.strip_edit, self.add_edit, self.shard_edit, self.dest_edit, self.browse_button,
         ]  # fmt: skip
+
+    def _on_preset_toggled(self, name: str, on: bool) -> None:
+        if on:
+            self.apply_preset(name)
 
     def apply_preset(self, name: str) -> None:
         """Fill the options from a preset ("params", "cpu"); "custom" keeps them as they are."""

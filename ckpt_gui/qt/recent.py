@@ -17,8 +17,10 @@ def settings() -> QSettings:
 def recent_files() -> list[str]:
     value = settings().value(KEY, [])
     if isinstance(value, str):  # QSettings returns a lone string for a one-item list
-        value = [value]
-    return [str(v) for v in (value or [])]
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return []  # nothing stored (None), or not a list
 
 
 def remember(path: str | Path) -> list[str]:

@@ -31,13 +31,13 @@ def stats_events(nodes: list[Node], cancel: Callable[[], bool]) -> Iterator[Any]
         by_key.setdefault(node.key, node)
     for event in iter_stats(nodes, cancel=cancel):
         if isinstance(event, StatsResult):
-            node = by_key.get(event.key)
-            if node is not None:
-                yield NodeStats(node, event.stats)
+            found = by_key.get(event.key)
+            if found is not None:
+                yield NodeStats(found, event.stats)
         elif isinstance(event, StatsFailed):
-            node = by_key.get(event.key)
-            if node is not None:
-                yield NodeFailed(node, event.message)
+            found = by_key.get(event.key)
+            if found is not None:
+                yield NodeFailed(found, event.message)
         else:
             yield event
 

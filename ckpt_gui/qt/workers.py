@@ -1,10 +1,15 @@
-"""The one module that starts threads.
+"""The one module that starts Qt threads: every worker of the window runs here.
 
 A ``Worker`` runs a core generator (or a plain call) on a private thread pool. Every ``yield`` is a
 progress point and a cancel point: the worker checks its abort flag between yields. Results are
 batched (at most one signal every ``BATCH_SECONDS``) so that a checkpoint with thousands of tensors
 does not flood the event loop, and they are re-emitted on the GUI thread only if the worker has not
 been aborted, so work the user abandoned never reaches a widget.
+
+The core keeps one pool of its own: ``ckpt_gui.core.chunks`` spreads a large tensor's chunks
+over a ``ThreadPoolExecutor`` (``ckpt-stats`` threads) from whichever thread runs the generator,
+a worker here or the command line's main thread. Those threads never touch Qt, and no chunk is
+still being read once ``map_chunks`` returns or is closed.
 """
 
 from __future__ import annotations

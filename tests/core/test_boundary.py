@@ -1,4 +1,5 @@
-"""The core and the headless commands never import Qt (STYLE.md: a Qt-free core, enforced)."""
+"""The core and the headless commands never import Qt: the Qt-free core of
+docs/architecture.md, enforced."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``ckpt-gui diff``: the report, the JSON contract of CLI.md, tolerances and exit statuses."""
+"""``ckpt-gui diff``: the report, the JSON contract of docs/cli.md, tolerances and exit statuses."""
 
 from __future__ import annotations
 

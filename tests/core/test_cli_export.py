@@ -1,4 +1,4 @@
-"""``ckpt-gui export``: the command line of CLI.md, its summary, and exit statuses."""
+"""``ckpt-gui export``: the command line of docs/cli.md, its summary, and exit statuses."""
 
 from __future__ import annotations
 

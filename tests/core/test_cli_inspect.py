@@ -1,4 +1,4 @@
-"""``ckpt-gui inspect``: the table, the JSON contract of CLI.md, and exit statuses."""
+"""``ckpt-gui inspect``: the table, the JSON contract of docs/cli.md, and exit statuses."""
 
 from __future__ import annotations
 

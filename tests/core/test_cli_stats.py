@@ -1,4 +1,4 @@
-"""``ckpt-gui stats``: the JSON contract of CLI.md, the table, --filter and exit statuses."""
+"""``ckpt-gui stats``: the JSON contract of docs/cli.md, the table, --filter and exit statuses."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 def reference(t: torch.Tensor) -> dict[str, float | int | None]:
-    """The statistics of CLI.md computed plainly in float64 numpy."""
+    """The statistics of docs/cli.md computed plainly in float64 numpy."""
     if t.is_complex():
         a = np.abs(t.to(torch.complex128).numpy()).ravel()
     else:

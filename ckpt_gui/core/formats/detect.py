@@ -26,7 +26,7 @@ MAX_INDEX_BYTES = 64 * MiB  # a real index.json is a few hundred KiB
 
 
 def detect(path: Path) -> str:
-    """The format name (as in CLI.md) of ``path``; raises a CheckpointError when it is none."""
+    """The format name (as in docs/cli.md) of ``path``; raises a CheckpointError when it is none."""
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -73,7 +73,7 @@ class Layout:
 
     folder: Path  # the folder to open (a cache folder's snapshot, not the cache folder)
     kind: str  # "dcp" | "sharded" | "single" | "components"
-    format: str  # the CLI.md name: "dcp", "safetensors-sharded", the single file's, "folder"
+    format: str  # the docs/cli.md name: "dcp", "safetensors-sharded", the single file's, "folder"
     index: Path | None = None  # "sharded" with an index
     shards: tuple[str, ...] = ()  # "sharded" without an index: the shard set, in order
     file: str | None = None  # "single"

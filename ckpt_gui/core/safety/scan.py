@@ -82,7 +82,7 @@ class ScanReport:
         return worst(g.verdict for g in self.globals)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``scan --json`` object of CLI.md (with a few extra fields)."""
+        """The ``scan --json`` object of docs/cli.md (with a few extra fields)."""
         return {
             "path": self.path,
             "verdict": self.verdict,

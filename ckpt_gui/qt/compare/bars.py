@@ -94,8 +94,8 @@ class PathsBar(QWidget):
         for widget in (self.label_a, self.swap_button, self.label_b):
             layout.addWidget(widget)
         layout.addStretch(1)
-        for widget in (self.progress_bar, self.match_box, self.map_edit):
-            layout.addWidget(widget)
+        for control in (self.progress_bar, self.match_box, self.map_edit):
+            layout.addWidget(control)
         self.match_box.currentIndexChanged.connect(self._emit_match)
         self.map_edit.editingFinished.connect(self._emit_match)
 

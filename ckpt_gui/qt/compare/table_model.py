@@ -244,7 +244,7 @@ class DiffFilterProxy(TreeFilterProxy):
             return False
         if entry.kind == "value" and not self._values:
             return False
-        return self.matches(entry)  # type: ignore[arg-type] - has .key and .name like an Item
+        return self.matches(entry)
 
     def lessThan(self, left: _Index, right: _Index) -> bool:  # noqa: N802 - Qt override
         a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)

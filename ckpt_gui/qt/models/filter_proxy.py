@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import (
     QAbstractItemModel,
     QModelIndex,
+    QModelRoleData,
     QModelRoleDataSpan,
     QPersistentModelIndex,
     QSortFilterProxyModel,
@@ -17,12 +18,21 @@ from PySide6.QtCore import (
 )
 
 from ckpt_gui.qt.models import columns as col
-from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.tree_model import KEY_ROLE, SORT_ROLE, CheckpointModel, fill_span
 
 MODES = ("substring", "glob", "regex")
 ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 _Index = QModelIndex | QPersistentModelIndex
+
+
+class Keyed(Protocol):
+    """What the filter reads from a row: a tree ``Item`` or a compare ``DiffEntry``."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 class TreeFilterProxy(QSortFilterProxyModel):
@@ -50,7 +60,8 @@ class TreeFilterProxy(QSortFilterProxyModel):
             self.setDynamicSortFilter(False)
             self.setFilterRole(KEY_ROLE)
             self.setSortRole(SORT_ROLE)
-        super().setSourceModel(model)
+        # Qt takes nullptr (TreePanel detaches the model with None); PySide's stub omits it.
+        super().setSourceModel(model)  # type: ignore[arg-type]
 
     def set_filter(self, pattern: str, mode: str = "substring") -> str:
         """Apply a filter; returns an error message for an invalid regex, or ``""``."""
@@ -87,7 +98,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
     def mode(self) -> str:
         return self._mode
 
-    def matches(self, item: Item) -> bool:
+    def matches(self, item: Keyed) -> bool:
         if not self._pattern:
             return True
         key = item.key or item.name
@@ -116,7 +127,9 @@ class TreeFilterProxy(QSortFilterProxyModel):
             return Qt.ItemFlag.NoItemFlags
         return ROW_FLAGS
 
-    def multiData(self, index: _Index, span: QModelRoleDataSpan) -> None:  # noqa: N802
+    def multiData(  # noqa: N802
+        self, index: _Index, span: QModelRoleDataSpan | QModelRoleData
+    ) -> None:
         """Forward the delegate's many-roles query to the source in one call; Qt's proxy would
         ask the source model one role at a time."""
         source = self._checkpoint_model

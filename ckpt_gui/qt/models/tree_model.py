@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import (
     QAbstractItemModel,
     QModelIndex,
+    QModelRoleData,
     QModelRoleDataSpan,
     QPersistentModelIndex,
     Qt,
@@ -133,6 +134,10 @@ class CheckpointModel(QAbstractItemModel):
         return None
 
     # --- cells ------------------------------------------------------------------------------
+    def tensor_stats(self, item: Item) -> TensorStats | None:
+        """A tensor row's own statistics; None until they arrive, and for other rows."""
+        return self._stats.get(item)
+
     def stats_of(self, item: Item) -> TensorStats | Rollup | None:
         """The item's statistics: its own ``TensorStats`` for a tensor, the core's ``Rollup``
         of the rows below it for a container (built from theirs, and cached)."""
@@ -224,7 +229,9 @@ class CheckpointModel(QAbstractItemModel):
             return None if tip is None else plain_tooltip(tip)
         return None
 
-    def multiData(self, index: _Index, span: QModelRoleDataSpan) -> None:  # noqa: N802
+    def multiData(  # noqa: N802
+        self, index: _Index, span: QModelRoleDataSpan | QModelRoleData
+    ) -> None:
         fill_span(self, index, span)
 
     def _foreground(self, item: Item, column: int, stats: Any) -> QBrush | None:
@@ -301,14 +308,19 @@ class CheckpointModel(QAbstractItemModel):
         self.endResetModel()
 
 
-def fill_span(model: CheckpointModel, index: _Index, span: QModelRoleDataSpan) -> None:
+def fill_span(
+    model: CheckpointModel, index: _Index, span: QModelRoleDataSpan | QModelRoleData
+) -> None:
     """Answer every role the delegate asks for in one Python call (Qt 6 ``multiData``)."""
     if not index.isValid():
         return
+    if isinstance(span, QModelRoleData):  # Qt passes spans; Python may pass one role's data
+        span = QModelRoleDataSpan(span)
     item: Item = index.internalPointer()
     column = index.column()
     cell = model.cell(item, column)
-    for role_data in span:
+    # PySide's stub leaves out the span's __len__/__getitem__; it iterates at runtime.
+    for role_data in span:  # type: ignore[attr-defined]
         role = role_data.role()
         value = cell.get(role)
         if value is None and role not in PAINTED_ROLES:

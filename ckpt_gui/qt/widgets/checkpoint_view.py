@@ -32,8 +32,10 @@ from ckpt_gui.qt.widgets.values import ValuesPanel
 # Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
 # the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
 STATS_BATCH_SECONDS = 0.25
+# Progress is counted in bytes, which overflow a QProgressBar's int range: the bar counts steps.
 PROGRESS_STEPS = 1000
-FIRST_PAINT_MS = 60  # progress is in bytes, which overflow a QProgressBar's int range
+# How long (ms) the tree gets to paint after loading before the statistics workers start.
+FIRST_PAINT_MS = 60
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
@@ -344,7 +346,11 @@ class CheckpointView(QWidget):
         current = items[0] if items else None
         self.details.show_item(current, self.model.details_stats(current) if current else None)
         tensors = [it.node for it in items if it.is_tensor and it.node is not None]
-        stats = {it.node: self.model.stats_of(it) for it in items if it.is_tensor}
+        stats = {
+            it.node: self.model.tensor_stats(it)
+            for it in items
+            if it.is_tensor and it.node is not None
+        }
         self.histogram.show_tensors(tensors, stats)
         self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
 

@@ -111,7 +111,8 @@ def stat_rows(stats: Any) -> list[tuple[str, str]]:
         value = getattr(stats, name, None)
         if value is not None:
             rows.append((title, f"{value:,}"))
-    extra = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
+    is_instance = dataclasses.is_dataclass(stats) and not isinstance(stats, type)
+    extra = dataclasses.asdict(stats) if is_instance else {}
     known = set(STAT_ORDER) | {
         "zeros",
         "nan",

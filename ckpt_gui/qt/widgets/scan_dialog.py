@@ -172,9 +172,13 @@ class ScanReportDialog(QDialog):
     # --- reading back -----------------------------------------------------------------------
     def rows(self) -> list[tuple[str, str, str, str]]:
         """The table as shown: (global, verdict, where, count) per row."""
+
+        def text(row: int, column: int) -> str:
+            item = self.table.item(row, column)
+            return "" if item is None else item.text()
+
         return [
-            tuple(self.table.item(r, c).text() for c in range(len(HEADERS)))  # type: ignore[misc]
-            for r in range(self.table.rowCount())
+            (text(r, 0), text(r, 1), text(r, 2), text(r, 3)) for r in range(self.table.rowCount())
         ]
 
     def verdict_text(self) -> str:
