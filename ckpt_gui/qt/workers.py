@@ -24,6 +24,9 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from ckpt_gui.core.errors import Cancelled
 
 BATCH_SECONDS = 0.03
+# The range of progress bars fed by workers: their progress is in bytes, which overflow a
+# QProgressBar's int range, so it is shown in thousandths.
+PROGRESS_STEPS = 1000
 
 _pool: QThreadPool | None = None
 _live: set[Worker] = set()  # keeps Python wrappers alive until their results are delivered

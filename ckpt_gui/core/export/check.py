@@ -28,7 +28,7 @@ def cast_check_bytes(plan: ExportPlan) -> int:
 
 
 def iter_cast_check(
-    plan: ExportPlan, ckpt: Checkpoint, cancel: CancelCheck = None
+    plan: ExportPlan, ckpt: Checkpoint, cancel: CancelCheck | None = None
 ) -> Generator[tuple[str, int], None, dict[str, CastEffect]]:
     """Yields ``(key, bytes read)``; returns the effect of the cast on every tensor it changes,
     by source key, in the plan's order (tensors the cast leaves intact are left out)."""

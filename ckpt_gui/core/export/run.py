@@ -121,7 +121,7 @@ def iter_export(
     source: Checkpoint | str | os.PathLike[str],
     destination: str | os.PathLike[str],
     options: ExportOptions,
-    cancel: CancelCheck = None,
+    cancel: CancelCheck | None = None,
     *,
     overwrite: bool = False,
 ) -> Generator[ExportProgress, None, ExportResult]:
@@ -196,7 +196,10 @@ def iter_export(
 
 
 def _write(
-    plan: ExportPlan, ckpt: Checkpoint, target: AtomicFile | AtomicFolder, cancel: CancelCheck
+    plan: ExportPlan,
+    ckpt: Checkpoint,
+    target: AtomicFile | AtomicFolder,
+    cancel: CancelCheck | None,
 ) -> Iterator[tuple[str, int]]:
     if isinstance(target, AtomicFile):
         assert target.file is not None
@@ -226,7 +229,11 @@ def _write(
 
 
 def _write_safetensors(
-    file: Any, kept: list[KeptTensor], ckpt: Checkpoint, cancel: CancelCheck, on_overflow: str
+    file: Any,
+    kept: list[KeptTensor],
+    ckpt: Checkpoint,
+    cancel: CancelCheck | None,
+    on_overflow: str,
 ) -> Iterator[tuple[str, int]]:
     nodes = _tensor_nodes(ckpt)
     header = safetensors_header([(k.name, k.dtype, k.shape) for k in kept])

@@ -54,7 +54,7 @@ class Verification:
 
 
 def iter_verify(
-    plan: ExportPlan, source: Checkpoint, result_path: Path, cancel: CancelCheck = None
+    plan: ExportPlan, source: Checkpoint, result_path: Path, cancel: CancelCheck | None = None
 ) -> Generator[tuple[str, int], None, Verification]:
     """Compare the result at ``result_path`` with ``source`` as ``plan`` says it should be.
     Yields ``(key, bytes compared)``; raises ``ExportError`` at the first difference."""
@@ -149,7 +149,7 @@ def _compare(
     dtype: torch.dtype,
     policy: str,
     verification: Verification,
-    cancel: CancelCheck,
+    cancel: CancelCheck | None,
 ) -> Generator[tuple[str, int], None, None]:
     a, b = src.load(), out.load()
     if a.is_quantized or b.is_quantized:  # never cast: the integers and the scales must match

@@ -25,7 +25,7 @@ from ckpt_gui.core.build import (
     overrides,
     plain_tensor,
 )
-from ckpt_gui.core.chunks import row_pieces
+from ckpt_gui.core.chunks import CancelCheck, row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.plan import ExportError
@@ -34,11 +34,10 @@ from ckpt_gui.core.tree import join_key
 CHUNK_ELEMENTS = 4 << 20  # 16 MB of float32: small next to the memory goal, large for I/O
 CHUNK_BYTES = 16 << 20
 
-CancelCheck = Callable[[], bool] | None
 Progress = Iterator[tuple[str, int]]  # (key, bytes just written)
 
 
-def check_cancel(cancel: CancelCheck) -> None:
+def check_cancel(cancel: CancelCheck | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled()
 
@@ -57,7 +56,7 @@ def iter_write_safetensors(
     file: BinaryIO,
     header: bytes,
     items: list[tuple[str, Callable[[], torch.Tensor], torch.dtype]],
-    cancel: CancelCheck = None,
+    cancel: CancelCheck | None = None,
     on_overflow: str = "inf",
 ) -> Progress:
     """Write ``header`` (from ``plan.safetensors_header``) then each ``(name, load, dtype)``'s
@@ -80,7 +79,7 @@ class _Sink:
     C++ writer leaves it inconsistent and its destructor then aborts the process. So an error or
     a cancel is recorded, later bytes are swallowed, and ``check()`` raises it from Python."""
 
-    def __init__(self, file: BinaryIO, cancel: CancelCheck) -> None:
+    def __init__(self, file: BinaryIO, cancel: CancelCheck | None) -> None:
         self.file, self.cancel = file, cancel
         self.error: BaseException | None = None
         self.detached = False
@@ -115,7 +114,7 @@ class _Recorder:
         self.records.append((name, data, nbytes))
 
 
-def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck = None) -> Progress:
+def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck | None = None) -> Progress:
     """``torch.save(obj, file)``, byte for byte, yielding after each storage."""
     recorder = _Recorder()
     # torch's own pickling (persistent ids, storage keys, format records), so the result is

@@ -34,6 +34,7 @@ from ckpt_gui.qt.compare.table_model import COLOURS, SHORT_TITLES
 from ckpt_gui.qt.formatting import format_value
 from ckpt_gui.qt.models.filter_proxy import MODES
 from ckpt_gui.qt.plain_text import plain_tooltip
+from ckpt_gui.qt.workers import PROGRESS_STEPS
 
 TOGGLE_ORDER = (CHANGED, IDENTICAL, ONLY_A, ONLY_B, SHAPE, DTYPE)
 TOGGLE_TIPS = {
@@ -44,7 +45,6 @@ TOGGLE_TIPS = {
     SHAPE: "Tensors whose shapes differ",
     DTYPE: "Tensors whose dtypes differ (compared in a common wider dtype)",
 }
-PROGRESS_STEPS = 1000
 COLOUR_A, COLOUR_B = "#1f77b4", "#ff7f0e"
 
 

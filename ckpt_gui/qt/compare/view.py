@@ -33,8 +33,8 @@ from ckpt_gui.qt.compare.results import DiffResults
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
 from ckpt_gui.qt.widgets.error_view import ErrorView
+from ckpt_gui.qt.workers import PROGRESS_STEPS
 
-PROGRESS_STEPS = 1000
 LOADING, COMPARING, READY = "loading", "comparing", "ready"
 FAILED, CANCELLED = "failed", "cancelled"
 

@@ -28,12 +28,11 @@ from ckpt_gui.qt.widgets.summary_bar import SummaryBar
 from ckpt_gui.qt.widgets.tree_panel import TreePanel
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from ckpt_gui.qt.widgets.values import ValuesPanel
+from ckpt_gui.qt.workers import PROGRESS_STEPS
 
 # Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
 # the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
 STATS_BATCH_SECONDS = 0.25
-# Progress is counted in bytes, which overflow a QProgressBar's int range: the bar counts steps.
-PROGRESS_STEPS = 1000
 # How long (ms) the tree gets to paint after loading before the statistics workers start.
 FIRST_PAINT_MS = 60
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
