@@ -142,3 +142,21 @@ def test_dcp_data_files_are_scanned(tmp_path: Path, capsys) -> None:
     assert main(["scan", str(folder)]) == 1
     out = capsys.readouterr().out
     assert "unknown" in out.lower() and "__0_0.distcp" in out
+
+
+def test_the_reader_and_the_scan_call_a_v7_tar_the_same(tmp_path: Path, capsys) -> None:
+    """detect (which the reader uses) and the scan share one sniffing rule: a tar header is
+    recognised by its checksum, so a v7 tar is the pre-1.6 tar format to both."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("pickle")
+        info.size = len(EVIL)
+        tar.addfile(info, io.BytesIO(EVIL))
+    data = bytearray(buffer.getvalue())
+    data[257:265] = bytes(8)
+    data[148:156] = b" " * 8
+    data[148:156] = b"%06o\0 " % sum(data[:512])
+    path = tmp_path / "v7.pt"
+    path.write_bytes(bytes(data))
+    assert main(["inspect", str(path)]) == 2
+    assert "tar-format torch file" in capsys.readouterr().err

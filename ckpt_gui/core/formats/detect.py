@@ -13,10 +13,9 @@ import zipfile
 from pathlib import Path
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
-from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file, printable
+from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file, printable, sniff
 from ckpt_gui.core.safety.scan import LEGACY_MAGIC
 
-# The pickled magic number that starts every legacy (pre-1.6) torch.save file.
 # How a legacy (pre-1.6) torch.save file starts: its magic number, pickled (protocol 2).
 LEGACY_PREFIX = pickle.dumps(LEGACY_MAGIC, protocol=2)[:-1]
 INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json", ".pt.index.json")
@@ -45,13 +44,16 @@ def detect(path: Path) -> str:
     fp, size = open_regular_file(path)  # non-blocking, re-checked: a swapped-in FIFO can't hang
     with fp:
         head = fp.read(512)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    kind = sniff(head, size)  # the scan's rules: zip, then tar (by checksum, as torch.load)
+    if kind == "zip":
         return _detect_zip(path)
+    if kind == "tar":
+        return "torch-tar"
     if head.startswith(LEGACY_PREFIX):
         return "torch-legacy"
-    if head[257:262] == b"ustar":
-        return "torch-tar"
-    if _looks_like_safetensors(head, size):
+    # A header longer than the file is still a safetensors file: a truncated one, which the
+    # reader then says.
+    if kind == "safetensors" or _looks_like_safetensors(head, size):
         return "safetensors"
     raise NotACheckpointError(f"{path}: not a checkpoint; it looks like {describe_content(head)}")
 
