@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ckpt_gui.core.errors import NoDataError
+from ckpt_gui.core.safety.numpy_values import Pending
 from ckpt_gui.core.safety.standins import StandIn, StandInObject, is_module, module_items
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_name, join_key
 
@@ -169,6 +170,9 @@ def build_tree(obj: Any, describe: TensorDescriber, name: str = "", key: str = "
             return Node(name=name, key=key, kind="value", value=_short_repr(value))
         if isinstance(value, StandIn):
             return Node(name=name, key=key, kind="value", value=repr(value), standin=value.qualname)
+        if isinstance(value, Pending):  # a NumPy call whose state never came: as inert as any
+            qualname = value.callee.qualname
+            return Node(name=name, key=key, kind="value", value=repr(value), standin=qualname)
         if id(value) in on_path:
             return Node(name=name, key=key, kind="value", value="<reference cycle>")
         if depth > MAX_DEPTH:

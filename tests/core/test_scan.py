@@ -323,6 +323,12 @@ def test_everything_torch_allows_by_default_is_safe():
         "omegaconf.dictconfig.DictConfig",
         "pyannote.audio.core.task.Specifications",
         "numpy.core.multiarray.frombuffer",
+        # Constructors whose cost the pickle does not bound: list(range(10**9)) allocates tens
+        # of GB, Fraction("1e999999999") computes for hours.
+        "builtins.range",
+        "fractions.Fraction",
+        "decimal.Decimal",
+        "collections.deque",
     ],
 )
 def test_classes_we_cannot_vouch_for_are_unknown(full):
@@ -496,3 +502,20 @@ def test_legacy_tar_format_is_scanned(tmp_path):
     assert report.format == "torch-tar"
     assert ("os", "system") in names(report, "unsafe")
     assert ("torch", "FloatStorage") in names(report, "safe")
+
+
+def test_a_list_of_a_huge_range_is_not_safe(tmp_path):
+    class Call:
+        def __init__(self, func, *args):
+            self.func, self.args = func, args
+
+        def __reduce__(self):
+            return self.func, self.args
+
+    path = tmp_path / "bomb.pt"
+    torch.save({"x": Call(list, (Call(range, 10**9),))}, path)
+    report = scan_file(path)
+    assert report.verdict == "unknown"
+    assert {(g.module, g.name, g.verdict) for g in report.globals} >= {
+        ("builtins", "range", "unknown")
+    }

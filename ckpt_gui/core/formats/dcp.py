@@ -175,13 +175,21 @@ def load_dcp_tensor(
     return target[key]
 
 
+MAX_CHUNKS = 65_536  # chunks of one tensor: DCP writes one per rank (or per shard of one)
+
+
 def _check_chunks(folder: Path, key: str, shape: tuple[int, ...], chunks: Any) -> None:
     """The chunks of a tensor must tile it exactly: inside its bounds, not overlapping, and
-    together as large as it. Otherwise part of it has no data in the folder."""
+    together as large as it. Otherwise part of it has no data in the folder. Empty chunks are
+    ignored, and the overlap test sweeps along one dimension, so a hostile list of many
+    chunks costs time in proportion to its length, not its square."""
     numel = 1
     for n in shape:
         numel *= n
+    if isinstance(chunks, list) and len(chunks) > MAX_CHUNKS:
+        raise CorruptError(f"{folder}: {key!r} has more than {MAX_CHUNKS:,} chunks; refused")
     boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    covered = 0
     for chunk in chunks if isinstance(chunks, list) else []:
         offsets, sizes = getattr(chunk, "offsets", None), getattr(chunk, "sizes", None)
         if not (_dims(offsets, len(shape)) and _dims(sizes, len(shape))):
@@ -189,24 +197,33 @@ def _check_chunks(folder: Path, key: str, shape: tuple[int, ...], chunks: Any) -
         lo, size = tuple(offsets or ()), tuple(sizes or ())
         if any(o + n > limit for o, n, limit in zip(lo, size, shape)):
             raise CorruptError(f"{folder}: a chunk of {key!r} lies outside the tensor")
-        boxes.append((lo, tuple(o + n for o, n in zip(lo, size))))
-    covered = 0
-    for lo, hi in boxes:
         volume = 1
-        for a, b in zip(lo, hi):
-            volume *= b - a
-        covered += volume
-    overlap = any(
-        all(a_lo < b_hi and b_lo < a_hi for a_lo, a_hi, b_lo, b_hi in zip(*boxes[i], *boxes[j]))
-        for i in range(len(boxes))
-        for j in range(i + 1, len(boxes))
-        if all(b - a for a, b in zip(*boxes[i])) and all(b - a for a, b in zip(*boxes[j]))
-    )
-    if covered != numel or overlap:
+        for n in size:
+            volume *= n
+        if volume:
+            covered += volume
+            boxes.append((lo, tuple(o + n for o, n in zip(lo, size))))
+    if covered != numel or _overlap(boxes):
         raise CorruptError(
             f"{folder}: the chunks of {key!r} do not cover it exactly (part of it has no data "
             "in the folder)"
         )
+
+
+def _overlap(boxes: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> bool:
+    """Whether any two boxes ``[lo, hi)`` intersect: a sweep along the dimension where their
+    starts differ most, comparing each box only with those still open along it."""
+    if len(boxes) < 2 or not boxes[0][0]:
+        return len(boxes) > 1  # scalars: two non-empty chunks of one element overlap
+    dim = max(range(len(boxes[0][0])), key=lambda d: len({lo[d] for lo, _ in boxes}))
+    active: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for lo, hi in sorted(boxes, key=lambda b: b[0][dim]):
+        active = [a for a in active if a[1][dim] > lo[dim]]
+        for a_lo, a_hi in active:
+            if all(a0 < b1 and b0 < a1 for a0, a1, b0, b1 in zip(a_lo, a_hi, lo, hi)):
+                return True
+        active.append((lo, hi))
+    return False
 
 
 def _dims(values: Any, count: int) -> bool:

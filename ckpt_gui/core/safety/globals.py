@@ -40,10 +40,11 @@ _QSCHEMES = (
 
 # Known harmless: constructors of plain data, so naming them cannot run anything (what they are
 # given is judged on its own). Listed as "safe" so that they do not drown the real unknowns.
-_HARMLESS_BUILTINS = "list dict tuple int float str bool range object NoneType Ellipsis".split()
+# Not range (list(range(10**9)) is tens of GB), nor Fraction or Decimal (Fraction("1e999999999")
+# computes for hours): only constructors whose cost is bounded by what the pickle holds.
+_HARMLESS_BUILTINS = "list dict tuple int float str bool object NoneType Ellipsis".split()
 _HARMLESS_STDLIB = [
     ("collections", "defaultdict"),  # its factory is a global of its own, judged on its own
-    ("collections", "deque"),
     ("typing", "Any"),
     ("argparse", "Namespace"),  # only sets the attributes it is given
     ("datetime", "datetime"),
@@ -51,8 +52,6 @@ _HARMLESS_STDLIB = [
     ("datetime", "time"),
     ("datetime", "timedelta"),
     ("datetime", "timezone"),
-    ("decimal", "Decimal"),
-    ("fractions", "Fraction"),
     ("uuid", "UUID"),
     ("pathlib", "PosixPath"),
     ("pathlib", "WindowsPath"),

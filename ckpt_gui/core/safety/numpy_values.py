@@ -42,10 +42,6 @@ class Pending:
         inert.state = state
         return inert
 
-    def unfinished(self) -> StandInObject:
-        """What it stands for when no BUILD ever came."""
-        return StandInObject(self.callee, self.args)
-
     def __repr__(self) -> str:
         return f"<{self.callee.qualname}(...) without its state>"
 
