@@ -113,3 +113,23 @@ def tensor_attribute_override(path: Path) -> None:
         args, state,
     )  # fmt: skip
     write_archive(path, archive_pickle({"w": rebuilt}), {"0": struct.pack("<4f", 1, 2, 3, 4)})
+
+
+def copied_result_bomb(path: Path, size: int = 60_000_000, copies: int = 30) -> None:
+    """``bytearray(size)`` once, then ``bytearray(that)`` ``copies`` times through the memo:
+    a kilobyte of pickle, ``copies`` times ``size`` bytes for torch's safe loader."""
+    out = bytearray(b"\x80\x02cbuiltins\nbytearray\nq\x000")
+    out += b"h\x00J" + struct.pack("<i", size) + b"\x85Rq\x010"  # memo 1: bytearray(size)
+    out += b"](" + b"h\x00h\x01\x85R" * copies + b"e."
+    write_archive(path, bytes(out), {})
+
+
+def encoded_copies_bomb(path: Path, size: int = 4_000_000, copies: int = 150) -> None:
+    """One memoised string encoded ``copies`` times by ``_codecs.encode`` (allowed by torch's
+    safe loader): each call makes new bytes."""
+    text = b"a" * size
+    out = bytearray(b"\x80\x02c_codecs\nencode\nq\x000")
+    out += b"X" + struct.pack("<I", size) + text + b"q\x010"
+    out += b"X\x06\x00\x00\x00latin1q\x020"
+    out += b"](" + b"h\x00h\x01h\x02\x86R" * copies + b"e."
+    write_archive(path, bytes(out), {})

@@ -44,6 +44,8 @@ REFUSED = {
         "asks for bytearray(<16,777,216 bytes>)",
     ),
     "size_nesting.pt": (hm.size_nesting_crash, "a damaged"),
+    "copied_result.pt": (hm.copied_result_bomb, "asks for bytearray(60,000,000) (one of 31"),
+    "encoded.pt": (hm.encoded_copies_bomb, "asks for _codecs.encode(<4,000,000 characters>)"),
 }
 
 

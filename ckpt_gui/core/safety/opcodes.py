@@ -177,17 +177,32 @@ def _reduce(func: Any, args: Any, where: str, sink: Sink) -> Any:
     if key in (("builtins", "tuple"), ("builtins", "frozenset")) and args:
         return _tuple(list(args[0]), sink) if isinstance(args[0], (list, tuple)) else None
     if key == ("_codecs", "encode") and len(args) == 2 and isinstance(args[0], str):
+        # Each call makes new bytes: one memoised string encoded a thousand times is a
+        # thousand copies, so every call counts.
+        sink.allocation(f"_codecs.encode(<{len(args[0]):,} characters>)", len(args[0]), where)
         if args[1] in ("latin1", "latin-1"):  # how protocol 2 writes bytes
             return args[0].encode("latin-1", "replace")
-        return None
+        return Sized(len(args[0]))
     allocation = _allocation(key, args)
     if allocation is not None:
         sink.allocation(allocation[0], allocation[1], where)
-        return None
+        # What bytes(n)/bytearray(n) made is copied again by a later bytearray(that): its
+        # size travels with it through the memo.
+        return Sized(allocation[1]) if key[0] == "builtins" else None
     if (key in NESTED_PICKLE_LOADERS or key in NESTED_TORCH_LOADERS) and args:
         if isinstance(args[0], bytes):
             sink.nested(args[0], f"{where} > nested pickle", key in NESTED_TORCH_LOADERS)
     return None
+
+
+class Sized:
+    """The simulated result of a call that allocates: only its size is known (and counted
+    again whenever a later call copies it)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
 
 
 # What torch's legacy constructors allocate per element, by the name's prefix.
@@ -205,8 +220,9 @@ def _allocation(key: tuple[str, str], args: tuple[Any, ...]) -> tuple[str, int] 
     if key in (("builtins", "bytearray"), ("builtins", "bytes")) and args:
         if type(args[0]) is int:
             return f"{name}({args[0]:,})", max(0, args[0])
-        if isinstance(args[0], (bytes, str)):  # a copy of data in the pickle, each call anew
-            return f"{name}(<{len(args[0]):,} bytes>)", len(args[0])
+        if isinstance(args[0], (bytes, str, Sized)):  # a copy of data, each call anew
+            n = args[0].n if isinstance(args[0], Sized) else len(args[0])
+            return f"{name}(<{n:,} bytes>)", n
         return None
     sizes = [a for a in args if type(a) is int]
     if not args or len(sizes) != len(args):
