@@ -17,6 +17,7 @@ from typing import NoReturn
 from ckpt_gui import __version__
 from ckpt_gui.commands.output import echo
 from ckpt_gui.core.errors import Cancelled, CheckpointError, first_line
+from ckpt_gui.core.memory import for_one_command
 
 # name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
 COMMANDS = ("inspect", "stats", "diff", "export", "scan")
@@ -102,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         if args_list and args_list[0] in COMMANDS:
+            if argv is None:
+                # The process ends with the command: the cyclic collector's full passes (a
+                # second each over a tree of a million nodes) are kept out of its way.
+                for_one_command()
             _interrupt_on_sigterm()
             # torch's deprecation chatter is not for the user: stderr carries our one line.
             warnings.simplefilter("ignore")

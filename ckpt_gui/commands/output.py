@@ -50,14 +50,16 @@ def print_table(
     headers = [clean(h) for h in headers]
     cells = [[clean(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    if cells and all(len(row) == len(headers) for row in cells):
+        # Column by column (a table can have half a million rows): each width in one max().
+        widths = [max(w, max(map(len, column))) for w, column in zip(widths, zip(*cells))]
+    else:
+        for row in cells:
+            widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    pads = [str.rjust if i in right else str.ljust for i in range(len(widths))]
 
     def line(parts: Sequence[str]) -> str:
-        padded = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(parts, widths))
-        ]
-        return "  ".join(padded).rstrip()
+        return "  ".join([pad(c, w) for pad, c, w in zip(pads, parts, widths)]).rstrip()
 
     out = [line(headers)]
     if rule:

@@ -48,6 +48,7 @@ class Checkpoint:
     obj: Any = field(default=None, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _by_key: dict[str, Node] | None = field(default=None, repr=False)
+    _counts: dict[str, dict[str, list[int]]] | None = field(default=None, repr=False)
 
     def tensors(self) -> list[Node]:
         return list(self.root.tensors())
@@ -61,20 +62,35 @@ class Checkpoint:
         return self._by_key.get(key)
 
     def totals(self) -> Totals:
-        total = Totals()
-        for node in self.root.tensors():
-            assert node.tensor is not None
-            total.add(node.tensor.numel, node.tensor.nbytes)
-        return total
+        return self._grouped()[""].get("", Totals())
 
     def totals_by(self, attribute: str) -> dict[str, Totals]:
         """Totals grouped by ``"role"`` or ``"dtype"``, in first-seen order."""
-        groups: dict[str, Totals] = {}
-        for node in self.root.tensors():
-            assert node.tensor is not None
-            name = node.role if attribute == "role" else node.tensor.dtype
-            groups.setdefault(name, Totals()).add(node.tensor.numel, node.tensor.nbytes)
-        return groups
+        return self._grouped()["role" if attribute == "role" else "dtype"]
+
+    def _grouped(self) -> dict[str, dict[str, Totals]]:
+        """All three groupings from one pass over the tensors, counted once (the tree does not
+        change once opened): the window's summary asks for them on the GUI thread, over as
+        many as a million tensors. Fresh ``Totals`` each call, so callers may change them."""
+        if self._counts is None:
+            counts: dict[str, dict[str, list[int]]] = {"": {}, "role": {}, "dtype": {}}
+            every, by_role, by_dtype = counts[""], counts["role"], counts["dtype"]
+            for node in self.root.tensors():
+                info = node.tensor
+                assert info is not None
+                numel, nbytes = info.numel, info.nbytes
+                for table, name in ((every, ""), (by_role, node.role), (by_dtype, info.dtype)):
+                    row = table.get(name)
+                    if row is None:
+                        row = table[name] = [0, 0, 0]
+                    row[0] += 1
+                    row[1] += numel
+                    row[2] += nbytes
+            self._counts = counts
+        return {
+            how: {name: Totals(*row) for name, row in table.items()}
+            for how, table in self._counts.items()
+        }
 
     def close(self) -> None:
         """Release the file. Tensors memory-mapped from it live as long as anything refers to
@@ -86,6 +102,7 @@ class Checkpoint:
         self.root = Node(name="", key="", kind="dict")
         self.obj = None
         self._by_key = None
+        self._counts = None
 
     def __enter__(self) -> Checkpoint:
         return self

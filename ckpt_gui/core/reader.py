@@ -15,6 +15,7 @@ from ckpt_gui.core.formats import pickled, safetensors_file
 from ckpt_gui.core.formats.detect import detect, find_index, read_index
 from ckpt_gui.core.formats.folders import FolderCheckpoint, Layout, folder_layout, format_label
 from ckpt_gui.core.formats.folders import read_config as read_config_file
+from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.recognise import recognise
 from ckpt_gui.core.safety.filecheck import check_regular_file
 from ckpt_gui.core.safety.scan import ScanReport
@@ -39,18 +40,20 @@ def open_checkpoint(
     readable checkpoint.
     """
     path = Path(path)
-    if path.is_dir():
-        ckpt = _open_folder(folder_layout(path), structural=structural, trust=trust)
-    else:
-        fmt = detect(path)
-        ckpt = _open_file(path, fmt, structural=structural, trust=trust)
-        if fmt in SHARDED:  # an index file: its folder's config.json, as for the folder
-            _add_config(ckpt, path.parent, "", hf=True)
-    kind = recognise(ckpt.root)
-    if ckpt.kind == "object":
-        ckpt.kind = kind
-    _note_optimizer_mapping(ckpt)
-    _note_overrides(ckpt)
+    with gc_paused():  # the tree is millions of small objects for a file of tiny tensors
+        if path.is_dir():
+            ckpt = _open_folder(folder_layout(path), structural=structural, trust=trust)
+        else:
+            fmt = detect(path)
+            ckpt = _open_file(path, fmt, structural=structural, trust=trust)
+            if fmt in SHARDED:  # an index file: its folder's config.json, as for the folder
+                _add_config(ckpt, path.parent, "", hf=True)
+        kind = recognise(ckpt.root)
+        if ckpt.kind == "object":
+            ckpt.kind = kind
+        nodes = list(ckpt.root.walk())
+        _note_optimizer_mapping(ckpt, nodes)
+        _note_overrides(ckpt, nodes)
     return ckpt
 
 
@@ -224,10 +227,11 @@ def _files_size(files: Sequence[Path]) -> int:
     return total
 
 
-def _note_overrides(ckpt: Checkpoint) -> None:
+def _note_overrides(ckpt: Checkpoint, nodes: Sequence[Node]) -> None:
     """Say where the file set attributes that hide an object's own methods: a program calling
-    them would see something else than the entries the tree (and ``load_state_dict``) reads."""
-    for node in ckpt.root.walk():
+    them would see something else than the entries the tree (and ``load_state_dict``) reads.
+    ``nodes``: every node of the tree, in walk order."""
+    for node in nodes:
         if node.overrides:
             names = ", ".join(node.overrides[:4])
             where = node.key or "the top object"
@@ -370,8 +374,8 @@ def _flat_root(items: object) -> Node:
     return root
 
 
-def _note_optimizer_mapping(ckpt: Checkpoint) -> None:
-    for node in ckpt.root.walk():
+def _note_optimizer_mapping(ckpt: Checkpoint, nodes: Sequence[Node]) -> None:
+    for node in nodes:
         if node.label != "optimizer":
             continue
         state = node.child("state")

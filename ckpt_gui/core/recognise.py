@@ -40,6 +40,8 @@ LIGHTNING_KEYS = {"pytorch-lightning_version", "optimizer_states", "lr_scheduler
 
 
 def is_optimizer(node: Node) -> bool:
+    if node.kind != "dict":
+        return False
     state, groups = node.child("state"), node.child("param_groups")
     return (
         node.kind == "dict"
@@ -64,13 +66,16 @@ def is_state_dict(node: Node) -> bool:
 
 def recognise(root: Node) -> str:
     """Label the tree in place and return what the top object is."""
-    optimizers = [n for n in root.walk() if is_optimizer(n)]
+    # Only containers (and pickled modules, which may be empty) can be optimizers, state_dicts
+    # or modules: one walk finds them, and the (maybe a million) leaves are passed over once.
+    containers = [n for n in root.walk() if n.children or n.label == "module"]
+    optimizers = [n for n in containers if is_optimizer(n)]
     for opt in optimizers:
         opt.label = "optimizer"
-    models = [n for n in root.walk() if is_state_dict(n) and not _inside(n, optimizers)]
+    models = [n for n in containers if is_state_dict(n) and not _inside(n, optimizers)]
     # Pickled nn.Modules (structural view) already carry exact roles; the outermost of each
     # module tree is a model, the ones inside it its submodules.
-    modules = [n for n in root.walk() if n.label == "module" and not _in_module(n)]
+    modules = [n for n in containers if n.label == "module" and not _in_module(n)]
     for module in modules:
         module.label = "model"
     for model in models:

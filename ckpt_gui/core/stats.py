@@ -10,7 +10,8 @@ with Chan et al.'s formula, so ``std`` stays accurate when the mean is large nex
 Memory stays bounded by a few chunk-sized buffers whatever the tensor's size.
 
 Chunking and the worker threads that reduce chunks of a large tensor in parallel live in
-``ckpt_gui.core.chunks``.
+``ckpt_gui.core.chunks``. Tiny tensors (a thousand elements or fewer) are measured thousands at a
+time instead, by ``ckpt_gui.core.stats_tiny``.
 
 ``iter_stats`` is the generator the window's worker thread and the CLI consume; see its docstring
 for the events it yields.
@@ -40,7 +41,7 @@ from ckpt_gui.core.chunks import (
     values_per_element,
     work_dtype,
 )
-from ckpt_gui.core.errors import CheckpointError
+from ckpt_gui.core.errors import Cancelled, CheckpointError
 from ckpt_gui.core.tree import Node, dtype_from_name, dtype_name
 
 _NATIVE_MINMAX = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
@@ -328,18 +329,41 @@ def iter_stats(
     """Statistics of tensor nodes, one after another, as a stream of events:
 
     - ``Progress(done_bytes, total_bytes, key)``: first ``Progress(0, total)``, then at most
-      every ``progress_interval`` seconds while a tensor is read, and after each tensor;
+      every ``progress_interval`` seconds while a tensor is read, and after each tensor (after
+      each batch, for tiny tensors, which are measured up to thousands at once);
     - ``StatsResult(key, stats)``: one per tensor, in the order given, as soon as it is done;
     - ``StatsFailed(key, message)``: a tensor whose data could not be read; the sweep goes on.
 
     Every yield is a cancel point: stop iterating (or ``close()`` the generator) to cancel.
     ``cancel`` is also checked between chunks, for callers that cannot stop iterating.
     """
+    # Imported here: stats_tiny builds on this module's TensorStats and chunked path.
+    from ckpt_gui.core.stats_tiny import BATCH_ELEMS, BATCH_TENSORS, is_tiny, tiny_batch
+
     nodes = [n for n in nodes if n.tensor is not None]
     total = sum(n.tensor.nbytes for n in nodes if n.tensor is not None)
     done = 0
     yield Progress(0, total)
-    for node in nodes:
+    i = 0
+    while i < len(nodes):
+        if is_tiny(nodes[i].tensor):
+            j, elems = i, 0
+            while (
+                j < len(nodes)
+                and j - i < BATCH_TENSORS
+                and elems < BATCH_ELEMS
+                and is_tiny(nodes[j].tensor)
+            ):
+                elems += nodes[j].tensor.numel  # type: ignore[union-attr]
+                j += 1
+            _check(cancel)
+            batch, i = nodes[i:j], j
+            yield from tiny_batch(batch, chunk_elems, cancel)
+            done += sum(n.tensor.nbytes for n in batch if n.tensor is not None)
+            yield Progress(done, total, batch[-1].key)
+            continue
+        node = nodes[i]
+        i += 1
         assert node.tensor is not None
         nbytes, numel = node.tensor.nbytes, node.tensor.numel
         if dtype_from_name(node.tensor.dtype) in NO_VALUES:
@@ -372,6 +396,11 @@ def iter_stats(
         done += nbytes
         yield StatsResult(node.key, stats)
         yield Progress(done, total, node.key)
+
+
+def _check(cancel: CancelCheck | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
 
 
 def no_values(dtype: str) -> str:

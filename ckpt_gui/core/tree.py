@@ -9,11 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
 ROLES = ("parameter", "buffer", "optimizer_state", "other")
+T = TypeVar("T")
+
+
+class _cached(Generic[T]):
+    """``functools.cached_property`` without the lock Python 3.11 takes on every first access
+    (a few microseconds each, seconds over a million tensors): the value computed on first
+    access is stored in the instance, where later lookups find it first."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        value = self.compute(obj)
+        setattr(obj, self.name, value)  # found before this (non-data) descriptor from now on
+        return value
 
 
 @dataclass
@@ -36,6 +57,11 @@ class TensorInfo:
     # tensor ("sparse_coo", "sparse_csr", ..., "nested"); ``stored`` counts those values.
     layout: str = "strided"
     stored: int | None = None
+    # ``(source, offset)`` where the bytes lie, row-major and back to back, in a buffer whose
+    # ``source.byte_view(begin, end)`` gives many tensors' bytes at once as one uint8 tensor:
+    # statistics then read thousands of tiny tensors in one step (safetensors files). None
+    # where each tensor has to be loaded on its own.
+    bytes_at: tuple[Any, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def uninitialised(self) -> bool:
@@ -44,8 +70,10 @@ class TensorInfo:
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @_cached
     def numel(self) -> int:
+        # Cached: the shape never changes once described, and sweeps over a million tensors
+        # ask for it several times each.
         n = 1
         for s in self.shape:
             n *= s
@@ -55,7 +83,7 @@ class TensorInfo:
     def element_size(self) -> int:
         return dtype_from_name(self.dtype).itemsize
 
-    @property
+    @_cached
     def nbytes(self) -> int:
         """Bytes of the data as stored (a sparse tensor's values, not its dense size)."""
         count = self.numel if self.stored is None else self.stored
@@ -111,13 +139,23 @@ class Node:
     def walk(self) -> Iterator[Node]:
         """This node and every node below it, depth first, in saved order."""
         stack = [self]
+        pop, extend = stack.pop, stack.extend
         while stack:
-            node = stack.pop()
+            node = pop()
             yield node
-            stack.extend(reversed(node.children))
+            if node.children:  # most nodes are leaves: nothing to push
+                extend(reversed(node.children))
 
     def tensors(self) -> Iterator[Node]:
-        return (n for n in self.walk() if n.kind == "tensor")
+        """The tensor nodes of ``walk()``, in the same order."""
+        stack = [self]
+        pop, extend = stack.pop, stack.extend
+        while stack:
+            node = pop()
+            if node.kind == "tensor":
+                yield node
+            if node.children:
+                extend(reversed(node.children))
 
     def child(self, name: str) -> Node | None:
         for c in self.children:

@@ -26,4 +26,4 @@ def human_count(n: int | float) -> str:
 
 
 def shape_text(shape: tuple[int, ...] | list[int]) -> str:
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+    return "[" + ", ".join(map(str, shape)) + "]"

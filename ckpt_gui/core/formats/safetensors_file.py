@@ -19,6 +19,7 @@ import torch
 
 from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
 from ckpt_gui.core.formats.detect import MAX_SAFETENSORS_HEADER
+from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.safety.filecheck import open_regular_file, printable
 from ckpt_gui.core.tree import TensorInfo, dtype_name
 
@@ -49,6 +50,7 @@ CODES = {dtype_name(d): code for code, d in DTYPES.items()}
 # Dtypes packing several values into one torch element: the header counts values, torch
 # counts elements, so the last dimension differs by this factor.
 PACKED = {torch.float4_e2m1fn_x2: 2}
+_PLAIN_DTYPES = {code: d for code, d in DTYPES.items() if d not in PACKED}
 MAX_DIM = 2**62
 
 
@@ -75,7 +77,8 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
             )
         text = f.read(n)
     try:
-        header = json.loads(text)
+        with gc_paused():  # a header of 500,000 entries is a million small containers
+            header = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise CorruptError(f"{path}: damaged safetensors header (not valid JSON)") from None
     except RecursionError:
@@ -84,26 +87,64 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
         raise CorruptError(f"{path}: damaged safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
     data_start, data_size = 8 + n, size - 8 - n
-    entries = [_entry(path, name, spec, data_start, data_size) for name, spec in header.items()]
+    entries = _entries(path, header, data_start, data_size)
     _check_no_overlap(path, entries)
     return entries, metadata if isinstance(metadata, dict) else {}
 
 
+def _entries(path: Path, header: dict[str, Any], start: int, data_size: int) -> list[Entry]:
+    """Every entry of the header, checked. This loop runs once per tensor (half a million in a
+    hostile file), so the plain case is checked inline; anything else (a packed dtype, or an
+    entry that is wrong in any way) goes through ``_entry``, which accepts it or says why not."""
+    entries: list[Entry] = []
+    append = entries.append
+    plain = _PLAIN_DTYPES
+    for name, spec in header.items():
+        if type(spec) is dict:
+            code, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+            dtype = plain.get(code) if type(code) is str else None
+            if dtype is not None and type(shape) is list and type(offsets) is list:
+                numel = 1
+                for n in shape:
+                    if type(n) is not int or not 0 <= n < MAX_DIM:
+                        break
+                    numel *= n
+                else:
+                    if len(offsets) == 2:
+                        begin, end = offsets
+                        if (
+                            type(begin) is int
+                            and type(end) is int
+                            and 0 <= begin <= end <= data_size
+                            and end - begin == numel * dtype.itemsize
+                        ):
+                            append(Entry(name, dtype, tuple(shape), start + begin, start + end))
+                            continue
+        append(_entry(path, name, spec, start, data_size))
+    return entries
+
+
 def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entry:
-    shown = printable(name, 80)
-    if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= spec.keys():
-        raise CorruptError(f"{path}: damaged safetensors header entry for {shown!r}")
+    # Runs once per tensor, so the common case is checked with as few calls as possible; the
+    # name is made printable only for an error message.
+    if not (
+        isinstance(spec, dict) and "dtype" in spec and "shape" in spec and "data_offsets" in spec
+    ):
+        raise CorruptError(f"{path}: damaged safetensors header entry for {printable(name, 80)!r}")
     code, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
-    if not isinstance(code, str):
-        raise CorruptError(f"{path}: damaged safetensors header entry for {shown!r} (dtype)")
-    if code not in DTYPES:
-        raise UnsupportedFormatError(
-            f"{path}: {shown!r} has unsupported dtype {printable(code, 40)!r}"
+    if type(code) is not str:
+        raise CorruptError(
+            f"{path}: damaged safetensors header entry for {printable(name, 80)!r} (dtype)"
         )
-    dtype = DTYPES[code]
+    dtype = DTYPES.get(code)
+    if dtype is None:
+        raise UnsupportedFormatError(
+            f"{path}: {printable(name, 80)!r} has unsupported dtype {printable(code, 40)!r}"
+        )
     if not _ints(shape, MAX_DIM) or not _ints(offsets, 2**63) or len(offsets) != 2:
         raise CorruptError(
-            f"{path}: {shown!r} has a shape or data offsets that are not whole numbers in range"
+            f"{path}: {printable(name, 80)!r} has a shape or data offsets that are not whole "
+            "numbers in range"
         )
     shape = tuple(shape)
     begin, end = offsets
@@ -112,7 +153,9 @@ def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entr
         numel *= s
     if dtype in PACKED:
         if not shape or shape[-1] % PACKED[dtype]:
-            raise CorruptError(f"{path}: {shown!r} packs {code} values into an odd last dimension")
+            raise CorruptError(
+                f"{path}: {printable(name, 80)!r} packs {code} values into an odd last dimension"
+            )
         shape = (*shape[:-1], shape[-1] // PACKED[dtype])
         numel //= PACKED[dtype]
     if not 0 <= begin <= end <= data_size:
@@ -126,11 +169,18 @@ def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entr
 
 def _ints(values: Any, limit: int) -> bool:
     """A JSON list of whole numbers in ``[0, limit)`` (not floats: 1e400 parses as inf)."""
-    return isinstance(values, list) and all(type(v) is int and 0 <= v < limit for v in values)
+    if type(values) is not list:
+        return False
+    for v in values:  # a plain loop: most lists hold one to four numbers
+        if type(v) is not int or not 0 <= v < limit:
+            return False
+    return True
 
 
 def _check_no_overlap(path: Path, entries: list[Entry]) -> None:
-    ordered = sorted((e for e in entries if e.end > e.begin), key=lambda e: e.begin)
+    ordered = [e for e in entries if e.end > e.begin]
+    if any(a.begin > b.begin for a, b in zip(ordered, ordered[1:])):  # usually in file order
+        ordered.sort(key=lambda e: e.begin)
     for a, b in zip(ordered, ordered[1:]):
         if b.begin < a.end:
             raise CorruptError(f"{path}: tensors {a.name!r} and {b.name!r} overlap in the file")
@@ -154,6 +204,13 @@ class MappedFile:
             flat = flat.clone()  # misaligned: a copy is the only safe way to reinterpret it
         return flat.view(dtype).view(shape)
 
+    def byte_view(self, begin: int, end: int) -> torch.Tensor:
+        """Bytes ``[begin, end)`` of the file as a uint8 tensor viewing the map (nothing is
+        read until used): the bytes of many tensors at once, for statistics of tiny tensors."""
+        if end == begin or self._map is None:
+            return torch.empty(0, dtype=torch.uint8)
+        return torch.frombuffer(self._map, dtype=torch.uint8, count=end - begin, offset=begin)
+
     def close(self) -> None:
         if self._map is not None:
             try:
@@ -165,14 +222,25 @@ class MappedFile:
 
 def tensor_infos(path: Path, entries: list[Entry], mapped: MappedFile) -> dict[str, TensorInfo]:
     infos = {}
+    # Files with many tensors repeat a few shapes and dtypes: their strides and names are
+    # computed once (tuples and strings are immutable, so the infos can share them).
+    strides: dict[tuple[int, ...], tuple[int, ...]] = {}
+    names: dict[torch.dtype, str] = {}
+    load = mapped.tensor
     for e in entries:
-        stride = _contiguous_stride(e.shape)
+        stride = strides.get(e.shape)
+        if stride is None:
+            stride = strides[e.shape] = _contiguous_stride(e.shape)
+        name = names.get(e.dtype)
+        if name is None:
+            name = names[e.dtype] = dtype_name(e.dtype)
         infos[e.name] = TensorInfo(
-            dtype=dtype_name(e.dtype),
+            dtype=name,
             shape=e.shape,
             stride=stride,
             device="cpu",
-            loader=partial(mapped.tensor, e.dtype, e.shape, e.begin, e.end),
+            loader=partial(load, e.dtype, e.shape, e.begin, e.end),
+            bytes_at=(mapped, e.begin),
         )
     return infos
 

@@ -33,7 +33,8 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader
 def printable(text: str, limit: int | None = 200) -> str:
     """Text from a file made safe for a terminal: control characters escaped (so a key cannot
     move the cursor or recolour the screen), cut to ``limit`` characters unless None."""
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    if not text.isprintable():  # the usual text is printable whole: checked in one call
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 

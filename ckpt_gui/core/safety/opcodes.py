@@ -9,7 +9,10 @@ friends back to the caller to scan as nested pickles. Nothing is unpickled; noth
 from __future__ import annotations
 
 import copyreg
+import io
 import pickletools
+import struct
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +23,8 @@ _STRINGS = set("STRING BINSTRING SHORT_BINSTRING UNICODE SHORT_BINUNICODE BINUNI
 _STRINGS.add("BINUNICODE8")
 _BYTES = {"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
 _INTS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
 
 
 class Sink(Protocol):
@@ -49,9 +54,96 @@ class STuple(tuple):  # type: ignore[type-arg]
 
 def _tuple(items: list[Any], sink: Sink) -> STuple:
     result = STuple(items)
-    result.depth = 1 + max((i.depth for i in items if isinstance(i, STuple)), default=0)
+    depth = 0
+    for item in items:  # a loop, not max() over a generator: one tuple per tensor, or more
+        if isinstance(item, STuple) and item.depth > depth:
+            depth = item.depth
+    result.depth = depth + 1
     sink.tuple_depth(result.depth)
     return result
+
+
+# -- reading opcodes ---------------------------------------------------------------------------
+# ``pickletools.genops`` reads every opcode and argument through a file object, a few calls each;
+# a torch.save pickle has about thirty opcodes per tensor, so a file of 100,000 tensors spent
+# seconds there. ``_ops`` yields exactly what genops yields for a pickle held in memory, reading
+# the common arguments straight from the bytes (the rest through genops' own readers).
+
+_FIXED = {"uint1": (1, "<B"), "uint2": (2, "<H"), "uint4": (4, "<I"), "int4": (4, "<i")}
+_FIXED["uint8"] = (8, "<Q")
+_COUNTED = {  # argument name -> (size of its count, count format, result type)
+    "unicodestring1": (1, "<B", str),
+    "unicodestring4": (4, "<I", str),
+    "unicodestring8": (8, "<Q", str),
+    "bytes1": (1, "<B", bytes),
+    "bytes4": (4, "<I", bytes),
+    "bytes8": (8, "<Q", bytes),
+    "bytearray8": (8, "<Q", bytearray),
+}
+_NO_ARG, _FIXED_ARG, _COUNTED_ARG, _OTHER_ARG = range(4)
+# Per opcode byte: (opcode, how its argument is read, size, struct format, result type).
+_TABLE: list[tuple[Any, int, int, str, Any] | None] = [None] * 256
+for _op in pickletools.opcodes:
+    if _op.arg is None:
+        _TABLE[ord(_op.code)] = (_op, _NO_ARG, 0, "", None)
+    elif _op.arg.name in _FIXED:
+        _TABLE[ord(_op.code)] = (_op, _FIXED_ARG, *_FIXED[_op.arg.name], None)
+    elif _op.arg.name in _COUNTED:
+        _TABLE[ord(_op.code)] = (_op, _COUNTED_ARG, *_COUNTED[_op.arg.name])
+    else:
+        _TABLE[ord(_op.code)] = (_op, _OTHER_ARG, 0, "", None)
+_STOP = ord(".")
+
+
+def _ops(data: bytes | bytearray) -> Any:
+    """``pickletools.genops(data)`` for a pickle in memory: ``(opcode, arg, pos)`` up to and
+    including STOP, with the same values and the same ``ValueError`` where genops raises one."""
+    end = len(data)
+    unpack = struct.unpack_from
+    table = _TABLE
+    stream: io.BytesIO | None = None  # for the rare arguments read by pickletools' own readers
+    pos = 0
+    while True:
+        if pos >= end:
+            raise ValueError("pickle exhausted before seeing STOP")
+        code = data[pos]
+        entry = table[code]
+        if entry is None:
+            raise ValueError(f"at position {pos}, opcode {bytes(data[pos : pos + 1])!r} unknown")
+        op, how, size, fmt, kind = entry
+        start = pos
+        pos += 1
+        if how == _NO_ARG:
+            yield op, None, start
+            if code == _STOP:
+                return
+            continue
+        if how == _FIXED_ARG:
+            if pos + size > end:
+                raise ValueError(f"not enough data in stream to read {op.arg.name}")
+            arg = unpack(fmt, data, pos)[0]
+            pos += size
+        elif how == _COUNTED_ARG:
+            if pos + size > end:
+                raise ValueError(f"not enough data in stream to read uint{size}")
+            n = unpack(fmt, data, pos)[0]
+            pos += size
+            if n > sys.maxsize:
+                raise ValueError(f"{op.arg.name} byte count > sys.maxsize: {n}")
+            if pos + n > end:
+                raise ValueError(
+                    f"expected {n} bytes in a {op.arg.name}, but only {end - pos} remain"
+                )
+            raw = data[pos : pos + n]
+            pos += n
+            arg = str(raw, "utf-8", "surrogatepass") if kind is str else kind(raw)
+        else:
+            if stream is None:
+                stream = io.BytesIO(data)
+            stream.seek(pos)
+            arg = op.arg.reader(stream)
+            pos = stream.tell()
+        yield op, arg, start
 
 
 def simulate(stream: Any, where: str, sink: Sink) -> Any:
@@ -78,9 +170,35 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
     protocol = 0
     frame_end: int | None = None  # where the current protocol 4 frame ends
     arg: Any
-    for op, arg, pos in pickletools.genops(stream):
+    ops = _ops(stream) if isinstance(stream, (bytes, bytearray)) else pickletools.genops(stream)
+    for op, arg, pos in ops:
         name = op.name
-        if name == "FRAME":
+        # The branches below are tried in order of how often torch.save writes each opcode.
+        if name in _MEMO_PUTS:
+            memo[arg] = stack[-1] if stack else None
+        elif name in _MEMO_GETS:
+            stack.append(memo.get(arg))
+        elif name in _INTS:
+            stack.append(arg)
+        elif name == "MARK":
+            stack.append(_MARK)
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            items = [pop() for _ in range(int(name[-1]))]
+            stack.append(_tuple(items[::-1], sink))
+        elif name in ("TUPLE", "FROZENSET"):
+            stack.append(_tuple(pop_mark(), sink))
+        elif name == "REDUCE":
+            args, func = pop(), pop()
+            stack.append(_reduce(func, args, where, sink))
+        elif name in _STRINGS:
+            stack.append(arg if isinstance(arg, str) else None)
+        elif name in ("BINPERSID", "PERSID"):
+            pid = pop() if name == "BINPERSID" else arg
+            sink.storage(pid, where)
+            stack.append(None)
+        elif name == "EMPTY_TUPLE":
+            stack.append(_tuple([], sink))
+        elif name == "FRAME":
             # Unpicklers read a frame whole and go on after it; this walk reads on byte by byte.
             # Both see the same opcodes only if frames never overlap and STOP ends its frame.
             if frame_end is not None and pos is not None and pos < frame_end:
@@ -88,12 +206,8 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
             frame_end = None if pos is None else pos + 9 + arg
         elif name == "PROTO":
             protocol = arg
-        elif name in _STRINGS:
-            stack.append(arg if isinstance(arg, str) else None)
         elif name in _BYTES:
             stack.append(bytes(arg))
-        elif name in _INTS:
-            stack.append(arg)
         elif name in ("GLOBAL", "INST"):
             module, qual = _global_operands(raw, pos, arg)
             sink.add(module, qual, where, protocol)
@@ -119,21 +233,8 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
                 sink.add("?", "?", where)
                 sink.note(f"{where}: unregistered extension code {arg}")
                 stack.append(None)
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[arg] = stack[-1] if stack else None
         elif name == "MEMOIZE":
             memo[len(memo)] = stack[-1] if stack else None
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            stack.append(memo.get(arg))
-        elif name == "MARK":
-            stack.append(_MARK)
-        elif name == "EMPTY_TUPLE":
-            stack.append(_tuple([], sink))
-        elif name in ("TUPLE", "FROZENSET"):
-            stack.append(_tuple(pop_mark(), sink))
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            items = [pop() for _ in range(int(name[-1]))]
-            stack.append(_tuple(items[::-1], sink))
         elif name == "EMPTY_LIST":
             stack.append([])
         elif name == "LIST":
@@ -142,13 +243,6 @@ def simulate(stream: Any, where: str, sink: Sink) -> Any:
             items = [pop()] if name == "APPEND" else pop_mark()
             if stack and isinstance(stack[-1], list):
                 stack[-1].extend(items)
-        elif name == "REDUCE":
-            args, func = pop(), pop()
-            stack.append(_reduce(func, args, where, sink))
-        elif name in ("BINPERSID", "PERSID"):
-            pid = pop() if name == "BINPERSID" else arg
-            sink.storage(pid, where)
-            stack.append(None)
         elif name == "DUP":
             stack.append(stack[-1] if stack else None)
         elif name == "STOP":
@@ -224,10 +318,12 @@ def _allocation(key: tuple[str, str], args: tuple[Any, ...]) -> tuple[str, int] 
             n = args[0].n if isinstance(args[0], Sized) else len(args[0])
             return f"{name}(<{n:,} bytes>)", n
         return None
+    if module not in ("torch", "torch.cuda"):  # most calls (one per tensor): nothing to count
+        return None
     sizes = [a for a in args if type(a) is int]
     if not args or len(sizes) != len(args):
         return None  # built from data in the pickle (a list of values), not from a size
-    if module not in ("torch", "torch.cuda") or not name.endswith(("Tensor", "Storage")):
+    if not name.endswith(("Tensor", "Storage")):
         return None
     stem = name.removesuffix("Tensor").removesuffix("Storage")
     item = _CONSTRUCTOR_ITEMSIZE.get(stem)
