@@ -325,8 +325,10 @@ class _Walker:
             self.plan.problems.append(f"{node.key}: {dtype} cannot be stored in safetensors")
             return False
         nbytes = info.numel * dtype_from_name(dtype).itemsize
-        broadcast = info.stride is not None and any(
-            stride == 0 and size > 1 for size, stride in zip(info.shape, info.stride)
+        broadcast = (
+            info.stride is not None
+            and 0 in info.stride
+            and any(stride == 0 and size > 1 for size, stride in zip(info.shape, info.stride))
         )
         if (
             broadcast
@@ -372,6 +374,8 @@ class _Walker:
     def matches(globs: tuple[str, ...], node: Node, rel: str, name: str) -> bool:
         """A glob matches the full source key, the key below the exported object, or the name
         the key gets in the result, so ``linear1.*`` works in a training checkpoint too."""
+        if not globs:
+            return False
         return any(fnmatch.fnmatchcase(k, g) for g in globs for k in {node.key, rel, name} if k)
 
     def drop(self, node: Node, reason: str) -> None:
