@@ -4,7 +4,10 @@ A ``Worker`` runs a core generator (or a plain call) on a private thread pool. E
 progress point and a cancel point: the worker checks its abort flag between yields. Results are
 batched (at most one signal every ``BATCH_SECONDS``) so that a checkpoint with thousands of tensors
 does not flood the event loop, and they are re-emitted on the GUI thread only if the worker has not
-been aborted, so work the user abandoned never reaches a widget.
+been aborted, so work the user abandoned never reaches a widget. A batch is sent only once the GUI
+thread has handled the one before and had ``BATCH_SECONDS`` to itself since: when results come
+faster than the window takes them in (half a million tiny tensors), batches grow instead of
+queueing up, and the event loop still paints and answers between them.
 
 The core keeps one pool of its own: ``ckpt_gui.core.chunks`` spreads a large tensor's chunks
 over a ``ThreadPoolExecutor`` (``ckpt-stats`` threads) from whichever thread runs the generator,
@@ -24,6 +27,15 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from ckpt_gui.core.errors import Cancelled
 
 BATCH_SECONDS = 0.03
+# A generator that yields many items in quick succession does Python work between its yields
+# (statistics of thousands of tiny tensors): it holds the GIL nearly all the time, and the GUI
+# thread, whose every paint makes hundreds of calls into Python, would wait seconds for it call
+# after call. Such a worker leaves the GIL free for PAUSE_SECONDS after every PACE_SECONDS in
+# which it yielded PACE_ITEMS or more (one whose steps run in torch, with the GIL released,
+# yields too rarely to pause).
+PACE_SECONDS = 0.02
+PAUSE_SECONDS = 0.002
+PACE_ITEMS = 50
 # The range of progress bars fed by workers: their progress is in bytes, which overflow a
 # QProgressBar's int range, so it is shown in thousandths.
 PROGRESS_STEPS = 1000
@@ -88,6 +100,8 @@ class Worker(QObject):
         self._discard = discard
         self._abort = threading.Event()
         self._thread_done = threading.Event()
+        # When the GUI thread last finished handling a batch; None while one waits for it.
+        self._handled_at: float | None = time.monotonic()
         self._batch.connect(self._deliver_batch)
         self._done.connect(self._deliver_done)
 
@@ -114,8 +128,11 @@ class Worker(QObject):
 
     @Slot(list)
     def _deliver_batch(self, items: list) -> None:
-        if not self._abort.is_set():
-            self.yielded.emit(items)
+        try:
+            if not self._abort.is_set():
+                self.yielded.emit(items)
+        finally:
+            self._handled_at = time.monotonic()  # the worker may send the next one in a while
 
     @Slot(str, object)
     def _deliver_done(self, how: str, payload: object) -> None:
@@ -155,7 +172,8 @@ class Worker(QObject):
         if not isinstance(iterable, Generator):
             iterable = iter(iterable)
         batch: list = []
-        last = time.monotonic()
+        last = paced = time.monotonic()
+        items = 0  # yielded since ``paced``
         result: object = None
         try:
             while True:
@@ -168,7 +186,19 @@ class Worker(QObject):
                     break
                 batch.append(item)
                 now = time.monotonic()
-                if now - last >= self._batch_seconds:
+                items += 1
+                if now - paced >= PACE_SECONDS:
+                    if items >= PACE_ITEMS:
+                        time.sleep(PAUSE_SECONDS)  # the GUI thread's turn at the GIL
+                        now = time.monotonic()
+                    paced, items = now, 0
+                handled = self._handled_at
+                if (
+                    handled is not None
+                    and now - last >= self._batch_seconds
+                    and now - handled >= self._batch_seconds
+                ):
+                    self._handled_at = None
                     self._batch.emit(batch)
                     batch, last = [], now
         finally:

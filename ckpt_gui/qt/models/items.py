@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.tree import Node, join_key
 
 
@@ -51,10 +52,12 @@ class Item:
 
     def walk(self) -> Iterator[Item]:
         stack = [self]
+        pop, extend = stack.pop, stack.extend
         while stack:
-            item = stack.pop()
+            item = pop()
             yield item
-            stack.extend(reversed(item.children))
+            if item.children:
+                extend(reversed(item.children))
 
     def ancestors(self) -> Iterator[Item]:
         item = self.parent
@@ -65,9 +68,10 @@ class Item:
 
 def build_items(root: Node, group_modules: bool = True) -> Item:
     """The row tree for ``root``; an invisible root item holds the top-level rows."""
-    top = Item("", root.key, root, None)
-    _fill(top, root.children, group_modules)
-    _count(top)
+    with gc_paused():  # a row per node: half a million objects for a file of tiny tensors
+        top = Item("", root.key, root, None)
+        _fill(top, root.children, group_modules)
+        _count(top)
     return top
 
 
@@ -83,21 +87,30 @@ def _fill(parent: Item, children: list[Node], group_modules: bool) -> None:
 
 def _fill_grouped(parent: Item, children: list[Node], group_modules: bool) -> None:
     """Nest ``a.b.c`` under module rows ``a`` and ``b``, keeping the saved order."""
-    modules: dict[tuple[int, str], Item] = {}  # (id of parent item, name) -> module row
+    modules: dict[str, Item] = {}  # a name's dotted head ("a.b") -> its module row
     for node in children:
-        parts = node.name.split(".")
+        head, dot, last = node.name.rpartition(".")
         holder = parent
-        prefix = parent.key
-        for part in parts[:-1]:
-            prefix = join_key(prefix, part)
-            found = modules.get((id(holder), part))
-            if found is None:
-                found = _add(holder, Item(part, prefix, None, holder))
-                modules[(id(holder), part)] = found
-            holder = found
-        item = _add(holder, Item(parts[-1], node.key, node, holder))
+        if dot:
+            found = modules.get(head)
+            holder = found if found is not None else _module_rows(parent, head, modules)
+        item = _add(holder, Item(last, node.key, node, holder))
         if node.children:
             _fill(item, node.children, group_modules)
+
+
+def _module_rows(parent: Item, head: str, modules: dict[str, Item]) -> Item:
+    """The module row for the dotted ``head`` below ``parent``, made with the rows above it
+    where they are missing; each is kept in ``modules`` under its own dotted head."""
+    holder, prefix, end = parent, parent.key, -1
+    for part in head.split("."):
+        end += len(part) + 1
+        prefix = join_key(prefix, part)
+        found = modules.get(head[:end])
+        if found is None:
+            found = modules[head[:end]] = _add(holder, Item(part, prefix, None, holder))
+        holder = found
+    return holder
 
 
 def _add(parent: Item, item: Item) -> Item:
@@ -109,9 +122,10 @@ def _add(parent: Item, item: Item) -> Item:
 def _count(item: Item) -> None:
     """Elements, bytes and tensor counts of every row, summed over the rows below it."""
     for it in reversed(list(item.walk())):
-        if it.is_tensor:
-            assert it.node is not None and it.node.tensor is not None
-            info = it.node.tensor
+        node = it.node
+        if node is not None and node.kind == "tensor":
+            info = node.tensor
+            assert info is not None
             it.numel, it.nbytes, it.tensors, it.dtype = info.numel, info.nbytes, 1, info.dtype
         for c in it.children:
             it.numel += c.numel

@@ -19,12 +19,13 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from ckpt_gui.core.rollup import Rollup, combine, is_counter
+from ckpt_gui.core.rollup import Rollup
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.marks import STANDIN_COLOUR, mark_icon, marks_of, marks_tooltip
+from ckpt_gui.qt.models.rollups import RowRollups
 from ckpt_gui.qt.plain_text import plain_tooltip
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
@@ -49,6 +50,9 @@ PURPLE = QColor("#7b1fa2")
 AMBER = QColor(STANDIN_COLOUR)
 
 _Index = QModelIndex | QPersistentModelIndex
+_COLUMN_COUNT = len(col.COLUMNS)
+ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+LEAF_FLAGS = ROW_FLAGS | Qt.ItemFlag.ItemNeverHasChildren
 NO_PARENT = QModelIndex()  # an immutable value: safe as a default argument
 
 
@@ -60,7 +64,7 @@ class CheckpointModel(QAbstractItemModel):
         self._root = root
         self._by_node: dict[Node, Item] = {it.node: it for it in root.walk() if it.node is not None}
         self._stats: dict[Item, TensorStats] = {}  # tensor rows
-        self._rolled: dict[Item, Rollup | None] = {}  # container rows: cached roll-ups
+        self.rollups = RowRollups(root, self._stats)  # container rows
         self._cells: dict[Item, list[dict[int, Any] | None]] = {}
         self._italic = QFont()
         self._italic.setItalic(True)
@@ -85,15 +89,18 @@ class CheckpointModel(QAbstractItemModel):
             return QModelIndex()
         return self.createIndex(item.row, column, item)
 
+    # index, rowCount, hasChildren and flags are asked about every row a view lays out (half a
+    # million calls for a module of tiny tensors): each makes as few calls into Qt as it can.
     def index(self, row: int, column: int, parent: _Index = NO_PARENT) -> QModelIndex:
-        if column < 0 or column >= len(col.COLUMNS) or row < 0:
+        holder = parent.internalPointer()  # None for the invisible root
+        if holder is None:
+            holder = self._root
+        elif parent.column() != 0:
             return QModelIndex()
-        if parent.isValid() and parent.column() != 0:
-            return QModelIndex()
-        holder = self.item(parent)
-        if row >= len(holder.children):
-            return QModelIndex()
-        return self.createIndex(row, column, holder.children[row])
+        children = holder.children
+        if 0 <= row < len(children) and 0 <= column < _COLUMN_COUNT:
+            return self.createIndex(row, column, children[row])
+        return QModelIndex()
 
     def parent(self, index: _Index = NO_PARENT) -> QModelIndex:  # type: ignore[override]
         if not index.isValid():
@@ -104,9 +111,10 @@ class CheckpointModel(QAbstractItemModel):
         return self.createIndex(up.row, 0, up)
 
     def rowCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
-        if parent.isValid() and parent.column() != 0:
-            return 0
-        return len(self.item(parent).children)
+        holder = parent.internalPointer()
+        if holder is None:
+            return len(self._root.children)
+        return len(holder.children) if parent.column() == 0 else 0
 
     def columnCount(self, parent: _Index = NO_PARENT) -> int:  # noqa: N802 - Qt override
         return len(col.COLUMNS)
@@ -115,9 +123,11 @@ class CheckpointModel(QAbstractItemModel):
         return self.rowCount(parent) > 0
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
-        if not index.isValid():
+        item = index.internalPointer()
+        if item is None:
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        # A leaf says so, and the view need not ask hasChildren about it.
+        return ROW_FLAGS if item.children else LEAF_FLAGS
 
     def headerData(  # noqa: N802 - Qt override
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
@@ -140,39 +150,22 @@ class CheckpointModel(QAbstractItemModel):
 
     def stats_of(self, item: Item) -> TensorStats | Rollup | None:
         """The item's statistics: its own ``TensorStats`` for a tensor, the core's ``Rollup``
-        of the rows below it for a container (built from theirs, and cached)."""
+        of the rows below it for a container (built from theirs, and kept up to date)."""
         if item.is_tensor:
             return self._stats.get(item)
-        if not item.tensors:
-            return None
-        if _mixes_state_names(item):
-            return None  # its cells stay blank; details_stats has the figures per name
-        if item not in self._rolled:
-            parts = (self._rollup_part(c) for c in item.children if c.tensors)
-            self._rolled[item] = combine(parts, f"{item.key}." if item.key else "")
-        return self._rolled[item]
-
-    def _rollup_part(self, item: Item) -> TensorStats | Rollup | None:
-        # Integer and bool tensors (masks) and counters (Adam's float step, num_batches_tracked)
-        # would swamp a module's min and max.
-        if item.is_tensor:
-            counter = item.node is not None and is_counter(item.node)
-            return self._stats.get(item) if _is_float(item) and not counter else None
-        if _mixes_state_names(item):  # rolled up per state name instead (details_stats)
-            return None
-        return self.stats_of(item)
+        return self.rollups.of(item)
 
     def details_stats(self, item: Item) -> TensorStats | Rollup | dict[str, Rollup] | None:
         """What the details panel shows: ``stats_of``, except for optimizer state, where one
         roll-up of Adam's first and second moments together would mean nothing: there, one
         roll-up per state name (``exp_avg``, ``exp_avg_sq``, ...)."""
-        if item.is_tensor or not _mixes_state_names(item):
+        if item.is_tensor or not self.rollups.mixes_state_names(item):
             return self.stats_of(item)
         by_name: dict[str, Rollup] = {}
         for below in item.walk():
             node = below.node
             stats = self._stats.get(below) if below.is_tensor else None
-            if node is None or stats is None or is_counter(node) or not _is_float(below):
+            if node is None or stats is None or not self.rollups.counts(below):
                 continue
             by_name.setdefault(node.name, Rollup(node.name)).add(stats)
         return by_name
@@ -266,18 +259,29 @@ class CheckpointModel(QAbstractItemModel):
 
     # --- statistics arrive ------------------------------------------------------------------
     def add_stats(self, pairs: list[tuple[Node, Any]]) -> None:
-        """Store statistics for tensors and repaint their rows and the roll-ups above them."""
+        """Store statistics for tensors and repaint their rows and the roll-ups above them.
+
+        The roll-ups above take each batch in at once (``RowRollups``): a module row over half
+        a million tensors is never summed again from scratch.
+        """
         touched: dict[Item, None] = {}
+        known, rollups = self._stats, self.rollups
+        arrived: dict[Item, list[TensorStats]] = {}  # parent row -> first figures below it
         for node, stats in pairs:
             item = self._by_node.get(node)
             if item is None:
                 continue
-            self._stats[item] = stats
+            replaced = item in known
+            known[item] = stats
             touched[item] = None
-            for up in item.ancestors():
-                self._rolled.pop(up, None)
-                if up is not self._root:
-                    touched[up] = None
+            if replaced:
+                touched.update(dict.fromkeys(rollups.replaced(item)))
+            elif rollups.counts(item):
+                assert item.parent is not None
+                arrived.setdefault(item.parent, []).append(stats)
+        for parent, many in arrived.items():
+            touched.update(dict.fromkeys(rollups.arrived(parent, many)))
+        touched.pop(self._root, None)  # the invisible root has no cells
         # One signal per parent covering its changed rows: each signal costs the view a pass.
         rows_by_parent: dict[Item, list[int]] = {}
         for item in touched:
@@ -303,7 +307,7 @@ class CheckpointModel(QAbstractItemModel):
         self._root = Item("", "", None, None)
         self._by_node.clear()
         self._stats.clear()
-        self._rolled.clear()
+        self.rollups.clear()
         self._cells.clear()
         self.endResetModel()
 
@@ -331,26 +335,6 @@ def fill_span(
             role_data.clearData()
         else:
             role_data.setData(value)
-
-
-def _mixes_state_names(item: Item) -> bool:
-    """An optimizer, its ``state``, or one parameter's state: rows whose tensors are different
-    quantities (exp_avg next to exp_avg_sq) that no single roll-up describes."""
-    node = item.node
-    if node is None or node.kind == "tensor":
-        return False
-    if node.label == "optimizer":
-        return True
-    while node.parent is not None:  # inside an optimizer's "state"?
-        if node.parent.label == "optimizer":
-            return node.name == "state"
-        node = node.parent
-    return False
-
-
-def _is_float(item: Item) -> bool:
-    assert item.node is not None and item.node.tensor is not None
-    return item.node.tensor.dtype.startswith(("float", "bfloat", "complex"))
 
 
 def _alignment(numeric: bool) -> Qt.AlignmentFlag:

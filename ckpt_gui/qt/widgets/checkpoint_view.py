@@ -12,7 +12,7 @@ from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.memory import return_freed_memory
+from ckpt_gui.core.memory import freeze_heap, gc_paused, return_freed_memory, thaw_heap
 from ckpt_gui.qt import stats_feed, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
@@ -35,18 +35,31 @@ from ckpt_gui.qt.workers import PROGRESS_STEPS
 STATS_BATCH_SECONDS = 0.25
 # How long (ms) the tree gets to paint after loading before the statistics workers start.
 FIRST_PAINT_MS = 60
+# Past this many tensors, the tree, its rows and their statistics are kept out of the garbage
+# collector's passes while the tab shows them (core.memory.freeze_heap): each full pass over a
+# million objects would stall the window for a second or more.
+FREEZE_TENSORS = 50_000
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
-def _open(path: Path, trust: bool) -> tuple[Checkpoint, Item]:
+def _open(path: Path, trust: bool) -> tuple[Checkpoint, Item, bool]:
+    """The checkpoint, its rows, and whether the heap was frozen for them (a big tree)."""
     from ckpt_gui.core.reader import open_checkpoint
 
-    ckpt = open_checkpoint(path, trust=trust)
-    try:
-        return ckpt, build_items(ckpt.root)
-    except BaseException:
-        ckpt.close()
-        raise
+    with gc_paused():
+        ckpt = open_checkpoint(path, trust=trust)
+        try:
+            # Counted here, on the worker, for the summary bar on the GUI thread.
+            big = ckpt.totals().tensors > FREEZE_TENSORS
+            items = build_items(ckpt.root)
+        except BaseException:
+            ckpt.close()
+            raise
+        if big:
+            # A big tree and its rows live as long as the tab: the collector need not walk
+            # them again (thawed when the tab lets them go, _release).
+            freeze_heap()
+    return ckpt, items, big
 
 
 class CheckpointView(QWidget):
@@ -79,6 +92,7 @@ class CheckpointView(QWidget):
         self._stats = workers.WorkerSlot()
         self._stats_failures = 0
         self._progress: tuple[str, int, int] = ("", 0, 0)
+        self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
 
         self.banner = SafetyBanner()
         self.banner.scan_requested.connect(self.show_scan_report)
@@ -206,9 +220,9 @@ class CheckpointView(QWidget):
         return largest
 
     # --- loading ----------------------------------------------------------------------------
-    def _on_loaded(self, result: tuple[Checkpoint, Item]) -> None:
+    def _on_loaded(self, result: tuple[Checkpoint, Item, bool]) -> None:
         self._loading.current = None
-        self.checkpoint, root = result
+        self.checkpoint, root, self._frozen_heap = result
         self.model = CheckpointModel(root, self)
         self.tree.set_model(self.model)
         self._trust_retry = False
@@ -304,6 +318,10 @@ class CheckpointView(QWidget):
         self._stats_failures += len(failures)
         if pairs:
             self.tree.apply_stats(pairs)
+            if self._frozen_heap:
+                # The statistics live as long as the rows: frozen like them, so that the
+                # collector's full passes stay the size of a batch, not of every result so far.
+                freeze_heap()
             selected = self.tree.selected_items()
             if len(selected) == 1:
                 item = selected[0]
@@ -388,6 +406,9 @@ class CheckpointView(QWidget):
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None
+            if self._frozen_heap:
+                self._frozen_heap = False
+                thaw_heap()  # its tree's cycles are collected now
             return_freed_memory()
 
 
@@ -399,3 +420,5 @@ def _nodes(root: Item) -> list[Any]:
 def _close_result(result: object) -> None:
     if isinstance(result, tuple) and result and isinstance(result[0], Checkpoint):
         result[0].close()
+        if result[-1] is True:  # the worker froze the heap for it
+            thaw_heap()

@@ -47,6 +47,7 @@ COLUMN_WIDTHS = {
 MAX_STANDIN_WIDTH = 300
 RESORT_COLUMNS = (col.VALUE, *col.STAT_COLUMNS)
 RESORT_LIMIT = 5000  # past this many rows, a stats-sorted tree re-sorts only when stats finish
+AUTO_EXPAND_ROWS = 10_000  # a row with more rows than this below it does not open by itself
 
 
 class TreePanel(QWidget):
@@ -124,9 +125,22 @@ class TreePanel(QWidget):
         self.proxy.setSourceModel(model)
         for column, width in COLUMN_WIDTHS.items():
             self.view.setColumnWidth(column, width)
-        self.view.expandToDepth(0)
-        if self.proxy.rowCount() == 1:
-            self.view.expandToDepth(1)
+        # As expandToDepth(0), or (1) when there is one top-level row, but a row with more
+        # rows below it than anyone reads stays closed: a view lays out every row it shows,
+        # with several calls into the model each (seconds for a module of 100,000 tensors).
+        root = model.root_item()
+        for item in root.children:
+            self._expand(model, item)
+        if self.proxy.rowCount() == 1 and self.view.isExpanded(self.proxy.index(0, 0)):
+            top = model.item(self.proxy.mapToSource(self.proxy.index(0, 0)))
+            for item in top.children:
+                self._expand(model, item)
+
+    def _expand(self, model: CheckpointModel, item: Item) -> None:
+        if 0 < len(item.children) <= AUTO_EXPAND_ROWS:
+            index = self.proxy.mapFromSource(model.index_of(item))
+            if index.isValid():
+                self.view.expand(index)
 
     def take_model(self) -> CheckpointModel | None:
         """Detach the model and return it (the tree shows nothing until the next one)."""
