@@ -10,7 +10,7 @@ import argparse
 import math
 from typing import Any
 
-from ckpt_gui.commands.output import echo, json_value, print_json, print_table
+from ckpt_gui.commands.output import echo, json_value, number, print_json, print_table
 from ckpt_gui.core.diff import (
     CHANGED,
     DTYPE,
@@ -191,14 +191,6 @@ def diff_json(report: DiffReport) -> dict[str, Any]:
     }
 
 
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.4g}" if 1e-3 <= abs(x) < 1e5 else f"{x:.3e}"
-
-
 def _sorted_by_change(entries: list[DiffEntry]) -> list[DiffEntry]:
     def size(e: DiffEntry) -> float:
         rel = e.rel_l2
@@ -273,10 +265,10 @@ def print_report(report: DiffReport, limit: int | None = LIST_LIMIT) -> None:
                     e.key,
                     dtype or "",
                     shape_text(e.shape_a or ()),
-                    _fmt(m.max_abs_diff),
-                    _fmt(m.mean_abs_diff),
-                    _fmt(m.rel_l2),
-                    _fmt(m.cosine),
+                    number(m.max_abs_diff),
+                    number(m.mean_abs_diff),
+                    number(m.rel_l2),
+                    number(m.cosine),
                     note.strip(),
                 ]
             )

@@ -16,12 +16,18 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TextIO
 
 from ckpt_gui.core.safety.filecheck import printable
+from ckpt_gui.core.units import float_text
 
 
 def clean(text: object) -> str:
     """``text`` as a terminal may show it: every control character (newline too, so a key
     cannot forge a line of output) written out as ``\\x1b``, ``\\n``, ``\\x9b`` and so on."""
     return printable(str(text), None)
+
+
+def number(x: float | None) -> str:
+    """A statistic in a table cell: ``core.units.float_text``'s rule, ``-`` when there is none."""
+    return "-" if x is None else float_text(x)
 
 
 def _stream(err: bool) -> TextIO:

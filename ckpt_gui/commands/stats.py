@@ -7,7 +7,7 @@ import argparse
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ckpt_gui.commands.output import echo, print_json, print_table
+from ckpt_gui.commands.output import echo, number, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.rollup import Rollup, optimizer_state_rollups
@@ -85,7 +85,7 @@ def print_optimizer_state(by_name: dict[str, dict[str, Rollup]]) -> None:
         headers = ["state", "tensors", "elements", "min", "max", "mean", "std", "l2"]
         rows = [
             [name, str(r.tensors), human_count(r.numel)]
-            + [_num(v) for v in (r.min, r.max, r.mean, r.std, r.l2)]
+            + [number(v) for v in (r.min, r.max, r.mean, r.std, r.l2)]
             for name, r in table.items()
         ]
         print_table(headers, rows, right=set(range(1, len(headers))))
@@ -147,22 +147,14 @@ def _row(key: str, s: TensorStats) -> list[str]:
         key,
         dtype,
         human_count(s.numel),
-        _num(s.min),
-        _num(s.max),
-        _num(s.mean),
-        _num(s.std),
-        _num(s.l2),
+        number(s.min),
+        number(s.max),
+        number(s.mean),
+        number(s.std),
+        number(s.l2),
         zeros,
         ", ".join(bad) or "-",
     ]
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4g}"
 
 
 def _itemsize(s: TensorStats) -> int:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ckpt_gui.core.units import human_bytes, human_count
+from ckpt_gui.core.units import float_text, human_bytes, human_count, shape_text
 
 
 def format_count(n: int | float | None) -> str:
@@ -19,22 +18,9 @@ def format_bytes(n: int | float | None) -> str:
 
 
 def format_float(x: float | None, digits: int = 4) -> str:
-    """A statistic with ``digits`` significant digits; scientific notation when tiny or huge."""
-    if x is None:
-        return ""
-    if isinstance(x, bool):
-        return str(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
-    magnitude = abs(x)
-    if 1e-3 <= magnitude < 1e5:
-        text = f"{x:.{digits}g}"
-        return text
-    return f"{x:.{max(digits - 1, 1)}e}"
+    """A statistic with ``digits`` significant digits (``core.units.float_text``); blank when
+    there is none."""
+    return "" if x is None else float_text(x, digits)
 
 
 def format_percent(fraction: float | None) -> str:
@@ -55,9 +41,7 @@ def format_percent(fraction: float | None) -> str:
 
 def format_shape(shape: tuple[int, ...] | list[int] | None) -> str:
     """A shape as users write it: ``[768, 3072]``; a scalar is ``[]``."""
-    if shape is None:
-        return ""
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+    return "" if shape is None else shape_text(shape)
 
 
 def format_value(value: Any, limit: int = 120) -> str:
