@@ -19,7 +19,7 @@ from ckpt_gui.core.export import (
     parse_size,
 )
 from ckpt_gui.core.export.casting import ON_OVERFLOW
-from ckpt_gui.core.export.plan import NUMPY_CHOICES, ExportError
+from ckpt_gui.core.export.options import NUMPY_CHOICES, ExportError
 from ckpt_gui.core.reader import open_checkpoint
 
 HELP = "write a clean, verified copy: parameters only or a CPU copy, cast, filtered, sharded"

@@ -9,7 +9,7 @@ verified against the source before it takes the destination's name.
 from __future__ import annotations
 
 from ckpt_gui.core.export.atomic import check_destination
-from ckpt_gui.core.export.plan import (
+from ckpt_gui.core.export.options import (
     CASTS,
     FORMATS,
     MODES,
@@ -19,11 +19,9 @@ from ckpt_gui.core.export.plan import (
     ExportOptions,
     ExportPlan,
     KeptTensor,
-    default_state_dict,
     parse_size,
-    plan_export,
-    state_dict_candidates,
 )
+from ckpt_gui.core.export.plan import default_state_dict, plan_export, state_dict_candidates
 from ckpt_gui.core.export.run import ExportProgress, ExportResult, dropped_summary, iter_export
 from ckpt_gui.core.export.verify import Verification
 

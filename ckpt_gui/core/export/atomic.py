@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from ckpt_gui.core.export.plan import ExportError
+from ckpt_gui.core.export.options import ExportError
 
 TEMP_SUFFIX = ".partial"
 

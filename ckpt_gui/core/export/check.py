@@ -10,7 +10,7 @@ from collections.abc import Generator
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.chunks import compact, flat_chunks
 from ckpt_gui.core.export.casting import CastEffect, cast_effect, narrows
-from ckpt_gui.core.export.plan import ExportError, ExportPlan, KeptTensor
+from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
 from ckpt_gui.core.export.writers import CHUNK_ELEMENTS, CancelCheck, check_cancel
 from ckpt_gui.core.tree import dtype_from_name
 

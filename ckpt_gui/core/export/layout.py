@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import TYPE_CHECKING
 
+from ckpt_gui.core.export.options import ExportPlan
 from ckpt_gui.core.formats.safetensors_file import CODES, PACKED
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
-
-if TYPE_CHECKING:
-    from ckpt_gui.core.export.plan import ExportPlan
 
 # The torch dtypes safetensors can hold, by name, with their codes: the reader's table.
 SAFETENSORS_DTYPES = CODES

@@ -27,13 +27,8 @@ from ckpt_gui.core.export.check import (
     refuse_overflow,
 )
 from ckpt_gui.core.export.layout import index_json, safetensors_header
-from ckpt_gui.core.export.plan import (
-    ExportError,
-    ExportOptions,
-    ExportPlan,
-    KeptTensor,
-    plan_export,
-)
+from ckpt_gui.core.export.options import ExportError, ExportOptions, ExportPlan, KeptTensor
+from ckpt_gui.core.export.plan import plan_export
 from ckpt_gui.core.export.verify import Verification, iter_verify
 from ckpt_gui.core.export.writers import (
     CancelCheck,

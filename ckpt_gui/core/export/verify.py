@@ -14,7 +14,7 @@ import torch
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.chunks import broadcast_dims, compact, paired_chunks
 from ckpt_gui.core.export.casting import cast
-from ckpt_gui.core.export.plan import ExportError, ExportPlan, KeptTensor
+from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
 from ckpt_gui.core.export.writers import (
     CHUNK_ELEMENTS,
     CancelCheck,

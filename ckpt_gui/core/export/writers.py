@@ -28,7 +28,7 @@ from ckpt_gui.core.build import (
 from ckpt_gui.core.chunks import CancelCheck, row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.casting import cast
-from ckpt_gui.core.export.plan import ExportError
+from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.tree import join_key
 
 CHUNK_ELEMENTS = 4 << 20  # 16 MB of float32: small next to the memory goal, large for I/O
