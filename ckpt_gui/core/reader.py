@@ -8,11 +8,12 @@ import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
 from ckpt_gui.core.errors import CorruptError, NotFoundError, UnsupportedFormatError
 from ckpt_gui.core.formats import pickled, safetensors_file
-from ckpt_gui.core.formats.detect import detect, find_index, read_index
+from ckpt_gui.core.formats.detect import detect, detect_and_open, find_index, read_index
 from ckpt_gui.core.formats.folders import FolderCheckpoint, Layout, folder_layout, format_label
 from ckpt_gui.core.formats.folders import read_config as read_config_file
 from ckpt_gui.core.memory import gc_paused
@@ -44,8 +45,12 @@ def open_checkpoint(
         if path.is_dir():
             ckpt = _open_folder(folder_layout(path), structural=structural, trust=trust)
         else:
-            fmt = detect(path)
-            ckpt = _open_file(path, fmt, structural=structural, trust=trust)
+            fmt, opened = detect_and_open(path)
+            try:
+                ckpt = _open_file(path, fmt, structural=structural, trust=trust, opened=opened)
+            finally:
+                if opened is not None:
+                    opened[0].close()
             if fmt in SHARDED:  # an index file: its folder's config.json, as for the folder
                 _add_config(ckpt, path.parent, "", hf=True)
         kind = recognise(ckpt.root)
@@ -57,9 +62,18 @@ def open_checkpoint(
     return ckpt
 
 
-def _open_file(path: Path, fmt: str, *, structural: bool, trust: bool) -> Checkpoint:
+def _open_file(
+    path: Path,
+    fmt: str,
+    *,
+    structural: bool,
+    trust: bool,
+    opened: tuple[BinaryIO, int] | None = None,
+) -> Checkpoint:
+    """``path`` in format ``fmt``; ``opened``: the file as detection left it open, which a
+    pickled file's scan reads (so that our side opens the file once; torch then opens it)."""
     if fmt in PICKLED:
-        return pickled.open_pickled(path, fmt, structural=structural, trust=trust)
+        return pickled.open_pickled(path, fmt, structural=structural, trust=trust, opened=opened)
     if fmt in _OPENERS:
         return _OPENERS[fmt](path, fmt)
     raise UnsupportedFormatError(f"{path}: {fmt} files are not supported")

@@ -11,6 +11,7 @@ import stat
 import struct
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 from ckpt_gui.core.errors import CorruptError, NotACheckpointError, NotFoundError
 from ckpt_gui.core.safety.filecheck import describe_content, open_regular_file, printable, sniff
@@ -26,6 +27,15 @@ MAX_INDEX_BYTES = 64 * MiB  # a real index.json is a few hundred KiB
 
 def detect(path: Path) -> str:
     """The format name (as in docs/cli.md) of ``path``; raises a CheckpointError when it is none."""
+    fmt, opened = detect_and_open(path)
+    if opened is not None:
+        opened[0].close()
+    return fmt
+
+
+def detect_and_open(path: Path) -> tuple[str, tuple[BinaryIO, int] | None]:
+    """``detect``, and for a checkpoint file the file it read, open (``(file, size)``, for the
+    caller to close): its scan then reads the same open file instead of opening it again."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -33,20 +43,27 @@ def detect(path: Path) -> str:
     except OSError as exc:
         raise NotFoundError(f"{path}: cannot be read ({exc.strerror})") from None
     if stat.S_ISDIR(st.st_mode):
-        return _detect_folder(path)
+        return _detect_folder(path), None
     if not stat.S_ISREG(st.st_mode):
         # Opening a FIFO or a device could block forever; refuse before touching it.
         raise NotACheckpointError(f"{path}: not a regular file")
     if path.name.endswith(INDEX_SUFFIXES):
-        return _detect_index(path)
+        return _detect_index(path), None
     if st.st_size == 0:
         raise NotACheckpointError(f"{path}: the file is empty")
     fp, size = open_regular_file(path)  # non-blocking, re-checked: a swapped-in FIFO can't hang
-    with fp:
-        head = fp.read(512)
+    try:
+        return _detect_file(path, fp, size), (fp, size)
+    except BaseException:
+        fp.close()
+        raise
+
+
+def _detect_file(path: Path, fp: BinaryIO, size: int) -> str:
+    head = fp.read(512)
     kind = sniff(head, size)  # the scan's rules: zip, then tar (by checksum, as torch.load)
     if kind == "zip":
-        return _detect_zip(path)
+        return _detect_zip(path, fp)
     if kind == "tar":
         return "torch-tar"
     if head.startswith(LEGACY_PREFIX):
@@ -65,9 +82,9 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return head[8:9] == b"{" and 2 <= n
 
 
-def _detect_zip(path: Path) -> str:
+def _detect_zip(path: Path, fp: BinaryIO) -> str:
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(fp) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CorruptError(f"{path}: truncated or damaged zip archive ({exc})") from None

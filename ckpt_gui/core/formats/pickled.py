@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from ckpt_gui.core.build import build_tree, describe_loaded, no_data
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
@@ -33,8 +34,17 @@ MAX_TREE_NODES = 2_000_000
 MAX_ALLOCATED_BYTES = 64 * 2**20
 
 
-def open_pickled(path: Path, fmt: str, *, structural: bool, trust: bool) -> Checkpoint:
-    report = scan_file(path)
+def open_pickled(
+    path: Path,
+    fmt: str,
+    *,
+    structural: bool,
+    trust: bool,
+    opened: tuple[BinaryIO, int] | None = None,
+) -> Checkpoint:
+    """Open a pickle-based file by the policy above. ``opened``: the file as detection left it
+    open (``detect_and_open``), for the scan to read instead of opening it again."""
+    report = scan_file(path, opened=opened)
     if report.max_tuple_depth > MAX_SAFE_TUPLE_DEPTH:
         raise CorruptError(f"{path}: tuples nested {report.max_tuple_depth} deep; refused")
     check_allocations(path, fmt, report)

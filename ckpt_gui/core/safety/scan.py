@@ -10,6 +10,7 @@ Never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -319,13 +320,27 @@ class _Scanner:
                 skip(4 + 16 * ndim + 8)
 
 
-def scan_file(path: str | os.PathLike[str], label: str | None = None) -> ScanReport:
-    """Scan one file. Raises a ``CheckpointError`` subclass when it cannot be scanned."""
+def scan_file(
+    path: str | os.PathLike[str],
+    label: str | None = None,
+    opened: tuple[BinaryIO, int] | None = None,
+) -> ScanReport:
+    """Scan one file. Raises a ``CheckpointError`` subclass when it cannot be scanned.
+    ``opened``: the file already open (``(file, size)``, as ``detect_and_open`` left it), read
+    from its start and left open for its owner to close."""
     label = label or str(path)
     report = ScanReport(path=str(path), format="unknown")
     scanner = _Scanner(report)
-    fp, size, head, kind = filecheck.open_sniffed(path, label)
-    with fp:
+    if opened is None:
+        fp, size, head, kind = filecheck.open_sniffed(path, label)
+        owned: contextlib.AbstractContextManager[object] = fp
+    else:
+        fp, size = opened
+        fp.seek(0)
+        head = fp.read(512)
+        kind = filecheck.sniff(head, size)
+        owned = contextlib.nullcontext()
+    with owned:
         if kind == "zip":
             report.format = scanner.zip(fp, size, label)
         elif kind == "safetensors":
