@@ -1,5 +1,6 @@
 """``MainWindow``: tabs of checkpoints, menus and shortcuts, drag and drop, recent files, and the
-status bar with progress and Cancel."""
+status bar with progress and Cancel. It knows its tabs only as ``Page``s (``ckpt_gui.qt.page``):
+what a menu command does is the current page's business."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.qt import recent, workers
 from ckpt_gui.qt.compare import CompareView
+from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
 
@@ -132,10 +134,8 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.copy_action)
         edit_menu.addAction(self.find_action)
         view_menu = menu.addMenu("&View")
-        self.expand_action = self._action("&Expand All", lambda: self._tree_call("expand_all"))
-        self.collapse_action = self._action(
-            "&Collapse All", lambda: self._tree_call("collapse_all")
-        )
+        self.expand_action = self._action("&Expand All", self.expand_all)
+        self.collapse_action = self._action("&Collapse All", self.collapse_all)
         view_menu.addAction(self.expand_action)
         view_menu.addAction(self.collapse_action)
         view_menu.addSeparator()
@@ -155,64 +155,68 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("Clear list").triggered.connect(recent.forget_all)
 
     # --- opening ----------------------------------------------------------------------------
-    def open_path(self, path: str | Path, *, trust: bool = False) -> CheckpointView:
+    def open_path(self, path: str | Path, *, trust: bool = False) -> Page:
         """Open ``path`` in a new tab (or show the tab that already has it). ``trust=True``
         allows a real load: only ``--trust`` on the command line passes it."""
         path = Path(path)
-        for view in self.views():
-            if view.path.resolve() == path.resolve():
-                self.tabs.setCurrentWidget(view)
-                return view
-        view = CheckpointView(path, trust=trust)
-        view.progress.connect(lambda *_: self._sync_status(view))
-        view.state_changed.connect(lambda _: self._sync_status(view))
-        view.loaded.connect(lambda: recent.remember(view.path))
-        index = self.tabs.addTab(view, view.title())
-        self.tabs.setTabToolTip(index, plain_tooltip(str(path)))
-        self.tabs.setCurrentIndex(index)
-        self.stack.setCurrentWidget(self.tabs)
-        view.start()
-        return view
+        for page in self.pages():
+            source = page.source()
+            if source is not None and source.resolve() == path.resolve():
+                self.tabs.setCurrentWidget(page)
+                return page
+        return self.add_page(CheckpointView(path, trust=trust))
 
     def open_compare(self, a: str | Path, b: str | Path, *, trust: bool = False) -> CompareView:
         """Compare ``a`` with ``b`` in a new tab (``trust``: as for ``open_path``)."""
         page = CompareView(Path(a), Path(b), trust=trust)
+        self.add_page(page)
+        return page
+
+    def add_page(self, page: Page) -> Page:
+        """Show ``page`` in a new tab, follow its progress in the status bar, and start it."""
         page.progress.connect(lambda *_: self._sync_status(page))
         page.state_changed.connect(lambda _: self._sync_status(page))
+        page.loaded.connect(lambda: self._remember(page))
         index = self.tabs.addTab(page, page.title())
-        self.tabs.setTabToolTip(index, plain_tooltip(f"A: {a}\nB: {b}"))
+        self.tabs.setTabToolTip(index, plain_tooltip(page.tooltip()))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         page.start()
         return page
 
+    def _remember(self, page: Page) -> None:
+        source = page.source()
+        if source is not None:
+            recent.remember(source)
+
     def compare_dialog(self) -> None:
         """File > Compare With…: the current checkpoint is A, the chosen file is B."""
-        view = self.current_view()
-        if view is None:
+        source = self._current_source()
+        if source is None:
             self.statusBar().showMessage("Open a checkpoint first, then compare it", 4000)
             return
         path, _ = QFileDialog.getOpenFileName(
-            self, f"Compare {view.path.name} with", str(view.path.parent), FILE_FILTERS
+            self, f"Compare {source.name} with", str(source.parent), FILE_FILTERS
         )
         if path:
             self.compare_current_with(path)
 
     def compare_current_with(self, path: str | Path) -> CompareView | None:
         """Compare the current checkpoint (A) with ``path`` (B) in a new tab."""
-        view = self.current_view()
-        return None if view is None else self.open_compare(view.path, path)
+        source = self._current_source()
+        return None if source is None else self.open_compare(source, path)
 
     def export_dialog(self) -> None:
         """File > Export Cleaned Copy… for the current checkpoint."""
-        from ckpt_gui.qt.export_dialog import ExportDialog
+        from ckpt_gui.qt.export import ExportDialog
 
-        view = self.current_view()
-        if view is None:
+        page = self.current_page()
+        source = None if page is None else page.source()
+        if page is None or source is None:
             self.statusBar().showMessage("Open a checkpoint first, then export it", 4000)
             return
         # A tab the user trusted exports what it shows: the real objects, not the structural view.
-        dialog = ExportDialog(view.path, parent=self, trust=view.trust)
+        dialog = ExportDialog(source, parent=self, trust=page.trust)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 
@@ -234,27 +238,25 @@ class MainWindow(QMainWindow):
         self.open_path(write_demo())
 
     # --- tabs -------------------------------------------------------------------------------
-    def pages(self) -> list[CheckpointView | CompareView]:
-        """Every tab: checkpoint views and compare views."""
+    def pages(self) -> list[Page]:
+        """Every tab."""
         widgets = (self.tabs.widget(i) for i in range(self.tabs.count()))
-        return [w for w in widgets if isinstance(w, (CheckpointView, CompareView))]
+        return [w for w in widgets if isinstance(w, Page)]
 
-    def views(self) -> list[CheckpointView]:
-        return [w for w in self.pages() if isinstance(w, CheckpointView)]
-
-    def current_page(self) -> CheckpointView | CompareView | None:
+    def current_page(self) -> Page | None:
         widget = self.tabs.currentWidget()
-        return widget if isinstance(widget, (CheckpointView, CompareView)) else None
+        return widget if isinstance(widget, Page) else None
 
-    def current_view(self) -> CheckpointView | None:
-        widget = self.tabs.currentWidget()
-        return widget if isinstance(widget, CheckpointView) else None
+    def _current_source(self) -> Path | None:
+        """The checkpoint of the current tab, when it shows one."""
+        page = self.current_page()
+        return None if page is None else page.source()
 
     def close_tab(self, index: int) -> None:
         widget = self.tabs.widget(index)
         if widget is None:
             return
-        if isinstance(widget, (CheckpointView, CompareView)):
+        if isinstance(widget, Page):
             widget.shutdown()  # abort its workers and wait: no thread outlives its tab
         self.tabs.removeTab(index)
         widget.deleteLater()
@@ -281,10 +283,8 @@ class MainWindow(QMainWindow):
 
     # --- edit -------------------------------------------------------------------------------
     def copy_keys(self) -> None:
-        view = self.current_view()
-        if view is None:
-            return
-        keys = view.tree.selected_keys()
+        page = self.current_page()
+        keys = [] if page is None else page.copy_keys()
         if keys:
             QGuiApplication.clipboard().setText("\n".join(keys))
             self.statusBar().showMessage(
@@ -293,22 +293,25 @@ class MainWindow(QMainWindow):
 
     def scan_report(self) -> None:
         """View > Scan Report…: every global the current file's pickles name, with a verdict."""
-        view = self.current_view()
-        if view is None:
-            what = "a checkpoint tab" if self.current_page() is not None else "a checkpoint"
+        page = self.current_page()
+        if page is None or page.show_scan_report() is None:
+            what = "a checkpoint tab" if page is not None else "a checkpoint"
             self.statusBar().showMessage(f"Open {what} first, then ask for its scan report", 4000)
-            return
-        view.show_scan_report()
 
     def focus_filter(self) -> None:
-        view = self.current_view()
-        if view is not None:
-            view.tree.focus_filter()
+        page = self.current_page()
+        if page is not None:
+            page.focus_filter()
 
-    def _tree_call(self, name: str) -> None:
-        view = self.current_view()
-        if view is not None:
-            getattr(view.tree, name)()
+    def expand_all(self) -> None:
+        page = self.current_page()
+        if page is not None:
+            page.expand_all()
+
+    def collapse_all(self) -> None:
+        page = self.current_page()
+        if page is not None:
+            page.collapse_all()
 
     # --- status bar -------------------------------------------------------------------------
     def _sync_status(self, sender: QWidget | None = None) -> None:

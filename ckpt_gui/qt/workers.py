@@ -9,6 +9,9 @@ thread has handled the one before and had ``BATCH_SECONDS`` to itself since: whe
 faster than the window takes them in (half a million tiny tensors), batches grow instead of
 queueing up, and the event loop still paints and answers between them.
 
+Views never hold a ``Worker`` themselves: each job goes through a ``WorkerSlot``, which starts it,
+drops the one before, clears itself when the job ends and waits for what it aborted on close.
+
 The core keeps one pool of its own: ``ckpt_gui.core.chunks`` spreads a large tensor's chunks
 over a ``ThreadPoolExecutor`` (``ckpt-stats`` threads) from whichever thread runs the generator,
 a worker here or the command line's main thread. Those threads never touch Qt, and no chunk is
@@ -234,53 +237,116 @@ def run_call(fn: Callable[[], Any]) -> Generator[None, None, Any]:
     yield  # pragma: no cover - makes this a generator
 
 
-def start_call(fn: Callable[[], Any], discard: Callable[[Any], None] | None = None) -> Worker:
-    """Run ``fn()`` on a worker; its return value arrives through ``finished``."""
-    return Worker(lambda: run_call(fn), discard=discard).start()
-
-
-def start_generator(
-    make_iter: Callable[[], Iterable[Any]], discard: Callable[[Any], None] | None = None
-) -> Worker:
-    """Run a generator on a worker; each batch of yields arrives through ``yielded``."""
-    return Worker(make_iter, discard=discard).start()
-
-
 class WorkerSlot:
-    """The one current worker of a view, plus the aborted ones still winding down.
+    """The one current job of a view, from start to end, plus the jobs it aborted.
 
-    ``start`` aborts the current worker before starting the next; ``shutdown`` aborts them all
-    and waits, so a closed view leaves no thread behind.
+    ``start`` aborts the job before and starts the next: the old worker is disconnected from
+    its callbacks and asked to stop, so nothing of it (results, errors, its end) reaches the view
+    any more. The slot clears itself when its job finishes, fails or, after ``cancel``, has
+    stopped, before the callback runs, so a callback may start the next job at once. Aborted
+    workers are remembered until their threads end: ``shutdown`` waits for them, so a closed view
+    leaves no thread behind and no thread still reads a file the view is about to close. (The
+    shape of Orange3's ``ConcurrentMixin``.)
     """
 
     def __init__(self) -> None:
-        self.current: Worker | None = None
-        self._retired: list[Worker] = []
+        self._current: Worker | None = None
+        self._links: list[tuple[Any, Callable[..., None]]] = []  # (signal, handler) to undo
+        self._aborted: list[Worker] = []
 
-    def start(self, worker: Worker) -> Worker:
+    def start(
+        self,
+        make_iter: Callable[..., Iterable[Any]],
+        *,
+        on_yield: Callable[[list], None] | None = None,
+        on_finish: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_abort: Callable[[], None] | None = None,
+        discard: Callable[[Any], None] | None = None,
+        with_abort: bool = False,
+        batch_seconds: float = BATCH_SECONDS,
+    ) -> Worker:
+        """Abort the current job and run ``make_iter()`` (``make_iter(is_aborted)`` with
+        ``with_abort``) on a worker: ``on_yield`` gets batches of its yields, ``on_finish`` its
+        return value, ``on_error`` its exception, ``on_abort`` word that it stopped after
+        ``cancel``. ``discard`` cleans up a result that arrives once nobody wants it."""
         self.abort()
-        self.current = worker
+        worker = Worker(
+            make_iter, discard=discard, with_abort=with_abort, batch_seconds=batch_seconds
+        )
+        self._current = worker
+        self._link(worker.yielded, on_yield, ends=False)
+        self._link(worker.finished, on_finish, ends=True)
+        self._link(worker.failed, on_error, ends=True)
+        self._link(worker.aborted, on_abort, ends=True)
         return worker.start()
 
-    def abort(self) -> None:
-        if self.current is not None:
-            self.current.abort()
-            self._retired.append(self.current)
-            self.current = None
-        self._retired = [w for w in self._retired if not w.is_done()]
+    def call(
+        self,
+        fn: Callable[[], Any],
+        *,
+        on_finish: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_abort: Callable[[], None] | None = None,
+        discard: Callable[[Any], None] | None = None,
+    ) -> Worker:
+        """``start`` for a plain call: ``fn()``'s return value arrives through ``on_finish``."""
+        return self.start(
+            lambda: run_call(fn),
+            on_finish=on_finish,
+            on_error=on_error,
+            on_abort=on_abort,
+            discard=discard,
+        )
 
-    def done(self, worker: Worker) -> bool:
-        """Forget ``worker`` if it is the current one; True when it was."""
-        if worker is self.current:
-            self.current = None
-            return True
-        return False
+    def abort(self) -> None:
+        """Drop the current job: it stops at its next yield and reports nothing any more."""
+        worker = self._current
+        if worker is not None:
+            self._release()
+            worker.abort()
+            self._aborted.append(worker)
+        self._aborted = [w for w in self._aborted if not w.is_done()]
+
+    def cancel(self) -> None:
+        """Ask the current job to stop but keep it until it has: ``on_abort`` then says so (an
+        export whose temporary file is gone only once its thread is)."""
+        if self._current is not None:
+            self._current.abort()
 
     def busy(self) -> bool:
-        return self.current is not None
+        """A job is running (or, after ``cancel``, still stopping)."""
+        return self._current is not None
+
+    def winding_down(self) -> list[Worker]:
+        """The aborted workers whose threads have not ended yet."""
+        self._aborted = [w for w in self._aborted if not w.is_done()]
+        return list(self._aborted)
 
     def shutdown(self, wait_s: float = 5.0) -> bool:
+        """Abort the current job and wait for every aborted thread; True when all ended within
+        ``wait_s`` seconds each. The slot can start new jobs afterwards."""
         self.abort()
-        ok = all(w.wait(wait_s) for w in self._retired)
-        self._retired = [w for w in self._retired if not w.is_done()]
+        ok = all([w.wait(wait_s) for w in self._aborted])  # a list: wait for each, whatever
+        self._aborted = [w for w in self._aborted if not w.is_done()]
         return ok
+
+    def _link(self, signal: Any, callback: Callable[..., None] | None, ends: bool) -> None:
+        if callback is None and not ends:
+            return
+
+        def handler(*args: Any) -> None:
+            if ends:
+                self._release()  # first: the callback may start the next job
+            if callback is not None:
+                callback(*args)
+
+        signal.connect(handler)
+        self._links.append((signal, handler))
+
+    def _release(self) -> None:
+        """Disconnect the current worker from the view and forget it."""
+        links, self._links = self._links, []
+        for signal, handler in links:
+            signal.disconnect(handler)
+        self._current = None

@@ -67,7 +67,7 @@ def view(qtbot, pair) -> CompareView:
 
 
 def _toggle_texts(view: CompareView) -> dict[str, str]:
-    return {c: " ".join(b.text().split()) for c, b in view.filter_bar.buttons.items()}
+    return {c: " ".join(b.text().split()) for c, b in view.results.filter_bar.buttons.items()}
 
 
 def test_models_pass_qtmodeltester(qtmodeltester, pair) -> None:
@@ -94,7 +94,7 @@ def test_counts_summary_and_sorting(view: CompareView) -> None:
         "shape_mismatch": "Shape 1",
         "dtype_mismatch": "Dtype 1",
     }
-    assert view.summary.headline().startswith(
+    assert view.results.summary.headline().startswith(
         "7 tensors: 1 identical, 2 changed, 1 only in A, 1 only in B, "
         "1 shape and 1 dtype mismatches; largest change layer.0.weight (‖A−B‖/‖A‖ = 0.5)"
     )
@@ -102,35 +102,36 @@ def test_counts_summary_and_sorting(view: CompareView) -> None:
     # Sorted by relative change, largest first; rows without a measure last.
     assert keys[:4] == ["layer.0.weight", "layer.0.bias", "layer.1.weight", "embed.weight"]
     assert set(keys[4:]) == {"head.weight", "removed.weight", "added.weight"}
-    first = view.proxy.index(0, REL)
+    first = view.results.proxy.index(0, REL)
     assert first.data() == "0.5" and first.data(SORT_ROLE) == pytest.approx(0.5, rel=1e-6)
-    row = [view.proxy.index(2, c).data() for c in range(3, 4)]
+    row = [view.results.proxy.index(2, c).data() for c in range(3, 4)]
     assert row == ["float16 [16, 16]"]  # B's dtype and shape beside A's
 
 
 def test_category_toggles_and_text_filter(view: CompareView, qtbot) -> None:
-    view.filter_bar.buttons["identical"].setChecked(False)
-    view.filter_bar.buttons["only_b"].setChecked(False)
+    view.results.filter_bar.buttons["identical"].setChecked(False)
+    view.results.filter_bar.buttons["only_b"].setChecked(False)
     keys = view.visible_keys()
     assert "embed.weight" not in keys and "added.weight" not in keys
     assert len(keys) == 5
     assert _toggle_texts(view)["identical"] == "Identical 1"  # counts do not depend on filters
-    view.filter_bar.filter_edit.setText("layer.0")
+    view.results.filter_bar.filter_edit.setText("layer.0")
     assert sorted(view.visible_keys()) == ["layer.0.bias", "layer.0.weight"]
-    view.filter_bar.mode_box.setCurrentIndex(2)  # regex
-    view.filter_bar.filter_edit.setText("layer.[")
+    view.results.filter_bar.mode_box.setCurrentIndex(2)  # regex
+    view.results.filter_bar.filter_edit.setText("layer.[")
     assert (
-        view.visible_keys() == [] and "invalid regular expression" in view.filter_bar.error.text()
+        view.visible_keys() == []
+        and "invalid regular expression" in view.results.filter_bar.error.text()
     )
-    view.filter_bar.filter_edit.setText("")
-    view.filter_bar.buttons["identical"].setChecked(True)
+    view.results.filter_bar.filter_edit.setText("")
+    view.results.filter_bar.buttons["identical"].setChecked(True)
     assert "embed.weight" in view.visible_keys()
 
 
 def test_values_toggle_shows_plain_values(view: CompareView) -> None:
     assert "epoch" not in view.visible_keys()
-    assert view.filter_bar.values_button.text().split() == ["Values", "1"]
-    view.filter_bar.values_button.setChecked(True)
+    assert view.results.filter_bar.values_button.text().split() == ["Values", "1"]
+    view.results.filter_bar.values_button.setChecked(True)
     assert "epoch" in view.visible_keys()
     assert _toggle_texts(view)["only_b"] == "Only B 2"  # epoch is only in B
 
@@ -138,32 +139,32 @@ def test_values_toggle_shows_plain_values(view: CompareView) -> None:
 def test_selecting_a_row_fills_the_histograms(view: CompareView, qtbot) -> None:
     entry = view.selected_entry()  # the largest change is selected once the diff is done
     assert entry is not None and entry.key == "layer.0.weight"
-    assert view.histograms.result() is not None
-    with qtbot.waitSignal(view.histograms.histograms_ready, timeout=TIMEOUT):
+    assert view.results.histograms.result() is not None
+    with qtbot.waitSignal(view.results.histograms.histograms_ready, timeout=TIMEOUT):
         assert view.select_key("removed.weight")  # one side only: no A − B
-    assert view.histograms.result()["b"] is None
-    assert view.histograms.diff_plot.getPlotItem().listDataItems() == []
-    with qtbot.waitSignal(view.histograms.histograms_ready, timeout=TIMEOUT):
+    assert view.results.histograms.result().b is None
+    assert view.results.histograms.diff_plot.getPlotItem().listDataItems() == []
+    with qtbot.waitSignal(view.results.histograms.histograms_ready, timeout=TIMEOUT):
         assert view.select_key("layer.0.weight")
-    result = view.histograms.result()
+    result = view.results.histograms.result()
     assert result is not None
-    assert result["a"].counts.sum() == result["b"].counts.sum() == 256
-    assert list(result["a"].edges) == list(result["b"].edges)
+    assert result.a.counts.sum() == result.b.counts.sum() == 256
+    assert list(result.a.edges) == list(result.b.edges)
     w = _weights()["layer.0.weight"]
-    diff = result["diff"]  # A − B = −0.5 A
+    diff = result.diff  # A − B = −0.5 A
     assert diff.edges[0] == pytest.approx(float((-0.5 * w).min()), rel=1e-5)
     assert diff.edges[-1] == pytest.approx(float((-0.5 * w).max()), rel=1e-5)
-    assert len(view.histograms.ab_plot.getPlotItem().listDataItems()) == 2
-    assert len(view.histograms.diff_plot.getPlotItem().listDataItems()) == 1
-    assert "layer.0.weight" in view.histograms.title.text()
+    assert len(view.results.histograms.ab_plot.getPlotItem().listDataItems()) == 2
+    assert len(view.results.histograms.diff_plot.getPlotItem().listDataItems()) == 1
+    assert "layer.0.weight" in view.results.histograms.title.text()
 
 
 def test_layer_chart_in_model_order(view: CompareView) -> None:
     assert view.report is not None
     layers = layer_changes(view.report.entries)
-    assert [x.name for x in view.chart.layers()] == ["embed", "layer.0", "layer.1"]
-    assert view.chart.heights() == pytest.approx([x.rel_l2 for x in layers])
-    assert view.chart.heights()[0] == 0 and view.chart.heights()[1] > 0.4
+    assert [x.name for x in view.results.chart.layers()] == ["embed", "layer.0", "layer.1"]
+    assert view.results.chart.heights() == pytest.approx([x.rel_l2 for x in layers])
+    assert view.results.chart.heights()[0] == 0 and view.results.chart.heights()[1] > 0.4
 
 
 def test_ddp_copy_matches_and_exact_mode_does_not(qtbot, tmp_path: Path) -> None:
@@ -173,7 +174,7 @@ def test_ddp_copy_matches_and_exact_mode_does_not(qtbot, tmp_path: Path) -> None
     qtbot.addWidget(view)
     finish(qtbot, view)
     assert _toggle_texts(view)["identical"] == "Identical 6"
-    assert "'module.' stripped from A" in view.summary.details()
+    assert "'module.' stripped from A" in view.results.summary.details()
     with qtbot.waitSignal(view.compare_finished, timeout=TIMEOUT):
         view.paths_bar.match_box.setCurrentIndex(1)  # Keys: exact
     qtbot.waitUntil(lambda: not view.panels_busy(), timeout=TIMEOUT)
@@ -198,8 +199,8 @@ def test_dropping_a_file_replaces_b(view: CompareView, qtbot, tmp_path: Path) ->
         view.dropEvent(event)
     qtbot.waitUntil(lambda: not view.panels_busy(), timeout=TIMEOUT)
     assert view.path_b == twin
-    assert view.summary.headline().startswith("6 tensors: 6 identical, 0 changed")
-    assert view.chart.heights() == [0.0] * 5  # embed, layer.0, layer.1, head, removed
+    assert view.results.summary.headline().startswith("6 tensors: 6 identical, 0 changed")
+    assert view.results.chart.heights() == [0.0] * 5  # embed, layer.0, layer.1, head, removed
 
 
 def test_a_file_that_cannot_be_opened_shows_why(qtbot, pair, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.export import ExportOptions, ExportProgress, ExportResult
 from ckpt_gui.qt import workers
-from ckpt_gui.qt.export_dialog import ExportDialog
+from ckpt_gui.qt.export import ExportDialog
 from tests.qt.files import training_checkpoint
 
 MODEL_KEYS = 9  # TinyNet's state_dict: two linears and a batch norm
@@ -37,33 +37,33 @@ def test_presets_change_the_preview(qtbot, qtmodeltester, tmp_path: Path) -> Non
     src = training_checkpoint(tmp_path / "train.pt")
     dialog = open_dialog(qtbot, src)
     qtmodeltester.check(dialog.preview_model)
-    assert dialog.preset_buttons["params"].isChecked()
+    assert dialog.form.preset_buttons["params"].isChecked()
     assert len(rows(dialog, "kept")) == MODEL_KEYS
     assert "optimizer_state_dict.state.0.momentum_buffer" in rows(dialog, "dropped")
     assert dialog.summary_label.text().startswith(f"Keeps {MODEL_KEYS} tensors (")
-    assert dialog.dest_edit.text() == str(tmp_path / "train.params.safetensors")
+    assert dialog.form.dest_edit.text() == str(tmp_path / "train.params.safetensors")
 
     with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
-        qtbot.mouseClick(dialog.preset_buttons["cpu"], Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(dialog.form.preset_buttons["cpu"], Qt.MouseButton.LeftButton)
     assert len(rows(dialog, "kept")) == MODEL_KEYS + 6 and rows(dialog, "dropped") == []
     assert "drops nothing" in dialog.summary_label.text()
-    assert dialog.dest_edit.text() == str(tmp_path / "train.cpu.pt")
+    assert dialog.form.dest_edit.text() == str(tmp_path / "train.cpu.pt")
 
     with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
-        dialog.exclude_edit.setText("optimizer_state_dict")
-    assert dialog.preset_buttons["custom"].isChecked()
+        dialog.form.exclude_edit.setText("optimizer_state_dict")
+    assert dialog.form.preset_buttons["custom"].isChecked()
     assert len(rows(dialog, "kept")) == MODEL_KEYS
     assert dialog.preview_model.row(0)[2] == "model_state_dict.linear1.weight"
 
     with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
-        dialog.shard_edit.setText("lots")
+        dialog.form.shard_edit.setText("lots")
     assert "Shard size: not a size" in dialog.problem_label.text()
     assert not dialog.export_button.isEnabled()
 
     with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
-        dialog.dest_edit.setText(str(src))
-        dialog.dest_edit.textEdited.emit(str(src))
-        dialog.shard_edit.clear()
+        dialog.form.dest_edit.setText(str(src))
+        dialog.form.dest_edit.textEdited.emit(str(src))
+        dialog.form.shard_edit.clear()
     assert "this is the source file" in dialog.problem_label.text()
     assert not dialog.export_button.isEnabled()
 
@@ -73,7 +73,7 @@ def test_export_produces_a_verified_file(qtbot, tmp_path: Path) -> None:
     before = src.read_bytes()
     dialog = open_dialog(qtbot, src)
     with qtbot.waitSignal(dialog.cast_checked, timeout=10_000):  # the cast is checked first
-        dialog.dtype_box.setCurrentIndex(dialog.dtype_box.findData("bfloat16"))
+        dialog.form.dtype_box.setCurrentIndex(dialog.form.dtype_box.findData("bfloat16"))
     assert dialog.cast_label.text() == (
         "The cast to bfloat16 only rounds: no value overflows or flushes."
     )
@@ -120,8 +120,8 @@ def test_cancel_leaves_no_partial_file_and_no_thread(qtbot, tmp_path: Path) -> N
     out.mkdir()
     dialog = open_dialog(qtbot, src, GatedDialog)
     GatedDialog.gate.clear()
-    dialog.dest_edit.setText(str(out / "params.pt"))
-    dialog.dest_edit.textEdited.emit(dialog.dest_edit.text())
+    dialog.form.dest_edit.setText(str(out / "params.pt"))
+    dialog.form.dest_edit.textEdited.emit(dialog.form.dest_edit.text())
     qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
     assert dialog.is_exporting() and dialog.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: any(out.iterdir()), timeout=20_000)
@@ -140,7 +140,7 @@ def test_a_cast_that_overflows_is_shown_and_refused_until_chosen(qtbot, tmp_path
     torch.save({"model": {"w": torch.tensor([1e5, 1.0, 1e-9]), "b": torch.ones(2)}}, src)
     dialog = open_dialog(qtbot, src)
     with qtbot.waitSignal(dialog.cast_checked, timeout=10_000):
-        dialog.dtype_box.setCurrentIndex(dialog.dtype_box.findData("float16"))
+        dialog.form.dtype_box.setCurrentIndex(dialog.form.dtype_box.findData("float16"))
     assert dialog.cast_label.text() == (
         "model.w: 1 finite values become ±inf and 1 non-zero values flush to zero in float16"
     )

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from safetensors.torch import save_file
 
 from ckpt_gui.qt.compare import CompareView
-from ckpt_gui.qt.export_dialog import ExportDialog
+from ckpt_gui.qt.export import ExportDialog
 from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.widgets.checkpoint_view import FAILED, READY, CheckpointView
@@ -335,23 +335,23 @@ def test_compare_view_shows_keys_values_and_names_as_text(qtbot, window, tmp_pat
     qtbot.waitUntil(lambda: page.is_idle() and not page.panels_busy(), timeout=TIMEOUT)
     assert page.report is not None
     assert page.select_key(f"{H1}.weight")
-    qtbot.waitUntil(lambda: page.histograms.result() is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: page.results.histograms.result() is not None, timeout=TIMEOUT)
     shown = shown_everywhere(window)
-    assert f"{H1}.weight" in label_text(page.histograms.title)
-    assert f"{H1}.weight" in label_text(page.summary._headline)
-    assert "<i>italicword</i>" in label_text(page.summary._details)
-    assert H1 in label_text(page.chart.hover)
+    assert f"{H1}.weight" in label_text(page.results.histograms.title)
+    assert f"{H1}.weight" in label_text(page.results.summary._headline)
+    assert "<i>italicword</i>" in label_text(page.results.summary._details)
+    assert H1 in label_text(page.results.chart.hover)
     assert f"{NAME} A.pt" in label_text(page.paths_bar.label_a)
     assert f"{NAME} B.pt" in label_text(page.paths_bar.label_b)
     assert str(a) in seen(page.paths_bar.label_a.toolTip())
     assert f"A: {a}" in shown  # the tab's tooltip
     # The per-layer chart's tick labels name the layers (drawn as plain text by pyqtgraph).
-    ticks = [t for level in page.chart.plot.getAxis("bottom")._tickLevels for _, t in level]
+    ticks = [t for level in page.results.chart.plot.getAxis("bottom")._tickLevels for _, t in level]
     assert "<b>boldword</b>" in ticks
     # A value's row says what it is, not a tensor.
-    page.filter_bar.values_button.setChecked(True)
+    page.results.filter_bar.values_button.setChecked(True)
     assert page.select_key("<i>italicword</i>")
-    assert "<i>italicword</i> is a value" in label_text(page.histograms.title)
+    assert "<i>italicword</i> is a value" in label_text(page.results.histograms.title)
     shown_everywhere(window)
     assert isinstance(page, CompareView)
 
@@ -371,13 +371,13 @@ def test_export_dialog_shows_names_and_keys_as_text(qtbot, window, tmp_path) -> 
     assert dialog.windowTitle() == f"Export {NAME}.pt"
     shown_everywhere(window)
     destination = tmp_path / FOLDER / f"{NAME} out.pt"
-    dialog.dest_edit.setText(str(destination))
+    dialog.form.dest_edit.setText(str(destination))
     dialog.update_preview()
     with qtbot.waitSignal(dialog.export_finished, timeout=TIMEOUT):
         dialog.start_export()
     assert str(destination) in label_text(dialog.result_label)
     shown_everywhere(window)
-    dialog.dest_edit.setText(str(destination))
+    dialog.form.dest_edit.setText(str(destination))
     dialog.start_export()  # the destination exists now: the dialog asks first
     box = dialog.replace_box
     assert box is not None and box.isVisible()

@@ -10,8 +10,8 @@ import torch
 
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node
+from ckpt_gui.core.value_sample import MAX_1D, MAX_SIDE
 from ckpt_gui.qt.models.tree_model import CheckpointModel
-from ckpt_gui.qt.value_sample import MAX_1D, MAX_SIDE
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
 from ckpt_gui.qt.widgets.values import ValuesPanel
 from tests.qt import files

@@ -14,9 +14,10 @@ import torch
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.rollup import Rollup, combine
 from ckpt_gui.core.stats import TensorStats, tensor_stats
+from ckpt_gui.qt import jobs
 from ckpt_gui.qt.models.items import Item, build_items
 from ckpt_gui.qt.models.tree_model import CheckpointModel
-from ckpt_gui.qt.widgets import checkpoint_view, tree_panel
+from ckpt_gui.qt.widgets import tree_panel
 from tests.qt.files import opened, training_checkpoint
 
 FIGURES = ("tensors", "numel", "nbytes", "min", "max", "absmax", "zeros", "nan", "posinf")
@@ -152,7 +153,7 @@ def test_a_single_top_row_opens_its_small_children(qtbot, window, tmp_path: Path
 def test_a_big_tree_is_frozen_while_shown_and_collected_when_closed(
     qtbot, window, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoint_view, "FREEZE_TENSORS", 5)
+    monkeypatch.setattr(jobs, "FREEZE_TENSORS", 5)
     torch.save({f"w{i}": torch.full((2,), float(i)) for i in range(20)}, tmp_path / "big.pt")
     gc.collect()
     view = opened(qtbot, window, tmp_path / "big.pt")

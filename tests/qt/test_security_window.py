@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from ckpt_gui.cli import gui_parser
 from ckpt_gui.qt.app import build_window
-from ckpt_gui.qt.export_dialog import ExportDialog
+from ckpt_gui.qt.export import ExportDialog
 from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.marks import STANDIN_COLOUR
@@ -208,7 +208,7 @@ def test_accepting_the_trust_dialog_reloads_trusted(qtbot, window, tmp_path: Pat
     assert "RunConfig(lr=0.5, layers=2)" in config.data()  # the real object, built by its class
     assert not view.tree.standin_legend.isVisible()
     # File > Export from this tab exports what it shows: the trusted load, not the structural one
-    from ckpt_gui.qt.export_dialog import ExportDialog
+    from ckpt_gui.qt.export import ExportDialog
 
     window.export_action.trigger()
     (export,) = window.findChildren(ExportDialog)
@@ -222,7 +222,7 @@ def test_trust_flag_opens_command_line_paths_trusted(qtbot, tmp_path: Path) -> N
     other = structural_file(tmp_path / "other.pt")
     win = build_window(gui_parser().parse_args(["--trust", str(path)]))
     qtbot.addWidget(win)
-    view = win.current_view()
+    view = win.current_page()
     wait_idle(qtbot, view)
     assert view.checkpoint.view == "trusted" and view.banner.view == "trusted"
     later = win.open_path(other)  # a file opened afterwards is not trusted
@@ -231,7 +231,7 @@ def test_trust_flag_opens_command_line_paths_trusted(qtbot, tmp_path: Path) -> N
     win.shutdown()
     plain = build_window(gui_parser().parse_args([str(path)]))
     qtbot.addWidget(plain)
-    view = plain.current_view()
+    view = plain.current_page()
     wait_idle(qtbot, view)
     assert view.checkpoint.view == "structural"
     plain.shutdown()
@@ -271,7 +271,7 @@ def export_in_window(qtbot, window: MainWindow, destination: Path) -> str:
     )
     if dialog.checkpoint is not None:
         dialog.apply_preset("cpu")
-        dialog.dest_edit.setText(str(destination))
+        dialog.form.dest_edit.setText(str(destination))
         dialog.start_export()
         qtbot.waitUntil(lambda: not dialog.is_exporting(), timeout=20_000)
     status = dialog.status_label.text() or dialog.problem_label.text()

@@ -180,7 +180,7 @@ def test_drop_files_onto_the_window_opens_them(qtbot, window: MainWindow, tmp_pa
     )
     window.dropEvent(event)
     assert window.tabs.tabText(0) == "dropped.pt"
-    wait_idle(qtbot, window.current_view())
+    wait_idle(qtbot, window.current_page())
 
 
 def test_selecting_a_tensor_fills_details(qtbot, window: MainWindow, tmp_path: Path) -> None:
@@ -216,4 +216,4 @@ def test_recent_files_menu_reopens_a_file(qtbot, window: MainWindow, tmp_path: P
     assert len(actions) == 1
     actions[0].trigger()
     assert window.tabs.tabText(0) == "recent.pt"
-    wait_idle(qtbot, window.current_view())
+    wait_idle(qtbot, window.current_page())

@@ -63,7 +63,7 @@ def test_compare_with_uses_the_current_checkpoint_as_a(qtbot, window, tmp_path) 
 
 
 def test_export_action_opens_the_dialog_for_the_current_file(qtbot, window, tmp_path) -> None:
-    from ckpt_gui.qt.export_dialog import ExportDialog
+    from ckpt_gui.qt.export import ExportDialog
 
     a, _ = _pair(tmp_path)
     view = window.open_path(a)

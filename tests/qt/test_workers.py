@@ -73,7 +73,7 @@ def test_abandoned_result_is_discarded(qtbot) -> None:
         release.wait(5)
         return "result"
 
-    worker = workers.start_call(slow, discard=discarded.append)
+    worker = workers.Worker(lambda: workers.run_call(slow), discard=discarded.append).start()
     assert started.wait(5)
     worker.abort()  # too late to stop it: its result must be cleaned up, not delivered
     release.set()
@@ -84,7 +84,7 @@ def test_abandoned_result_is_discarded(qtbot) -> None:
 
 
 def test_abort_all_waits_for_every_thread(qtbot) -> None:
-    started = [workers.start_generator(lambda: counting(100_000, delay=0.001)) for _ in range(3)]
+    started = [workers.Worker(lambda: counting(100_000, delay=0.001)).start() for _ in range(3)]
     assert workers.abort_all(10_000)
     assert all(w.is_done() for w in started)
     assert workers.active_workers() == 0

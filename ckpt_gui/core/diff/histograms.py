@@ -1,7 +1,8 @@
 """Histograms for a compared pair: A and B on common bins, and the histogram of A − B.
 
 Big tensors are sampled the same way on both sides (the same element positions), so the A − B
-histogram is the histogram of real differences, not of two unrelated samples.
+histogram is the histogram of real differences, not of two unrelated samples. ``entry_histograms``
+is what the compare view shows for a row of the diff.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ckpt_gui.core.diff.compare import DiffEntry
 from ckpt_gui.core.diff.metrics import compare_dtype
-from ckpt_gui.core.histogram import DEFAULT_BINS, Histogram
+from ckpt_gui.core.histogram import DEFAULT_BINS, Histogram, histogram
 
 DEFAULT_SAMPLE = 1 << 20
 _BLOCK = 1024  # consecutive elements read together: few page faults on a memory-mapped file
@@ -26,6 +28,43 @@ class PairHistograms:
     a: Histogram
     b: Histogram
     diff: Histogram
+
+
+@dataclass(frozen=True)
+class EntryHistograms:
+    """What a diff entry's histograms show: each side's (``None`` for a side without a tensor)
+    and, for two tensors of one shape, that of A − B on bins of its own (``None`` otherwise)."""
+
+    a: Histogram | None
+    b: Histogram | None
+    diff: Histogram | None
+
+    def sides(self) -> tuple[Histogram | None, Histogram | None, Histogram | None]:
+        return self.a, self.b, self.diff
+
+
+def bins_for(numel: int) -> int:
+    """Fewer bins for small tensors, so 64 values do not scatter over 128 bins."""
+    return int(min(128, max(16, 2 * math.sqrt(max(numel, 1)))))
+
+
+def entry_histograms(entry: DiffEntry) -> EntryHistograms:
+    """The histograms of one compared key (reads its tensors: the window runs it on a worker).
+    A pair of the same shape gets common bins and a real A − B; otherwise each side alone."""
+    na, nb = entry.node_a, entry.node_b
+    ta = na.load() if na is not None and na.tensor is not None else None
+    tb = nb.load() if nb is not None and nb.tensor is not None else None
+    if ta is None and tb is None:
+        return EntryHistograms(None, None, None)
+    bins = bins_for(max(t.numel() for t in (ta, tb) if t is not None))
+    if ta is not None and tb is not None and ta.shape == tb.shape:
+        pair = pair_histograms(ta, tb, bins=bins)
+        return EntryHistograms(pair.a, pair.b, pair.diff)
+    return EntryHistograms(
+        a=histogram(ta, bins=bins) if ta is not None else None,
+        b=histogram(tb, bins=bins) if tb is not None else None,
+        diff=None,
+    )
 
 
 def paired_sample(

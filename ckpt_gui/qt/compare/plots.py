@@ -13,6 +13,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.diff import DiffEntry, LayerChange
+from ckpt_gui.core.diff.histograms import EntryHistograms, entry_histograms
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_value
@@ -136,35 +137,8 @@ def _without_common_prefix(names: list[str]) -> list[str]:
     return [".".join(p[common:]) for p in parts]
 
 
-def bins_for(numel: int) -> int:
-    """Fewer bins for small tensors, so 64 values do not scatter over 128 bins."""
-    return int(min(128, max(16, 2 * math.sqrt(max(numel, 1)))))
-
-
 def _short(name: str, limit: int = 24) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1) :]
-
-
-def histogram_job(entry: DiffEntry) -> dict[str, Any]:
-    """On a worker: {"a", "b", "diff"} histograms for an entry (``None`` where there is none).
-    A pair of the same shape gets common bins and a real A − B; otherwise each side alone."""
-    from ckpt_gui.core.diff.histograms import pair_histograms
-    from ckpt_gui.core.histogram import histogram
-
-    na, nb = entry.node_a, entry.node_b
-    ta = na.load() if na is not None and na.tensor is not None else None
-    tb = nb.load() if nb is not None and nb.tensor is not None else None
-    if ta is None and tb is None:
-        return {"a": None, "b": None, "diff": None}
-    bins = bins_for(max(t.numel() for t in (ta, tb) if t is not None))
-    if ta is not None and tb is not None and ta.shape == tb.shape:
-        pair = pair_histograms(ta, tb, bins=bins)
-        return {"a": pair.a, "b": pair.b, "diff": pair.diff}
-    return {
-        "a": histogram(ta, bins=bins) if ta is not None else None,
-        "b": histogram(tb, bins=bins) if tb is not None else None,
-        "diff": None,
-    }
 
 
 class PairHistogramPanel(QWidget):
@@ -186,16 +160,12 @@ class PairHistogramPanel(QWidget):
         layout.addWidget(self.ab_plot, 1)
         layout.addWidget(self.diff_plot, 1)
         self._entry: DiffEntry | None = None
-        self._result: dict[str, Any] | None = None
-        self._worker: workers.Worker | None = None
-        self._generation = 0
+        self._result: EntryHistograms | None = None
+        self._work = workers.WorkerSlot()
 
     def show_entry(self, entry: DiffEntry | None) -> None:
         """Show ``entry``'s histograms, computed on a worker; earlier requests are dropped."""
-        if self._worker is not None:
-            self._worker.abort()
-            self._worker = None
-        self._generation += 1
+        self._work.abort()
         self._entry, self._result = entry, None
         self._clear()
         if entry is None:
@@ -209,36 +179,25 @@ class PairHistogramPanel(QWidget):
             self.histograms_ready.emit()
             return
         self._say(f"{entry.key}: computing histograms…")
-        generation = self._generation
-        worker = workers.start_call(lambda: histogram_job(entry))
-        worker.finished.connect(lambda result: self._on_done(generation, result))
-        worker.failed.connect(lambda exc: self._on_failed(generation, exc))
-        self._worker = worker
+        self._work.call(
+            lambda: entry_histograms(entry), on_finish=self._on_done, on_error=self._on_failed
+        )
 
     def is_busy(self) -> bool:
-        return self._worker is not None
+        return self._work.busy()
 
-    def result(self) -> dict[str, Any] | None:
+    def result(self) -> EntryHistograms | None:
         return self._result
 
     def shutdown(self, wait_s: float = 5.0) -> None:
-        if self._worker is not None:
-            self._worker.abort()
-            self._worker.wait(wait_s)
-            self._worker = None
+        self._work.shutdown(wait_s)
 
-    def _on_done(self, generation: int, result: dict[str, Any]) -> None:
-        if generation != self._generation:
-            return
-        self._worker = None
+    def _on_done(self, result: EntryHistograms) -> None:
         self._result = result
         self._draw(result)
         self.histograms_ready.emit()
 
-    def _on_failed(self, generation: int, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
-        self._worker = None
+    def _on_failed(self, exc: BaseException) -> None:
         self._say(f"No histogram: {error_text(exc)[0]}")
         self.histograms_ready.emit()
 
@@ -252,13 +211,12 @@ class PairHistogramPanel(QWidget):
         self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setText(text)
 
-    def _draw(self, result: dict[str, Any]) -> None:
+    def _draw(self, result: EntryHistograms) -> None:
         entry = self._entry
         assert entry is not None
         self._clear()
         notes = []
-        for side, colour, name in (("a", COLOUR_A, "A"), ("b", COLOUR_B, "B")):
-            h = result.get(side)
+        for h, colour, name in ((result.a, COLOUR_A, "A"), (result.b, COLOUR_B, "B")):
             if h is None or h.is_empty:
                 continue
             self.ab_plot.plot(
@@ -270,7 +228,7 @@ class PairHistogramPanel(QWidget):
                 pen=pg.mkPen(colour, width=1.5),
                 name=name,
             )
-        diff = result.get("diff")
+        diff = result.diff
         if diff is not None and not diff.is_empty:
             self.diff_plot.plot(
                 diff.edges,
@@ -282,7 +240,7 @@ class PairHistogramPanel(QWidget):
             )
         elif diff is None:
             notes.append("no A − B: the two sides differ in shape or one is missing")
-        sample = next((h for h in result.values() if h is not None and h.sampled), None)
+        sample = next((h for h in result.sides() if h is not None and h.sampled), None)
         if sample is not None:
             notes.append(f"sampled: {sample.elements:,} of {sample.numel:,} positions")
         m = entry.metrics

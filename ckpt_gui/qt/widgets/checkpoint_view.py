@@ -12,13 +12,14 @@ from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.memory import freeze_heap, gc_paused, return_freed_memory, thaw_heap
-from ckpt_gui.qt import stats_feed, workers
+from ckpt_gui.core.memory import freeze_heap, return_freed_memory, thaw_heap
+from ckpt_gui.qt import jobs, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
 from ckpt_gui.qt.models import columns as col
-from ckpt_gui.qt.models.items import Item, build_items
+from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.tree_model import CheckpointModel
+from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
@@ -35,39 +36,12 @@ from ckpt_gui.qt.workers import PROGRESS_STEPS
 STATS_BATCH_SECONDS = 0.25
 # How long (ms) the tree gets to paint after loading before the statistics workers start.
 FIRST_PAINT_MS = 60
-# Past this many tensors, the tree, its rows and their statistics are kept out of the garbage
-# collector's passes while the tab shows them (core.memory.freeze_heap): each full pass over a
-# million objects would stall the window for a second or more.
-FREEZE_TENSORS = 50_000
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
-def _open(path: Path, trust: bool) -> tuple[Checkpoint, Item, bool]:
-    """The checkpoint, its rows, and whether the heap was frozen for them (a big tree)."""
-    from ckpt_gui.core.reader import open_checkpoint
-
-    with gc_paused():
-        ckpt = open_checkpoint(path, trust=trust)
-        try:
-            # Counted here, on the worker, for the summary bar on the GUI thread.
-            big = ckpt.totals().tensors > FREEZE_TENSORS
-            items = build_items(ckpt.root)
-        except BaseException:
-            ckpt.close()
-            raise
-        if big:
-            # A big tree and its rows live as long as the tab: the collector need not walk
-            # them again (thawed when the tab lets them go, _release).
-            freeze_heap()
-    return ckpt, items, big
-
-
-class CheckpointView(QWidget):
+class CheckpointView(Page):
     """Summary bar, tree and the panels beside it for one checkpoint."""
 
-    state_changed = Signal(str)
-    progress = Signal(str, int, int)  # message, done, total (total 0: busy without a count)
-    loaded = Signal()
     load_failed = Signal(str)
     stats_finished = Signal()
 
@@ -88,10 +62,8 @@ class CheckpointView(QWidget):
         # structural view again, and the banner says why trusting did not help.
         self.trust_failure = ""
         self._trust_retry = False
-        self._loading = workers.WorkerSlot()
-        self._stats = workers.WorkerSlot()
+        self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
-        self._progress: tuple[str, int, int] = ("", 0, 0)
         self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
 
         self.banner = SafetyBanner()
@@ -156,12 +128,15 @@ class CheckpointView(QWidget):
     def title(self) -> str:
         return self.path.name or str(self.path)
 
+    def tooltip(self) -> str:
+        return str(self.path)
+
+    def source(self) -> Path:
+        return self.path
+
     def is_idle(self) -> bool:
         """Nothing left to load or compute (the screenshot waits for this)."""
         return self.state in (FAILED, READY, CANCELLED)
-
-    def is_busy(self) -> bool:
-        return not self.is_idle()
 
     def panels_busy(self) -> bool:
         """The histogram or values panel is still computing for the selection."""
@@ -169,19 +144,19 @@ class CheckpointView(QWidget):
 
     def start(self) -> None:
         """Open the file on a worker; the window keeps painting meanwhile."""
-        self._stop_workers()
+        self._work.abort()
         self._release()
         self.loading_label.setText(f"Opening {self.title()}…")
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
         self._report(f"Opening {self.title()}…", 0, 0)
         path, trust = self.path, self.trust
-        worker = workers.Worker(
-            lambda: workers.run_call(lambda: _open(path, trust)), discard=_close_result
+        self._work.call(
+            lambda: jobs.open_with_rows(path, trust),
+            on_finish=self._on_loaded,
+            on_error=self._on_load_failed,
+            discard=jobs.close_with_rows,
         )
-        worker.finished.connect(self._on_loaded)
-        worker.failed.connect(self._on_load_failed)
-        self._loading.start(worker)
 
     def reload(self) -> None:
         self.trust_failure = ""
@@ -190,24 +165,36 @@ class CheckpointView(QWidget):
     def cancel(self) -> None:
         """Stop what is running: an abandoned open shows as cancelled, statistics stop filling."""
         if self.state == LOADING:
-            self._stop_workers(wait=False)
+            self._work.abort()
             self.error_message = "Opening was cancelled."
             self.error_view.set_error(f"{self.title()} was not opened", self.error_message)
             self.stack.setCurrentWidget(self.error_view)
             self._set_state(CANCELLED)
         elif self.state == STATS:
-            self._stop_workers(wait=False)
+            self._work.abort()
             self._report("Statistics cancelled", 0, 0)
             self._set_state(READY)
 
     def shutdown(self, wait_s: float = 5.0) -> None:
         """Abort every worker of this tab and wait for their threads (tab or window closing)."""
-        self._stop_workers(wait=True, wait_s=wait_s)
+        self._work.shutdown(wait_s)
         self.histogram.shutdown(wait_s)
         self.values.shutdown(wait_s)
         if self.scan_dialog is not None:
             self.scan_dialog.shutdown(wait_s)
         self._release()
+
+    def copy_keys(self) -> list[str]:
+        return self.tree.selected_keys()
+
+    def focus_filter(self) -> None:
+        self.tree.focus_filter()
+
+    def expand_all(self) -> None:
+        self.tree.expand_all()
+
+    def collapse_all(self) -> None:
+        self.tree.collapse_all()
 
     def select_largest_tensor(self) -> Item | None:
         if self.model is None:
@@ -221,7 +208,6 @@ class CheckpointView(QWidget):
 
     # --- loading ----------------------------------------------------------------------------
     def _on_loaded(self, result: tuple[Checkpoint, Item, bool]) -> None:
-        self._loading.current = None
         self.checkpoint, root, self._frozen_heap = result
         self.model = CheckpointModel(root, self)
         self.tree.set_model(self.model)
@@ -240,7 +226,6 @@ class CheckpointView(QWidget):
         self.loaded.emit()
 
     def _on_load_failed(self, exc: BaseException) -> None:
-        self._loading.current = None
         line, details = error_text(exc)
         if self._trust_retry:  # the file opened before: go back to that view, and say why
             self._trust_retry, self.trust, self.trust_failure = False, False, line
@@ -289,7 +274,7 @@ class CheckpointView(QWidget):
 
     # --- statistics -------------------------------------------------------------------------
     def _start_stats_if_current(self) -> None:
-        if self.state == STATS and not self._stats.busy() and self.checkpoint is not None:
+        if self.state == STATS and not self._work.busy() and self.checkpoint is not None:
             self._start_stats()
 
     def _start_stats(self) -> None:
@@ -301,20 +286,19 @@ class CheckpointView(QWidget):
         self._stats_failures = 0
         self._set_state(STATS)
         self._report("Computing statistics…", 0, PROGRESS_STEPS)
-        worker = workers.Worker(
-            lambda cancel: stats_feed.stats_events(nodes, cancel),
+        self._work.start(
+            lambda cancel: jobs.stats_events(nodes, cancel),
+            on_yield=self._on_stats,
+            on_finish=lambda _: self._on_stats_done(),
+            on_error=self._on_stats_failed,
             with_abort=True,
             batch_seconds=STATS_BATCH_SECONDS,
         )
-        worker.yielded.connect(self._on_stats)
-        worker.finished.connect(lambda _: self._on_stats_done())
-        worker.failed.connect(self._on_stats_failed)
-        self._stats.start(worker)
 
     def _on_stats(self, batch: list[Any]) -> None:
         if self.model is None:
             return
-        pairs, progress, failures = stats_feed.split_events(batch)
+        pairs, progress, failures = jobs.split_stats_events(batch)
         self._stats_failures += len(failures)
         if pairs:
             self.tree.apply_stats(pairs)
@@ -335,12 +319,10 @@ class CheckpointView(QWidget):
             self._report(text, done, PROGRESS_STEPS)
 
     def _on_stats_done(self) -> None:
-        self._stats.current = None
         failed = self._stats_failures
         self._finish_stats(f"Statistics: {failed} tensors could not be read" if failed else "")
 
     def _on_stats_failed(self, exc: BaseException) -> None:
-        self._stats.current = None
         line, _ = error_text(exc)
         self._finish_stats(f"Statistics stopped: {line}")
 
@@ -372,25 +354,6 @@ class CheckpointView(QWidget):
         self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
 
     # --- helpers ----------------------------------------------------------------------------
-    def progress_state(self) -> tuple[str, int, int]:
-        """The last progress reported: (message, done, total)."""
-        return self._progress
-
-    def _report(self, text: str, done: int, total: int) -> None:
-        self._progress = (text, done, total)
-        self.progress.emit(text, done, total)
-
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        self.state_changed.emit(state)
-
-    def _stop_workers(self, wait: bool = False, wait_s: float = 5.0) -> None:
-        for slot in (self._loading, self._stats):
-            if wait:
-                slot.shutdown(wait_s)
-            else:
-                slot.abort()
-
     def _release(self) -> None:
         """Drop everything that refers to the checkpoint, so that its memory map goes now (a
         reload, a closed tab), not when the window closes: the panels' nodes, the model's rows
@@ -415,10 +378,3 @@ class CheckpointView(QWidget):
 def _nodes(root: Item) -> list[Any]:
     """The core nodes of every visible row (not the invisible root's)."""
     return [it.node for it in root.walk() if it.node is not None and it is not root]
-
-
-def _close_result(result: object) -> None:
-    if isinstance(result, tuple) and result and isinstance(result[0], Checkpoint):
-        result[0].close()
-        if result[-1] is True:  # the worker froze the heap for it
-            thaw_heap()

@@ -6,7 +6,7 @@ so and offers the exact histogram on request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
@@ -26,34 +26,13 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
-from ckpt_gui.qt import workers
+from ckpt_gui.qt import jobs, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 BIN_CHOICES = (16, 32, 64, 128, 256, 512, 1024)
 MAX_OVERLAY = 8
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-
-
-def histogram_events(
-    nodes: list[Node],
-    bins: int,
-    exact: bool,
-    cancel: Callable[[], bool],
-    stats: Mapping[Node, TensorStats | None] | None = None,
-) -> Iterator[tuple[Node, Any]]:
-    """(node, Histogram or error message) for each node, on the worker thread. A node's
-    ``stats`` give the exact histogram its range, which spares it a pass over the tensor."""
-    from ckpt_gui.core.histogram import histogram
-
-    for node in nodes:
-        if cancel():
-            return
-        known = stats.get(node) if stats is not None and exact else None
-        try:
-            yield node, histogram(node.load(), bins=bins, exact=exact, stats=known)
-        except Exception as exc:  # noqa: BLE001 - one unreadable tensor must not end the others
-            yield node, error_text(exc)[0]
 
 
 class HistogramPanel(QWidget):
@@ -99,8 +78,7 @@ class HistogramPanel(QWidget):
         self._nodes: list[Node] = []
         self._results: dict[Node, Any] = {}
         self._stats: dict[Node, TensorStats | None] = {}
-        self._slot = workers.WorkerSlot()  # one current worker; aborted ones are waited for
-        self._generation = 0
+        self._work = workers.WorkerSlot()
         self.bins_box.currentIndexChanged.connect(lambda _: self._compute(exact=False))
         self.log_box.toggled.connect(lambda _: self._redraw())
         self.exact_button.clicked.connect(lambda: self._compute(exact=True))
@@ -146,7 +124,7 @@ class HistogramPanel(QWidget):
             )
 
     def is_busy(self) -> bool:
-        return self._slot.busy()
+        return self._work.busy()
 
     def bins(self) -> int:
         return int(self.bins_box.currentText())
@@ -158,13 +136,12 @@ class HistogramPanel(QWidget):
         return dict(self._results)
 
     def shutdown(self, wait_s: float = 5.0) -> None:
-        self._slot.shutdown(wait_s)
+        self._work.shutdown(wait_s)
 
     def clear(self) -> None:
         """Forget the tensors shown and their results (the tab reloads or closes): the nodes
         hold their tensors, and the tensors the file's memory map."""
-        self._slot.abort()
-        self._generation += 1
+        self._work.abort()
         self._nodes, self._results, self._stats = [], {}, {}
         if self._plot is not None:
             self._plot.clear()
@@ -177,8 +154,7 @@ class HistogramPanel(QWidget):
 
     # --- work -------------------------------------------------------------------------------
     def _compute(self, exact: bool) -> None:
-        self._slot.abort()
-        self._generation += 1  # results of earlier selections are dropped on arrival
+        self._work.abort()  # results of earlier selections never arrive
         self._results = {}
         self.plot.clear()
         self.legend.clear()
@@ -191,34 +167,26 @@ class HistogramPanel(QWidget):
             return
         self.message.setText("Computing exact histogram…" if exact else "Computing histogram…")
         self.message.setVisible(True)
-        nodes, bins, generation = list(self._nodes), self.bins(), self._generation
+        nodes, bins = list(self._nodes), self.bins()
         stats = {n: self._stats.get(n) for n in nodes}
-        worker = workers.Worker(
-            lambda cancel: histogram_events(nodes, bins, exact, cancel, stats), with_abort=True
+        self._work.start(
+            lambda cancel: jobs.histogram_events(nodes, bins, exact, cancel, stats),
+            on_yield=self._on_results,
+            on_finish=lambda _: self._on_done(),
+            on_error=self._on_failed,
+            with_abort=True,
         )
-        worker.yielded.connect(lambda batch: self._on_results(generation, batch))
-        worker.finished.connect(lambda _: self._on_done(generation))
-        worker.failed.connect(lambda exc: self._on_failed(generation, exc))
-        self._slot.start(worker)
 
-    def _on_results(self, generation: int, batch: list[tuple[Node, Any]]) -> None:
-        if generation != self._generation:
-            return
+    def _on_results(self, batch: list[tuple[Node, Any]]) -> None:
         for node, result in batch:
             self._results[node] = result
         self._redraw()
 
-    def _on_done(self, generation: int) -> None:
-        if generation != self._generation:
-            return
-        self._slot.current = None
+    def _on_done(self) -> None:
         self._redraw()
         self.histogram_ready.emit()
 
-    def _on_failed(self, generation: int, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
-        self._slot.current = None
+    def _on_failed(self, exc: BaseException) -> None:
         if isinstance(exc, ImportError):
             self.message.setText("Histograms are not available in this version.")
         else:
@@ -271,11 +239,11 @@ class HistogramPanel(QWidget):
             self.legend.setVisible(True)
         notes = [_sampled_text(sampled, self._results), _nonfinite_text(self._nodes, self._results)]
         self.sampled_label.setText(" · ".join(n for n in notes if n))
-        self.exact_button.setVisible(bool(sampled) and not self._slot.busy())
+        self.exact_button.setVisible(bool(sampled) and not self._work.busy())
         if errors:
             self.message.setText("\n".join(errors))
-        self.message.setVisible(bool(errors) or self._slot.busy())
-        if not self._slot.busy() and not errors:
+        self.message.setVisible(bool(errors) or self._work.busy())
+        if not self._work.busy() and not errors:
             self.message.setVisible(False)
 
     def _apply_log(self, on: bool) -> None:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ckpt_gui.qt import workers
+from ckpt_gui.qt import jobs, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
@@ -39,12 +39,6 @@ VERDICT_TEXT = {
     "a real load would import and call them.",
     "safe": "every global it names is one that torch's safe loader allows.",
 }
-
-
-def _scan(path: Path) -> Any:
-    from ckpt_gui.core.safety.scan import scan_path
-
-    return scan_path(path)
 
 
 def verdict_line(report: Any) -> str:
@@ -64,7 +58,7 @@ class ScanReportDialog(QDialog):
         self.path = Path(path)
         self.report = report
         self.error_message = ""
-        self._worker = workers.WorkerSlot()
+        self._work = workers.WorkerSlot()
         self.setWindowTitle(f"Scan report: {self.path.name or self.path}")
         self.setModal(False)
         self.resize(760, 420)
@@ -110,17 +104,11 @@ class ScanReportDialog(QDialog):
         """Scan ``path`` on a worker; the dialog says so meanwhile."""
         self.verdict_label.setText("<span style='color:gray'>Scanning…</span>")
         path = self.path
-        worker = workers.Worker(lambda: workers.run_call(lambda: _scan(path)))
-        worker.finished.connect(self._on_scanned)
-        worker.failed.connect(self._on_failed)
-        self._worker.start(worker)
-
-    def _on_scanned(self, report: Any) -> None:
-        self._worker.current = None
-        self.set_report(report)
+        self._work.call(
+            lambda: jobs.scan(path), on_finish=self.set_report, on_error=self._on_failed
+        )
 
     def _on_failed(self, exc: BaseException) -> None:
-        self._worker.current = None
         line, _ = error_text(exc)
         self.error_message = line
         self.verdict_label.setText(
@@ -188,11 +176,11 @@ class ScanReportDialog(QDialog):
         return self.notes_label.text()
 
     def is_busy(self) -> bool:
-        return self._worker.busy()
+        return self._work.busy()
 
     # --- closing ----------------------------------------------------------------------------
     def shutdown(self, wait_s: float = 5.0) -> None:
-        self._worker.shutdown(wait_s)
+        self._work.shutdown(wait_s)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()

@@ -19,10 +19,10 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QTableView, QVBoxLayout, QWidget
 
 from ckpt_gui.core.tree import Node
+from ckpt_gui.core.value_sample import ValueSample, sample_tensor
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_shape
-from ckpt_gui.qt.value_sample import ValueSample, sample_tensor
 from ckpt_gui.qt.widgets.plot_widget import new_plot
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -108,8 +108,7 @@ class ValuesPanel(QWidget):
         self.splitter.setVisible(False)
         self._node: Node | None = None
         self._sample: ValueSample | None = None
-        self._slot = workers.WorkerSlot()  # one current worker; aborted ones are waited for
-        self._generation = 0
+        self._work = workers.WorkerSlot()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -134,30 +133,27 @@ class ValuesPanel(QWidget):
         return self._plot is not None and self._plot.isVisible()
 
     def show_tensor(self, node: Node | None) -> None:
-        if node is self._node and (self._sample is not None or self._slot.busy()):
+        if node is self._node and (self._sample is not None or self._work.busy()):
             return
-        self._slot.abort()
-        self._generation += 1
+        self._work.abort()
         self._node = node
         self._sample = None
         if node is None:
             self._show(None, "Select one tensor to see its values.")
             return
         self.note.setText(f"Reading {node.key}…")
-        generation = self._generation
-        worker = workers.Worker(lambda: workers.run_call(lambda: sample_tensor(node)))
-        worker.finished.connect(lambda sample: self._on_sample(generation, sample))
-        worker.failed.connect(lambda exc: self._on_failed(generation, exc))
-        self._slot.start(worker)
+        self._work.call(
+            lambda: sample_tensor(node), on_finish=self._on_sample, on_error=self._on_failed
+        )
 
     def is_busy(self) -> bool:
-        return self._slot.busy()
+        return self._work.busy()
 
     def sample(self) -> ValueSample | None:
         return self._sample
 
     def shutdown(self, wait_s: float = 5.0) -> None:
-        self._slot.shutdown(wait_s)
+        self._work.shutdown(wait_s)
 
     def clear(self) -> None:
         """Forget the tensor shown (the tab reloads or closes): its node holds the tensor, and
@@ -166,18 +162,12 @@ class ValuesPanel(QWidget):
         if self.image is not None:
             self.image.clear()
 
-    def _on_sample(self, generation: int, sample: ValueSample) -> None:
-        if generation != self._generation:
-            return
-        self._slot.current = None
+    def _on_sample(self, sample: ValueSample) -> None:
         self._sample = sample
         self._show(sample, sample.note)
         self.values_ready.emit()
 
-    def _on_failed(self, generation: int, exc: BaseException) -> None:
-        if generation != self._generation:
-            return
-        self._slot.current = None
+    def _on_failed(self, exc: BaseException) -> None:
         self._show(None, f"Could not read the values: {error_text(exc)[0]}")
         self.values_ready.emit()
 

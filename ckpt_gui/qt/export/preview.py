@@ -1,5 +1,6 @@
 """The export preview: the plan as a table model (kept keys with their new names and dtypes,
-then dropped keys with the reason) and a one-paragraph summary with the resulting size."""
+then dropped keys with the reason), a one-paragraph summary with the resulting size, and what
+the cast check found."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QWidget
 
 from ckpt_gui.core.export import ExportPlan, dropped_summary
+from ckpt_gui.core.export.casting import CastEffect
+from ckpt_gui.core.export.check import describe_effects
 from ckpt_gui.core.export.run import count
 from ckpt_gui.qt.formatting import format_bytes
 
@@ -79,3 +82,27 @@ def plan_summary(plan: ExportPlan) -> str:
         f"{kept}; {dropped_summary(plan).replace('dropped', 'drops', 1)}. "
         f"Result: {after}{shards} (the source is {format_bytes(plan.size_before)})."
     )
+
+
+def cast_summary(plan: ExportPlan, effects: dict[str, CastEffect]) -> tuple[str, str]:
+    """(text, colour) of what the plan's cast does beyond rounding, tensor by tensor."""
+    lines = describe_effects(plan, effects)
+    if not lines:
+        fine = f"The cast to {plan.options.dtype} only rounds: no value overflows or flushes."
+        return fine, "#2e7d32"
+    shown = lines[:4] + ([f"… and {len(lines) - 4} more tensors"] if len(lines) > 4 else [])
+    return "\n".join(shown), "#8a5300"
+
+
+def cast_problems(plan: ExportPlan, effects: dict[str, CastEffect] | None) -> list[str]:
+    """Why the export is refused: a cast that would overflow when overflow is an error."""
+    if not effects or plan.options.on_overflow != "error":
+        return []
+    overflow = [(k, e) for k, e in effects.items() if e.overflow]
+    if not overflow:
+        return []
+    key, effect = overflow[0]
+    return [
+        f"{key}: {effect.overflow:,} finite values would become ±inf; choose what "
+        "out-of-range values become to export anyway"
+    ]

@@ -1,5 +1,6 @@
-"""What the Values panel shows of a tensor: all of a small one, an evenly spaced sample of a big
-one, always with the real indices. Qt-free; runs on a worker because it reads tensor data."""
+"""What the window's Values panel shows of a tensor: all of a small one, an evenly spaced sample
+of a big one, always with the real indices. It reads tensor data, so the window runs it on a
+worker."""
 
 from __future__ import annotations
 

@@ -39,12 +39,11 @@ from ckpt_gui.core.export import (
     plan_export,
 )
 from ckpt_gui.core.export.casting import CastEffect
-from ckpt_gui.core.export.check import cast_check_bytes, describe_effects, iter_cast_check
-from ckpt_gui.core.reader import open_checkpoint
-from ckpt_gui.qt import workers
+from ckpt_gui.core.export.check import cast_check_bytes, iter_cast_check
+from ckpt_gui.qt import jobs, workers
 from ckpt_gui.qt.errors import error_text
-from ckpt_gui.qt.export_form import ExportForm
-from ckpt_gui.qt.export_preview import PreviewModel, plan_summary
+from ckpt_gui.qt.export.form import ExportForm
+from ckpt_gui.qt.export.preview import PreviewModel, cast_problems, cast_summary, plan_summary
 
 
 class ExportDialog(QDialog):
@@ -67,9 +66,9 @@ class ExportDialog(QDialog):
         self.plan: ExportPlan | None = None
         # Not ``result``: that would hide QDialog.result(), the dialog's accept/reject code.
         self.export_result: ExportResult | None = None
-        self._open_worker: workers.Worker | None = None
-        self._export_worker: workers.Worker | None = None
-        self._check_worker: workers.Worker | None = None
+        self._opening = workers.WorkerSlot()
+        self._exporting = workers.WorkerSlot()
+        self._checking = workers.WorkerSlot()  # the cast check of the preview's plan
         # The plan the cast counts belong to, and the counts (None while they are computed).
         self._checked_plan: ExportPlan | None = None
         self.cast_effects: dict[str, CastEffect] | None = None
@@ -81,23 +80,17 @@ class ExportDialog(QDialog):
         self._build()
         self.status_label.setText(f"Reading {self.path.name}…")
         path = self.path
-        worker = workers.start_call(lambda: open_checkpoint(path, trust=trust), discard=_close)
-        worker.finished.connect(self._on_loaded)
-        worker.failed.connect(self._on_load_failed)
-        self._open_worker = worker
+        self._opening.call(
+            lambda: jobs.open_checkpoint(path, trust),
+            on_finish=self._on_loaded,
+            on_error=self._on_load_failed,
+            discard=jobs.close_checkpoint,
+        )
 
     # --- building ---------------------------------------------------------------------------
     def _build(self) -> None:
         self.form = form = ExportForm(self.path)
         form.changed.connect(self._preview_timer.start)
-        # The options' widgets, under the names the dialog has always offered them by.
-        self.presets, self.preset_buttons = form.presets, form.preset_buttons
-        self.contents, self.state_dict_box = form.contents, form.state_dict_box
-        self.dtype_box, self.format_box = form.dtype_box, form.format_box
-        self.include_edit, self.exclude_edit = form.include_edit, form.exclude_edit
-        self.strip_edit, self.add_edit = form.strip_edit, form.add_edit
-        self.shard_edit, self.dest_edit = form.shard_edit, form.dest_edit
-        self.browse_button = form.browse_button
 
         self.preview_model = PreviewModel(self)
         self.preview = QTableView()
@@ -190,12 +183,12 @@ class ExportDialog(QDialog):
                 summary += " It replaces the existing file."
             self.summary_label.setText(summary)
             self._check_cast(plan)
-            problems.extend(self._cast_problems(plan))
+            problems.extend(cast_problems(plan, self.cast_effects))
         else:
             self.summary_label.setText("")
             self._check_cast(None)
         self.problem_label.setText("\n".join(problems[:3]))
-        checking = self._check_worker is not None
+        checking = self._checking.busy()
         self.export_button.setEnabled(not problems and not checking and not self.is_exporting())
         self.preview_changed.emit()
 
@@ -214,14 +207,12 @@ class ExportDialog(QDialog):
             plan is not None
             and self._checked_plan is not None
             and self._checked_plan.kept == plan.kept
-            and (self.cast_effects is not None or self._check_worker is not None)
+            and (self.cast_effects is not None or self._checking.busy())
         )
         if same:
             self._checked_plan = plan
             return
-        if self._check_worker is not None:
-            self._check_worker.abort()
-            self._check_worker = None
+        self._checking.abort()
         self._checked_plan, self.cast_effects = plan, None
         self.cast_label.setText("")
         if plan is None or self.checkpoint is None or not cast_check_bytes(plan):
@@ -229,41 +220,24 @@ class ExportDialog(QDialog):
             return
         self.cast_label.setText(f"Checking what the cast to {plan.options.dtype} does…")
         ckpt = self.checkpoint
-        worker = workers.Worker(lambda cancel: iter_cast_check(plan, ckpt, cancel), with_abort=True)
-        worker.finished.connect(self._on_cast_checked)
-        worker.failed.connect(self._on_cast_check_failed)
-        self._check_worker = worker
-        worker.start()
-
-    def _cast_problems(self, plan: ExportPlan) -> list[str]:
-        effects = self.cast_effects
-        if not effects or plan.options.on_overflow != "error":
-            return []
-        overflow = [(k, e) for k, e in effects.items() if e.overflow]
-        if not overflow:
-            return []
-        key, effect = overflow[0]
-        return [
-            f"{key}: {effect.overflow:,} finite values would become ±inf; choose what "
-            "out-of-range values become to export anyway"
-        ]
+        self._checking.start(
+            lambda cancel: iter_cast_check(plan, ckpt, cancel),
+            on_finish=self._on_cast_checked,
+            on_error=self._on_cast_check_failed,
+            with_abort=True,
+        )
 
     def _on_cast_checked(self, effects: dict[str, CastEffect]) -> None:
-        self._check_worker = None
         self.cast_effects = effects
         plan = self._checked_plan
         if plan is not None:
-            lines = describe_effects(plan, effects)
-            shown = lines[:4] + ([f"… and {len(lines) - 4} more tensors"] if len(lines) > 4 else [])
-            fine = f"The cast to {plan.options.dtype} only rounds: no value overflows or flushes."
-            self.cast_label.setText("\n".join(shown) if lines else fine)
-            colour = "#8a5300" if lines else "#2e7d32"
+            text, colour = cast_summary(plan, effects)
+            self.cast_label.setText(text)
             self.cast_label.setStyleSheet(f"color: {colour};")
         self.update_preview()
         self.cast_checked.emit()
 
     def _on_cast_check_failed(self, exc: BaseException) -> None:
-        self._check_worker = None
         self.cast_effects = {}
         self.cast_label.setText(f"The cast could not be checked: {error_text(exc)[0]}")
         self.update_preview()
@@ -282,7 +256,7 @@ class ExportDialog(QDialog):
     def start_export(self) -> None:
         """Export as planned; an existing destination is replaced only once the user says so
         (the question opens as ``replace_box``)."""
-        if self.checkpoint is None or self._export_worker is not None:
+        if self.checkpoint is None or self._exporting.busy():
             return
         self.update_preview()
         if self.plan is None or not self.export_button.isEnabled():
@@ -313,28 +287,28 @@ class ExportDialog(QDialog):
     def _export(self, overwrite: bool) -> None:
         assert self.checkpoint is not None and self.plan is not None
         ckpt, dest, options = self.checkpoint, self.destination(), self.plan.options
-        worker = workers.Worker(
+        self._exporting.start(
             lambda cancel: self.export_steps(ckpt, dest, options, cancel, overwrite),
+            on_yield=self._on_progress,
+            on_finish=self._on_exported,
+            on_error=self._on_export_failed,
+            on_abort=self._on_export_cancelled,
             with_abort=True,
         )
-        worker.yielded.connect(self._on_progress)
-        worker.finished.connect(self._on_exported)
-        worker.failed.connect(self._on_export_failed)
-        worker.aborted.connect(self._on_export_cancelled)
-        self._export_worker = worker
         self.export_result = None
         self.result_label.setText("")
         self._set_exporting(True)
         self.status_label.setText("Writing…")
-        worker.start()
 
     def cancel_export(self) -> None:
-        if self._export_worker is not None:
+        """Stop the export at its next chunk; the dialog says so once its thread has ended
+        (and the core has removed the temporary file)."""
+        if self._exporting.busy():
             self.status_label.setText("Cancelling…")
-            self._export_worker.abort()
+            self._exporting.cancel()
 
     def is_exporting(self) -> bool:
-        return self._export_worker is not None
+        return self._exporting.busy()
 
     def _on_progress(self, batch: list[ExportProgress]) -> None:
         last = batch[-1]
@@ -345,7 +319,6 @@ class ExportDialog(QDialog):
         self.status_label.setText(f"{verb} {last.key}…" if last.key else f"{verb}…")
 
     def _on_exported(self, result: ExportResult) -> None:
-        self._export_worker = None
         self.export_result = result
         self._set_exporting(False)
         self.progress_bar.setValue(1000)
@@ -355,7 +328,6 @@ class ExportDialog(QDialog):
         self.export_finished.emit(result)
 
     def _on_export_failed(self, exc: BaseException) -> None:
-        self._export_worker = None
         self._set_exporting(False)
         self.progress_bar.setValue(0)
         line, _ = error_text(exc)
@@ -364,7 +336,6 @@ class ExportDialog(QDialog):
         self.export_failed.emit(line)
 
     def _on_export_cancelled(self) -> None:
-        self._export_worker = None
         self._set_exporting(False)
         self.progress_bar.setValue(0)
         self.status_label.setText("Cancelled")
@@ -381,7 +352,6 @@ class ExportDialog(QDialog):
 
     # --- opening ----------------------------------------------------------------------------
     def _on_loaded(self, ckpt: Checkpoint) -> None:
-        self._open_worker = None
         self.checkpoint = ckpt
         plan = plan_export(ckpt, ExportOptions())
         items = []
@@ -400,7 +370,6 @@ class ExportDialog(QDialog):
         self.loaded.emit()
 
     def _on_load_failed(self, exc: BaseException) -> None:
-        self._open_worker = None
         self.status_label.setText("")
         self.problem_label.setText(error_text(exc)[0])
         self.export_button.setEnabled(False)
@@ -409,14 +378,11 @@ class ExportDialog(QDialog):
     def shutdown(self, wait_s: float = 10.0) -> None:
         """Abort the workers, wait for their threads (the export removes its temporary file)
         and close the checkpoint."""
-        running = (self._open_worker, self._export_worker, self._check_worker)
-        for worker in running:
-            if worker is not None:
-                worker.abort()
-        for worker in running:
-            if worker is not None:
-                worker.wait(wait_s)
-        self._open_worker = self._export_worker = self._check_worker = None
+        slots = (self._opening, self._exporting, self._checking)
+        for slot in slots:
+            slot.abort()  # all three stop together, then each is waited for
+        for slot in slots:
+            slot.shutdown(wait_s)
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None
@@ -424,8 +390,3 @@ class ExportDialog(QDialog):
     def done(self, result: int) -> None:  # Qt override: accept, reject and close all end here
         self.shutdown()
         super().done(result)
-
-
-def _close(result: object) -> None:
-    if isinstance(result, Checkpoint):
-        result.close()
