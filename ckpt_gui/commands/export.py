@@ -19,6 +19,7 @@ from ckpt_gui.core.export import (
     parse_size,
 )
 from ckpt_gui.core.export.casting import ON_OVERFLOW
+from ckpt_gui.core.export.merge import iter_merge_export
 from ckpt_gui.core.export.options import NUMPY_CHOICES, ExportError
 from ckpt_gui.core.reader import open_checkpoint
 
@@ -90,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "then loads them only through torch.serialization.safe_globals) or tensors (tensors)",
     )
     parser.add_argument(
+        "--merge-into",
+        metavar="BASE",
+        help="SRC is a LoRA adapter: write BASE with it merged (W + scale·B·A per module)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace DST if it exists (it is refused otherwise)"
     )
     parser.add_argument(
@@ -127,6 +133,15 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    if args.merge_into is not None:
+        with (
+            open_checkpoint(args.src, trust=args.trust) as adapter,
+            open_checkpoint(args.merge_into, trust=args.trust) as base,
+        ):
+            steps = iter_merge_export(adapter, base, args.dst, options, overwrite=args.force)
+            result = _drain(steps)
+        echo_lines(result.describe())
+        return 0
     with open_checkpoint(args.src, trust=args.trust) as ckpt:
         result = _drain(iter_export(ckpt, args.dst, options, overwrite=args.force))
     echo_lines(result.describe())

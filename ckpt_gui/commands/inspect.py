@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from typing import Any
 
+from ckpt_gui.commands.adapter_view import (
+    adapter_reports,
+    add_adapter_json,
+    add_base_argument,
+    print_adapters,
+)
 from ckpt_gui.commands.output import echo, json_value, print_json, print_table
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.formats.folders import format_label
@@ -23,14 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow running code from the file (only for files you trust)",
     )
+    add_base_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_checkpoint(args.path, trust=args.trust) as ckpt:
+    with ExitStack() as stack:
+        ckpt = stack.enter_context(open_checkpoint(args.path, trust=args.trust))
+        adapters = adapter_reports(ckpt, args.base, stack, trust=args.trust)
         if args.json:
-            print_json(inspect_json(ckpt))
+            out = inspect_json(ckpt)
+            add_adapter_json(out, adapters)
+            print_json(out)
         else:
             print_report(ckpt)
+            print_adapters(adapters)
     return 0
 
 

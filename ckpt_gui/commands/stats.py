@@ -4,9 +4,16 @@ docs/cli.md)."""
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ckpt_gui.commands.adapter_view import (
+    adapter_reports,
+    add_adapter_json,
+    add_base_argument,
+    print_adapters,
+)
 from ckpt_gui.commands.output import echo, number, print_json, print_table
 from ckpt_gui.core.errors import CorruptError
 from ckpt_gui.core.reader import open_checkpoint
@@ -37,10 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow running code from the file (only for files you trust)",
     )
+    add_base_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_checkpoint(args.path, trust=args.trust) as ckpt:
+    with ExitStack() as stack:
+        ckpt = stack.enter_context(open_checkpoint(args.path, trust=args.trust))
+        adapters = adapter_reports(ckpt, args.base, stack, trust=args.trust)
         nodes = [
             n for n in ckpt.tensors() if args.filter is None or fnmatchcase(n.key, args.filter)
         ]
@@ -68,12 +78,15 @@ def run(args: argparse.Namespace) -> int:
                 opt: {name: _rollup_json(r) for name, r in table.items()}
                 for opt, table in by_name.items()
             }
-            print_json({"path": str(ckpt.path), "tensors": entries, "optimizer_state": optimizers})
+            out = {"path": str(ckpt.path), "tensors": entries, "optimizer_state": optimizers}
+            add_adapter_json(out, adapters)
+            print_json(out)
         else:
             print_report(str(ckpt.path), results, args.filter)
             print_optimizer_state(by_name)
             for key, why in empty.items():
                 echo(f"no statistics for {key}: {why}")
+            print_adapters(adapters)
     return 0
 
 

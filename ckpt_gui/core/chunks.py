@@ -201,6 +201,13 @@ def _workers() -> tuple[ThreadPoolExecutor, int, int]:
         return _pool
 
 
+def submit(fn: Callable[..., R], *args: Any) -> Future[R]:
+    """Run ``fn(*args)`` on one of the pool's threads (torch single-threaded there): work done
+    ahead, such as a merge's next module computed while the current one is written."""
+    pool, _, _ = _workers()
+    return pool.submit(fn, *args)
+
+
 def map_chunks(
     t: torch.Tensor,
     chunk_elems: int,

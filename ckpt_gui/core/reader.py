@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from ckpt_gui.core.adapters.found import is_lora_adapter
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
 from ckpt_gui.core.errors import CorruptError, NotFoundError, UnsupportedFormatError
 from ckpt_gui.core.formats import pickled, safetensors_file
@@ -56,6 +57,8 @@ def open_checkpoint(
         kind = recognise(ckpt.root)
         if ckpt.kind == "object":
             ckpt.kind = kind
+        if is_lora_adapter(ckpt):  # core/adapters reads its config when it is analysed
+            ckpt.kind = "lora-adapter"
         nodes = list(ckpt.root.walk())
         _note_optimizer_mapping(ckpt, nodes)
         _note_overrides(ckpt, nodes)

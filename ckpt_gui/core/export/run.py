@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,12 @@ from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node, dtype_from_name
 from ckpt_gui.core.units import human_bytes
 
+# Checks a written result: (plan, source, result path, cancel) -> yields (key, bytes checked).
+Verifier = Callable[
+    [ExportPlan, Checkpoint, Path, "CancelCheck | None"],
+    Generator[tuple[str, int], None, Verification],
+]
+
 
 @dataclass(frozen=True)
 class ExportProgress:
@@ -66,6 +72,7 @@ class ExportResult:
     verification: Verification
     # What the cast did beyond rounding, by source key (check.iter_cast_check).
     cast_effects: dict[str, CastEffect] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what else the user should know (a merge's)
 
     def describe(self) -> list[str]:
         """The summary a user reads: what was kept and dropped, sizes, the verification."""
@@ -73,7 +80,7 @@ class ExportResult:
         kept = f"kept {count(len(plan.kept), 'tensor')} ({human_bytes(plan.tensor_bytes)})"
         if plan.kept_values:
             kept += f" and {count(len(plan.kept_values), 'value')}"
-        lines = [f"exported to {self.destination}", kept, dropped_summary(plan)]
+        lines = [f"exported to {self.destination}", *self.notes, kept, dropped_summary(plan)]
         if len(self.files) > 1:
             shards = len(self.files) - 1
             lines.append(f"{shards} shard{'s' * (shards != 1)} and {self.files[-1].name}")
@@ -119,11 +126,14 @@ def iter_export(
     cancel: CancelCheck | None = None,
     *,
     overwrite: bool = False,
+    verifier: Verifier | None = None,
 ) -> Generator[ExportProgress, None, ExportResult]:
     """Export ``source`` to ``destination``; returns the verified ``ExportResult``.
 
     ``cancel()`` is polled inside long writes too (the worker's abort flag). An existing
     destination is replaced only with ``overwrite=True`` (``--force``, or the user said so).
+    ``verifier``: what checks the written result (``iter_verify`` unless given: a merge checks
+    its merged tensors its own way).
     Raises ``ExportError`` (a ``CheckpointError``) with one line when it refuses or fails.
     """
     own = not isinstance(source, Checkpoint)
@@ -167,7 +177,7 @@ def iter_export(
                 assert target.path is not None
                 result_path = target.path / plan.files[-1] if plan.files else target.path
                 size_after = _size(target.path)
-                verifying = iter_verify(plan, ckpt, result_path, cancel)
+                verifying = (verifier or iter_verify)(plan, ckpt, result_path, cancel)
                 done = checked + plan.tensor_bytes
                 while True:
                     try:

@@ -5,7 +5,7 @@ chunk so that memory stays flat however large the tensors are.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Collection, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from ckpt_gui.core.export.writers import (
     CancelCheck,
     check_cancel,
     raw_bytes,
+    same_bytes,
 )
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node, dtype_from_name
@@ -54,10 +55,17 @@ class Verification:
 
 
 def iter_verify(
-    plan: ExportPlan, source: Checkpoint, result_path: Path, cancel: CancelCheck | None = None
+    plan: ExportPlan,
+    source: Checkpoint,
+    result_path: Path,
+    cancel: CancelCheck | None = None,
+    *,
+    skip: Collection[str] = (),
 ) -> Generator[tuple[str, int], None, Verification]:
     """Compare the result at ``result_path`` with ``source`` as ``plan`` says it should be.
-    Yields ``(key, bytes compared)``; raises ``ExportError`` at the first difference."""
+    Yields ``(key, bytes compared)``; raises ``ExportError`` at the first difference.
+    ``skip``: result names whose values the caller checks itself (a merge's merged weights);
+    they are still checked to be there with the planned dtype and shape."""
     try:
         # A trusted source (the user's explicit --trust) wrote the same objects back: read the
         # result the same way, or its values could not be compared with the source's.
@@ -87,6 +95,8 @@ def iter_verify(
                 raise
             if kept.dtype != kept.source_dtype:
                 verification.cast = kept.dtype
+            if kept.name in skip:
+                continue
             dtype = dtype_from_name(kept.dtype)
             if batch.add(kept.name, src, out, dtype):
                 if batch.full():
@@ -174,7 +184,7 @@ def _compare(
         check_cancel(cancel)
         expected = cast(chunk_a, dtype, policy)
         # Bytes, not values: NaN == NaN here, and -0.0 must stay -0.0.
-        if not torch.equal(raw_bytes(expected), raw_bytes(chunk_b)):
+        if not same_bytes(expected, chunk_b):
             raise ExportError(f"verification failed: {name!r} differs from the source")
         if chunk_a.dtype != dtype and chunk_a.is_floating_point():
             _measure_cast(chunk_a, chunk_b, verification)
@@ -232,7 +242,7 @@ class _Batch:
             else:  # a floating cast, element by element, as _compare does it
                 a = torch.cat([items[i][4] for i in members])
                 b = torch.cat([items[i][5] for i in members])
-                same = torch.equal(raw_bytes(cast(a, dtype, self.policy)), raw_bytes(b))
+                same = same_bytes(cast(a, dtype, self.policy), b)
             if not same:  # name the first that differs, as comparing one by one would
                 quiet = Verification(0, 0, None)
                 for name, src, out, target, _, _ in items:

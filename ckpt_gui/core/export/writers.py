@@ -47,6 +47,20 @@ def raw_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().reshape(-1).view(torch.uint8)
 
 
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors hold the same bytes (NaN payloads and -0.0 included), compared as
+    8-byte words where the layout allows: several times faster than byte by byte."""
+    x, y = raw_bytes(a), raw_bytes(b)
+    if x.numel() != y.numel():
+        return False
+    if x.numel() % 8 == 0:
+        try:
+            return torch.equal(x.view(torch.int64), y.view(torch.int64))
+        except RuntimeError:  # a view that does not start on an 8-byte boundary
+            pass
+    return torch.equal(x, y)
+
+
 def _little_endian() -> None:
     if sys.byteorder != "little":
         raise ExportError("exporting needs a little-endian machine")

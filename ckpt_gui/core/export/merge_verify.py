@@ -1,0 +1,190 @@
+"""Proof that a merged export is right, computed apart from the writer.
+
+Every tensor the merge leaves alone is compared with the base by ``iter_verify``. Every merged
+weight is read back from the written file and checked twice against the sources, which are
+loaded again for it:
+- bit for bit against W + scale·B·A in PEFT's float32 arithmetic (cast as planned), so the file
+  holds exactly what ``merge_and_unload`` gives;
+- on 64 rows spread over it, against the exact merge computed in float64 from the factor
+  matrices (another code path than the writer's): each element's error must stay within
+  float32's rounding bound for an r-term product, |error| ≤ (r+3)·2⁻²⁴·(|W| + |scale|·‖Bᵢ‖·‖Aⱼ‖),
+  plus half a unit in the last place of the written dtype when that is narrower (2⁻⁸ relative
+  for bfloat16, 2⁻¹¹ for float16). A wrong scale, a missing transpose or a module merged into
+  the wrong weight is wrong on every row; the bit-for-bit check covers every element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ckpt_gui.core.adapters.lowrank import factor_matrices
+from ckpt_gui.core.adapters.merge import MergedWeights, MergeSpec, MergeTarget
+from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.chunks import serial_torch
+from ckpt_gui.core.export.casting import cast
+from ckpt_gui.core.export.options import ExportError, ExportPlan
+from ckpt_gui.core.export.run import Verifier
+from ckpt_gui.core.export.verify import Verification, iter_verify
+from ckpt_gui.core.export.writers import CancelCheck, check_cancel, same_bytes
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.tree import Node, dtype_from_name
+
+SAMPLE_ROWS = 64  # rows of each merged weight checked against the float64 merge
+_U32 = 2.0**-24
+# Unit roundoff of the dtypes narrower than float32 arithmetic.
+_NARROW = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
+
+
+@dataclass
+class MergeVerification(Verification):
+    merged: int = 0  # merged weights checked
+    merged_dtype: str | None = None  # what they were written as, when a cast applied
+    max_error: float = 0.0  # largest |written - exact| as a fraction of its rounding bound
+    bound: float = 0.0  # the largest float32 bound factor used, (r+3)·2⁻²⁴
+    sampled: int = 0  # rows checked against the float64 merge
+    narrow: float = 0.0  # the written dtype's unit roundoff, when narrower than float32
+    replaced: int = 0  # tensors taken from the adapter's modules_to_save (compared with them)
+
+    def describe(self) -> str:
+        if not self.merged:
+            return super().describe()
+        cast_to = f" and cast to {self.merged_dtype}" if self.merged_dtype else ""
+        narrow = f" + {self.narrow:.3g}·|value|" if self.narrow else ""
+        merged = (
+            f"{self.merged} merged weight{'s' * (self.merged != 1)} equal W + scale·B·A "
+            f"recomputed from the sources{cast_to}, bit for bit, and {self.sampled} sampled rows "
+            "lie within rounding of the exact (float64) merge (largest error "
+            f"{self.max_error:.0%} of the bound {self.bound:.2g}·(|W|+|scale|·‖Bᵢ‖‖Aⱼ‖){narrow})"
+        )
+        others = self.tensors - self.merged
+        if not others:
+            return f"verified: {merged}"
+        rest = Verification(others, self.values, self.cast, self.max_rel_error)
+        rest.became_inf, rest.clamped, rest.flushed = self.became_inf, self.clamped, self.flushed
+        source = "the base"
+        if self.replaced:
+            source = (
+                f"their source (the base, or for {self.replaced} the adapter's modules_to_save)"
+            )
+        tail = rest.describe().removeprefix("verified: all ").replace("the source", source)
+        return f"verified: {merged}; the other {tail}"
+
+
+def merge_verifier(spec: MergeSpec) -> Verifier:
+    """The verifier ``iter_export`` runs for a merge described by ``spec``."""
+    by_key = {t.key: t for t in spec.targets}
+
+    def verify(
+        plan: ExportPlan, source: Checkpoint, result_path: Path, cancel: CancelCheck | None
+    ) -> Generator[tuple[str, int], None, Verification]:
+        merged = {k.name: k for k in plan.kept if k.key in by_key}
+        plain = yield from iter_verify(plan, source, result_path, cancel, skip=set(merged))
+        out = MergeVerification(plain.tensors, plain.values, plain.cast, plain.max_rel_error)
+        out.became_inf, out.clamped, out.flushed = plain.became_inf, plain.clamped, plain.flushed
+        out.replaced = sum(1 for k in plan.kept if k.key in spec.replaced)
+        try:
+            result = open_checkpoint(result_path)
+        except Exception as exc:  # noqa: BLE001 - iter_verify read it a moment ago
+            raise ExportError(
+                f"verification failed: the result cannot be read back ({exc})"
+            ) from None
+        weights = MergedWeights([by_key[k.key] for k in merged.values()])
+        with result:
+            for name, kept in merged.items():
+                node = result.find(name)
+                assert node is not None  # iter_verify checked every name is there
+                target = by_key[kept.key]
+                dtype = dtype_from_name(kept.dtype)
+                if kept.dtype != kept.source_dtype:
+                    out.merged_dtype = kept.dtype
+                try:
+                    yield from _check_merged(
+                        name, target, node, dtype, plan.options.on_overflow, out, weights, cancel
+                    )
+                except BaseException:
+                    weights.close()
+                    raise
+                out.merged += 1
+        return out
+
+    return verify
+
+
+def _check_merged(
+    name: str,
+    target: MergeTarget,
+    node: Node,
+    dtype: torch.dtype,
+    policy: str,
+    out: MergeVerification,
+    weights: MergedWeights,
+    cancel: CancelCheck | None,
+) -> Generator[tuple[str, int], None, None]:
+    check_cancel(cancel)
+    written = node.load()
+    # Computed again from the sources (the next one ahead on a worker), not the writer's.
+    expected = cast(weights.load(target.key), dtype, policy)
+    if expected.shape != written.shape or not same_bytes(expected, written):
+        raise ExportError(f"verification failed: {name!r} is not W + scale·B·A")
+    del expected
+    _check_exact(name, target, written, out)
+    yield name, written.numel() * written.element_size()
+
+
+def _check_exact(
+    name: str,
+    target: MergeTarget,
+    written: torch.Tensor,
+    out: MergeVerification,
+) -> None:
+    """Sampled rows of the written weight against the exact merge in float64: each element
+    within float32's rounding bound (plus the written dtype's, when narrower)."""
+    with serial_torch():  # small tensors: no OpenMP team to stall on a shared machine
+        _check_rows(name, target, written, out)
+
+
+def _check_rows(
+    name: str,
+    target: MergeTarget,
+    written: torch.Tensor,
+    out: MergeVerification,
+) -> None:
+    module = target.module
+    assert module.a is not None and module.b is not None
+    a2, b2 = factor_matrices(module.a.load(), module.b.load(), module.kind)
+    transposed = module.kind == "embedding" or target.fan_in_fan_out
+    # The weight's rows are left @ right: B·A, or (B·A)ᵀ = Aᵀ·Bᵀ.
+    left, right = (a2.T, b2.T) if transposed else (b2, a2)
+    w = target.base.load()
+    rows = w.shape[0]
+    w2, got = w.reshape(rows, -1), written.reshape(rows, -1)
+    picked = torch.linspace(0, rows - 1, min(rows, SAMPLE_ROWS)).round().long().unique()
+    base = w2.index_select(0, picked).double()
+    value = got.index_select(0, picked).double()
+    lefts = left.index_select(0, picked)
+    scale = target.scale
+    exact = base + scale * (lefts @ right)
+    # |W| + |scale|·‖Bᵢ‖·‖Aⱼ‖ bounds |W| + |scale|·(|B|·|A|)ᵢⱼ (Cauchy-Schwarz).
+    size = base.abs() + abs(scale) * torch.outer(
+        torch.linalg.vector_norm(lefts, dim=1), torch.linalg.vector_norm(right, dim=0)
+    )
+    factor = (a2.shape[0] + 3) * _U32
+    narrow = max(_NARROW.get(written.dtype, 0.0), _NARROW.get(w.dtype, 0.0))
+    allowed = size.mul_(factor).add_(torch.finfo(written.dtype).tiny)
+    if narrow:
+        allowed.add_(exact.abs(), alpha=narrow)
+    error = (value - exact).abs_()
+    if not bool((error <= allowed).all()):  # NaN compares False: looked at below
+        same = (value == exact) | (value.isnan() & exact.isnan())
+        if not bool(((error <= allowed) | (~exact.isfinite() & same)).all()):
+            raise ExportError(
+                f"verification failed: {name!r} is further from W + scale·B·A than rounding allows"
+            )
+        error = torch.where(exact.isfinite(), error, 0.0)
+    out.bound, out.narrow = max(out.bound, factor), max(out.narrow, narrow)
+    out.sampled += int(picked.numel())
+    out.max_error = max(out.max_error, float(error.div_(allowed).max()))
