@@ -20,7 +20,7 @@ from ckpt_gui.core.errors import Cancelled, CheckpointError, first_line
 from ckpt_gui.core.memory import for_one_command
 
 # name -> module in ckpt_gui.commands; each module has HELP, add_arguments(parser), run(args).
-COMMANDS = ("inspect", "stats", "diff", "export", "scan")
+COMMANDS = ("inspect", "stats", "diff", "export", "scan", "trajectory")
 
 
 class UsageError(Exception):
@@ -66,6 +66,12 @@ def gui_parser() -> _Parser:
     )
     parser.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), help="open A and B in compare mode"
+    )
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        metavar="PATH",
+        help="open a training run: a folder of checkpoints, or several checkpoints",
     )
     parser.add_argument("--demo", action="store_true", help="write the demo checkpoint and open it")
     parser.add_argument(
