@@ -34,9 +34,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _available_commands() -> dict[str, ModuleType]:
+def _available_commands(names: Sequence[str] = COMMANDS) -> dict[str, ModuleType]:
+    """The command modules of ``names`` (each imports what it needs: only the one run is
+    imported, so that a header-only command never pays for torch)."""
     found = {}
-    for name in COMMANDS:
+    for name in names:
         try:
             found[name] = import_module(f"ckpt_gui.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _interrupt_on_sigterm()
             # torch's deprecation chatter is not for the user: stderr carries our one line.
             warnings.simplefilter("ignore")
-            commands = _available_commands()
+            commands = _available_commands([args_list[0]])
             if args_list[0] not in commands:
                 return fail(f"the {args_list[0]!r} command is not available in this version")
             args = _headless_parser(commands).parse_args(args_list)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckpt_gui.commands.output import echo, number, print_table
-from ckpt_gui.core.adapters import AdapterReport, adapter_report, find_adapters
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.reader import open_checkpoint
+
+if TYPE_CHECKING:  # the analysis (and torch with it) is imported for adapters only
+    from ckpt_gui.core.adapters import AdapterReport
 
 
 def add_base_argument(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +31,8 @@ def adapter_reports(
     adapter, unless ``base`` asks for one: then not being one is an error)."""
     if base is None and ckpt.kind != "lora-adapter":
         return []
+    from ckpt_gui.core.adapters import adapter_report, find_adapters
+
     found = stack.enter_context(find_adapters(ckpt))
     base_ckpt = stack.enter_context(open_checkpoint(base, trust=trust)) if base else None
     reports = [adapter_report(a, base_ckpt) for a in found.adapters]

@@ -10,12 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ckpt_gui.core.adapters.found import is_lora_adapter
 from ckpt_gui.core.checkpoint import Checkpoint, size_on_disk
 from ckpt_gui.core.errors import CorruptError, NotFoundError, UnsupportedFormatError
-from ckpt_gui.core.formats import pickled, safetensors_file
+from ckpt_gui.core.formats import safetensors_file
 from ckpt_gui.core.formats.detect import detect, detect_and_open, find_index, read_index
-from ckpt_gui.core.formats.folders import FolderCheckpoint, Layout, folder_layout, format_label
+from ckpt_gui.core.formats.folders import (
+    ADAPTER_CONFIG,
+    FolderCheckpoint,
+    Layout,
+    folder_layout,
+    format_label,
+)
 from ckpt_gui.core.formats.folders import read_config as read_config_file
 from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.recognise import recognise
@@ -57,12 +62,23 @@ def open_checkpoint(
         kind = recognise(ckpt.root)
         if ckpt.kind == "object":
             ckpt.kind = kind
-        if is_lora_adapter(ckpt):  # core/adapters reads its config when it is analysed
+        if _is_adapter(ckpt):  # core/adapters reads its config when it is analysed
             ckpt.kind = "lora-adapter"
         nodes = list(ckpt.root.walk())
         _note_optimizer_mapping(ckpt, nodes)
         _note_overrides(ckpt, nodes)
     return ckpt
+
+
+def _is_adapter(ckpt: Checkpoint) -> bool:
+    """A LoRA adapter (``adapters.found.is_lora_adapter``). The analysis, and torch with it,
+    is imported only where an adapter's config could be: beside the file, or a folder of them."""
+    folder = ckpt.path if ckpt.path.is_dir() else ckpt.path.parent
+    if ckpt.format != "folder" and not os.path.lexists(folder / ADAPTER_CONFIG):
+        return False
+    from ckpt_gui.core.adapters.found import is_lora_adapter
+
+    return is_lora_adapter(ckpt)
 
 
 def _open_file(
@@ -76,6 +92,8 @@ def _open_file(
     """``path`` in format ``fmt``; ``opened``: the file as detection left it open, which a
     pickled file's scan reads (so that our side opens the file once; torch then opens it)."""
     if fmt in PICKLED:
+        from ckpt_gui.core.formats import pickled  # torch: not needed for a header-only format
+
         return pickled.open_pickled(path, fmt, structural=structural, trust=trust, opened=opened)
     if fmt in _OPENERS:
         return _OPENERS[fmt](path, fmt)
@@ -305,6 +323,8 @@ def _open_sharded(path: Path, fmt: str, shard_set: Sequence[str] = ()) -> Checkp
             else:
                 # The same policy as any torch file: scanned, checked, weights_only, structural.
                 shard_fmt = detect(shard_path)
+                from ckpt_gui.core.formats import pickled
+
                 part = pickled.open_pickled(shard_path, shard_fmt, structural=True, trust=False)
                 closers.append(part.close)
                 formats.append(shard_fmt)

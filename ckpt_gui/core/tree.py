@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import torch
+if TYPE_CHECKING:  # torch is imported when a tensor is loaded: a header needs none of it
+    import torch
 
 ROLES = ("parameter", "buffer", "optimizer_state", "other")
 T = TypeVar("T")
@@ -81,7 +82,7 @@ class TensorInfo:
 
     @property
     def element_size(self) -> int:
-        return dtype_from_name(self.dtype).itemsize
+        return itemsize(self.dtype)
 
     @_cached
     def nbytes(self) -> int:
@@ -174,10 +175,32 @@ def join_key(parent_key: str, name: str) -> str:
     return f"{parent_key}.{name}" if parent_key else name
 
 
-# Every torch dtype by its name without "torch." ("float32", "float8_e4m3fn"): the one table.
-DTYPES = {
-    str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
+# Bytes per element of the dtypes files hold, by name: enough to describe a tensor from a header
+# without importing torch (a test checks it against torch). Other dtypes ask torch.
+ITEMSIZES = {
+    **dict.fromkeys(("float64", "int64", "uint64", "complex64"), 8),
+    **dict.fromkeys(("float32", "int32", "uint32", "complex32"), 4),
+    **dict.fromkeys(("float16", "bfloat16", "int16", "uint16"), 2),
+    **dict.fromkeys(("int8", "uint8", "bool", "float4_e2m1fn_x2"), 1),
+    **dict.fromkeys(("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz"), 1),
+    **dict.fromkeys(("float8_e5m2fnuz", "float8_e8m0fnu"), 1),
+    "complex128": 16,
 }
+_DTYPES: dict[str, torch.dtype] = {}
+
+
+def dtypes() -> dict[str, torch.dtype]:
+    """Every torch dtype by its name without "torch." ("float32", "float8_e4m3fn"): the one
+    table (built on first use, when torch is needed anyway)."""
+    if not _DTYPES:
+        import torch
+
+        _DTYPES.update(
+            (str(d).removeprefix("torch."), d)
+            for d in vars(torch).values()
+            if isinstance(d, torch.dtype)
+        )
+    return _DTYPES
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -186,6 +209,12 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def dtype_from_name(name: str) -> torch.dtype:
     try:
-        return DTYPES[name]
+        return dtypes()[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}") from None
+
+
+def itemsize(name: str) -> int:
+    """Bytes per element of the dtype called ``name``; ``ValueError`` for no dtype."""
+    size = ITEMSIZES.get(name)
+    return size if size is not None else dtype_from_name(name).itemsize

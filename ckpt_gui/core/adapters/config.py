@@ -20,10 +20,10 @@ from ckpt_gui.core.adapters.patterns import (
 )
 from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.formats.detect import read_small_file
-from ckpt_gui.core.formats.folders import MAX_CONFIG_BYTES
+from ckpt_gui.core.formats.folders import ADAPTER_CONFIG, MAX_CONFIG_BYTES
 from ckpt_gui.core.safety.filecheck import printable
 
-CONFIG_NAME = "adapter_config.json"
+CONFIG_NAME = ADAPTER_CONFIG
 MAX_ENTRIES = 10_000  # targets, patterns, modules to save: a real config has a handful
 MAX_NAME_CHARS = 1024
 MAX_RANK = 1 << 20

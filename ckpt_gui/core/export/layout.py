@@ -8,7 +8,7 @@ import struct
 
 from ckpt_gui.core.export.options import ExportPlan
 from ckpt_gui.core.formats.safetensors_file import CODES, PACKED
-from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
+from ckpt_gui.core.tree import Node, TensorInfo, itemsize
 
 # The torch dtypes safetensors can hold, by name, with their codes: the reader's table.
 SAFETENSORS_DTYPES = CODES
@@ -34,9 +34,8 @@ def safetensors_header(entries: list[tuple[str, str, tuple[int, ...]]]) -> bytes
         numel = 1
         for s in shape:
             numel *= s
-        torch_dtype = dtype_from_name(dtype)
-        end = offset + numel * torch_dtype.itemsize
-        packed = PACKED.get(torch_dtype, 1)  # the header counts values, not packed elements
+        end = offset + numel * itemsize(dtype)
+        packed = PACKED.get(dtype, 1)  # the header counts values, not packed elements
         header[name] = {
             "dtype": SAFETENSORS_DTYPES[dtype],
             "shape": [*shape[:-1], shape[-1] * packed] if shape else [],
@@ -105,7 +104,7 @@ def estimate_size(root: Node, plan: ExportPlan) -> None:
             lo, hi = _extent(info)
             group = (info.storage_id if info.storage_id is not None else id(kept), kept.shard)
             old = extents.get(group)
-            item = dtype_from_name(kept.dtype).itemsize
+            item = itemsize(kept.dtype)
             if old is not None:
                 lo, hi = min(old[0], lo), max(old[1], hi)
             extents[group] = (lo, hi, item)

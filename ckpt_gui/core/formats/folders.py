@@ -39,6 +39,7 @@ MAX_FOLDER_ENTRIES = 10_000
 # Components opened as one tree: each is scanned, mapped and keeps a descriptor or a mapping.
 MAX_COMPONENTS = 256
 MAX_CONFIG_BYTES = 4 * MiB  # a real config.json is a few KiB
+ADAPTER_CONFIG = "adapter_config.json"  # how a PEFT adapter describes itself
 # The weights file of a Hugging Face repo or diffusers component, with an optional variant
 # (``model.fp16.safetensors``).
 _HF_SINGLE = re.compile(
@@ -173,7 +174,7 @@ def _hf_layout(folder: Path, weights: list[str], indexes: list[str]) -> Layout |
             notes = _not_shown(candidates, {name}, family)
             # A PEFT adapter describes itself in adapter_config.json.
             adapter = name.lower().startswith("adapter_model")
-            configs = ("adapter_config.json",) if adapter else ("config.json",)
+            configs = (ADAPTER_CONFIG,) if adapter else ("config.json",)
             fmt = detect(folder / name)
             return Layout(folder, "single", fmt, file=name, notes=notes, hf=True, configs=configs)
         shard_set = _shard_set(folder, [n for n in weights if n.lower().endswith(family)])

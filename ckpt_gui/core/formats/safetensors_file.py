@@ -13,51 +13,55 @@ import struct
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
 from ckpt_gui.core.formats.detect import MAX_SAFETENSORS_HEADER
 from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.safety.filecheck import open_regular_file, printable
-from ckpt_gui.core.tree import TensorInfo, dtype_name
+from ckpt_gui.core.tree import ITEMSIZES, TensorInfo, dtype_from_name, itemsize
 
+if TYPE_CHECKING:
+    import torch
+
+# Every safetensors dtype code and the torch dtype it holds, by name: headers are read without
+# importing torch (it comes with the first tensor loaded).
 DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U64": torch.uint64,
-    "U32": torch.uint32,
-    "U16": torch.uint16,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
-    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
-    "F8_E8M0": torch.float8_e8m0fnu,  # MX block scales (gpt-oss *_scales)
-    "F4": torch.float4_e2m1fn_x2,  # two values a byte (gpt-oss *_blocks); see PACKED
-    "C64": torch.complex64,
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",  # MX block scales (gpt-oss *_scales)
+    "F4": "float4_e2m1fn_x2",  # two values a byte (gpt-oss *_blocks); see PACKED
+    "C64": "complex64",
 }
 # The safetensors code of every torch dtype it can hold (the export writes these).
-CODES = {dtype_name(d): code for code, d in DTYPES.items()}
+CODES = {name: code for code, name in DTYPES.items()}
 # Dtypes packing several values into one torch element: the header counts values, torch
 # counts elements, so the last dimension differs by this factor.
-PACKED = {torch.float4_e2m1fn_x2: 2}
-_PLAIN_DTYPES = {code: d for code, d in DTYPES.items() if d not in PACKED}
+PACKED = {"float4_e2m1fn_x2": 2}
+# code -> (dtype name, bytes per element) of the dtypes read without unpacking
+_PLAIN_DTYPES = {code: (d, ITEMSIZES[d]) for code, d in DTYPES.items() if d not in PACKED}
 MAX_DIM = 2**62
 
 
 @dataclass
 class Entry:
     name: str
-    dtype: torch.dtype
+    dtype: str  # the torch dtype's name
     shape: tuple[int, ...]
     begin: int  # absolute offset in the file
     end: int
@@ -102,8 +106,9 @@ def _entries(path: Path, header: dict[str, Any], start: int, data_size: int) -> 
     for name, spec in header.items():
         if type(spec) is dict:
             code, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
-            dtype = plain.get(code) if type(code) is str else None
-            if dtype is not None and type(shape) is list and type(offsets) is list:
+            known = plain.get(code) if type(code) is str else None
+            if known is not None and type(shape) is list and type(offsets) is list:
+                dtype, size = known
                 numel = 1
                 for n in shape:
                     if type(n) is not int or not 0 <= n < MAX_DIM:
@@ -116,7 +121,7 @@ def _entries(path: Path, header: dict[str, Any], start: int, data_size: int) -> 
                             type(begin) is int
                             and type(end) is int
                             and 0 <= begin <= end <= data_size
-                            and end - begin == numel * dtype.itemsize
+                            and end - begin == numel * size
                         ):
                             append(Entry(name, dtype, tuple(shape), start + begin, start + end))
                             continue
@@ -160,7 +165,7 @@ def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entr
         numel //= PACKED[dtype]
     if not 0 <= begin <= end <= data_size:
         raise CorruptError(f"{path}: {name!r} points outside the file (truncated?)")
-    if end - begin != numel * dtype.itemsize:
+    if end - begin != numel * itemsize(dtype):
         raise CorruptError(
             f"{path}: {name!r} declares shape {list(shape)} but holds {end - begin} bytes"
         )
@@ -194,9 +199,10 @@ class MappedFile:
         with f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
 
-    def tensor(
-        self, dtype: torch.dtype, shape: tuple[int, ...], begin: int, end: int
-    ) -> torch.Tensor:
+    def tensor(self, name: str, shape: tuple[int, ...], begin: int, end: int) -> torch.Tensor:
+        import torch
+
+        dtype = dtype_from_name(name)
         if end == begin or self._map is None:
             return torch.empty(shape, dtype=dtype)
         flat = torch.frombuffer(self._map, dtype=torch.uint8, count=end - begin, offset=begin)
@@ -207,6 +213,8 @@ class MappedFile:
     def byte_view(self, begin: int, end: int) -> torch.Tensor:
         """Bytes ``[begin, end)`` of the file as a uint8 tensor viewing the map (nothing is
         read until used): the bytes of many tensors at once, for statistics of tiny tensors."""
+        import torch
+
         if end == begin or self._map is None:
             return torch.empty(0, dtype=torch.uint8)
         return torch.frombuffer(self._map, dtype=torch.uint8, count=end - begin, offset=begin)
@@ -225,17 +233,13 @@ def tensor_infos(path: Path, entries: list[Entry], mapped: MappedFile) -> dict[s
     # Files with many tensors repeat a few shapes and dtypes: their strides and names are
     # computed once (tuples and strings are immutable, so the infos can share them).
     strides: dict[tuple[int, ...], tuple[int, ...]] = {}
-    names: dict[torch.dtype, str] = {}
     load = mapped.tensor
     for e in entries:
         stride = strides.get(e.shape)
         if stride is None:
             stride = strides[e.shape] = _contiguous_stride(e.shape)
-        name = names.get(e.dtype)
-        if name is None:
-            name = names[e.dtype] = dtype_name(e.dtype)
         infos[e.name] = TensorInfo(
-            dtype=name,
+            dtype=e.dtype,
             shape=e.shape,
             stride=stride,
             device="cpu",

@@ -39,7 +39,7 @@ from ckpt_gui.core.safety.tensors import (
     text,
 )
 from ckpt_gui.core.safety.unpickler import Resolver, corrupt, unpickle
-from ckpt_gui.core.tree import DTYPES
+from ckpt_gui.core.tree import dtypes
 
 __all__ = [
     "ModuleNode",
@@ -121,7 +121,7 @@ class _Loader(Resolver, TensorBuilder):
             ("torch._tensor", "_rebuild_from_type_v2"): self.rebuild_from_type_v2,
             ("torch.storage", "_load_from_bytes"): self.load_from_bytes,
         }
-        allowed.update({("torch", name): dtype for name, dtype in DTYPES.items()})
+        allowed.update({("torch", name): dtype for name, dtype in dtypes().items()})
         allowed.update(numpy_values.allowed_globals())
         for name, dtype in STORAGE_DTYPES.items():
             for module in ("torch", "torch.cuda", "torch.storage"):
