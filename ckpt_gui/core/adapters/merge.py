@@ -9,6 +9,7 @@ which the export writes like any checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, wait
@@ -21,9 +22,9 @@ from ckpt_gui.core.adapters.base import BasePairing
 from ckpt_gui.core.adapters.found import Adapter, AdapterError
 from ckpt_gui.core.adapters.modules import LoraModule
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.chunks import submit
+from ckpt_gui.core.chunks import serial_torch, submit
 from ckpt_gui.core.safety.filecheck import printable
-from ckpt_gui.core.tree import Node, TensorInfo
+from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
 
 _CONV = {3: F.conv1d, 4: F.conv2d}
 
@@ -133,9 +134,10 @@ def delta_weight(target: MergeTarget) -> torch.Tensor:
 _ROWS_ELEMENTS = 1 << 16  # scale and add a cache-sized block of rows at a time
 
 
-def merged_weight(target: MergeTarget) -> torch.Tensor:
+def merged_weight(target: MergeTarget, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """W + scale·ΔW in W's dtype: PEFT's ``weight += get_delta_weight()`` (computed in the
-    wider of the two dtypes, stored in W's), bit for bit."""
+    wider of the two dtypes, stored in W's), bit for bit. ``buffer``: memory to compute it in
+    (a contiguous tensor of W's shape and dtype), when the caller has some to spare."""
     w = target.base.load()
     a, b = _factors(target)
     if target.module.kind != "linear" or target.fan_in_fan_out or w.dtype != a.dtype:
@@ -144,7 +146,10 @@ def merged_weight(target: MergeTarget) -> torch.Tensor:
     # The common case, in one buffer: the product, then each block of rows scaled and added
     # while it is in cache. Element by element the same operations as PEFT's (product * scale,
     # then + W: addition commutes bit for bit), so the same bits.
-    out = b @ a
+    if buffer is not None and buffer.shape == w.shape and buffer.dtype == w.dtype:
+        out = torch.matmul(b, a, out=buffer)
+    else:
+        out = b @ a
     rows = max(1, _ROWS_ELEMENTS // max(1, out.shape[1]))
     scale = target.scale
     for start in range(0, out.shape[0], rows):
@@ -156,13 +161,46 @@ def merged_weight(target: MergeTarget) -> torch.Tensor:
 class MergedWeights:
     """The merged weights of ``targets``, loaded in their order: while one is used (written,
     compared), the next is computed on a chunk worker, so the arithmetic overlaps the I/O.
-    At most two modules' merged weights exist at a time; ``close`` waits for the one ahead."""
+    At most two modules' merged weights exist at a time; ``close`` waits for the one ahead.
+
+    The memory of a merged weight nobody holds any more is used again for the next one:
+    freshly allocated memory costs a page fault per 4 KiB on first touch, which takes longer
+    than the merge's arithmetic. What is handed out is a view of that memory, so the memory is
+    known to be free once no view of it is left (the storage's use count)."""
 
     def __init__(self, targets: list[MergeTarget]) -> None:
         self.targets = targets
         self.index = {t.key: i for i, t in enumerate(targets)}
         self.ahead: tuple[str, Future[torch.Tensor]] | None = None
         self.lock = threading.Lock()
+        self.spare: list[torch.Tensor] = []  # at most SPARE buffers, handed out as views
+
+    def _compute(self, target: MergeTarget) -> torch.Tensor:
+        info = target.base.tensor
+        assert info is not None
+        shape, dtype = tuple(info.shape), dtype_from_name(info.dtype)
+        numel = math.prod(shape)
+        with self.lock:  # taken (a view made) under the lock: no other thread takes it too
+            free = [b for b in self.spare if _unused(b)]
+            fits = [b for b in free if b.dtype == dtype and b.numel() >= numel]
+            buffer = min(fits, key=lambda b: b.numel()) if fits else None
+            if buffer is None and free and len(self.spare) >= SPARE:
+                # Room for a bigger one (by identity: == on tensors compares their values).
+                dropped = max(free, key=lambda b: b.numel())
+                self.spare = [b for b in self.spare if b is not dropped]
+            view = _part(buffer, shape) if buffer is not None else None
+        merged = merged_weight(target, view)
+        if view is None or merged.data_ptr() != view.data_ptr():
+            del view
+            if not merged.is_contiguous() or merged.storage_offset():
+                return merged
+            with self.lock:
+                if len(self.spare) >= SPARE:
+                    return merged
+                buffer = merged  # kept itself: a view would keep it alive (``_base``)
+                self.spare.append(buffer)
+        assert buffer is not None
+        return _part(buffer, shape)  # a view: the buffer is busy while it lives
 
     def load(self, key: str) -> torch.Tensor:
         with self.lock:
@@ -172,13 +210,17 @@ class MergedWeights:
         else:
             if ahead is not None:
                 ahead[1].cancel()
-            merged = merged_weight(self.targets[self.index[key]])
+            with serial_torch():  # like those ahead: no OpenMP team to wait for per block
+                merged = self._compute(self.targets[self.index[key]])
         following = self.index[key] + 1
-        if following < len(self.targets):
+        if following == len(self.targets):
+            with self.lock:
+                self.spare.clear()  # the last one: its memory goes when its user lets go
+        else:
             target = self.targets[following]
             with self.lock:
                 if self.ahead is None:
-                    self.ahead = (target.key, submit(merged_weight, target))
+                    self.ahead = (target.key, submit(self._compute, target))
         return merged
 
     def loader(self, key: str) -> Callable[[], torch.Tensor]:
@@ -189,6 +231,26 @@ class MergedWeights:
             ahead, self.ahead = self.ahead, None
         if ahead is not None and not ahead[1].cancel():
             wait([ahead[1]])
+        self.spare.clear()
+
+
+SPARE = 2  # buffers kept for reuse: the weight being used and the one computed ahead
+
+
+def _part(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The start of contiguous ``buffer`` viewed as ``shape``."""
+    return buffer.view(-1)[: math.prod(shape)].view(shape)
+
+
+def _unused(buffer: torch.Tensor) -> bool:
+    """Whether no tensor but ``buffer`` itself refers to its memory (its storage's use count:
+    ``buffer``'s own reference and the one ``untyped_storage()`` holds while asked). Without
+    the count (a torch that lacks it), a buffer is never taken for free."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return False
+    storage = buffer.untyped_storage()
+    return bool(count(storage._cdata) == 2)
 
 
 def merged_checkpoint(base: Checkpoint, adapter: Adapter, spec: MergeSpec) -> Checkpoint:

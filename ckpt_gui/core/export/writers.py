@@ -78,14 +78,27 @@ def iter_write_safetensors(
     _little_endian()
     file.write(header)
     for name, load, dtype in items:
-        tensor = load()
-        for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
-            check_cancel(cancel)
-            data = cast(chunk, dtype, on_overflow)
-            file.write(raw_bytes(data).numpy().data)
-            yield name, data.numel() * data.element_size()
-        if tensor.numel() == 0:
-            yield name, 0
+        yield from _write_tensor(file, name, load, dtype, cancel, on_overflow)
+
+
+def _write_tensor(
+    file: BinaryIO,
+    name: str,
+    load: Callable[[], torch.Tensor],
+    dtype: torch.dtype,
+    cancel: CancelCheck | None,
+    on_overflow: str,
+) -> Progress:
+    """One tensor's bytes. A function of its own so that nothing of the tensor (it, its chunks)
+    is still referenced once written: a merge computes the next weight in its memory then."""
+    tensor = load()
+    for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
+        check_cancel(cancel)
+        data = cast(chunk, dtype, on_overflow)
+        file.write(raw_bytes(data).numpy().data)
+        yield name, data.numel() * data.element_size()
+    if tensor.numel() == 0:
+        yield name, 0
 
 
 class _Sink:
