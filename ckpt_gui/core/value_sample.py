@@ -53,10 +53,19 @@ def _converted(t: torch.Tensor) -> tuple[np.ndarray, bool]:
     return t.numpy(), True
 
 
-def sample_tensor(node: Node) -> ValueSample:
-    """Read just enough of ``node``'s tensor to show it."""
+def sample_tensor(node: Node, index: tuple[int, ...] | None = None) -> ValueSample:
+    """Read just enough of ``node``'s tensor to show it. A tensor of more than 2 dimensions
+    is viewed as [first dimension, the rest], or with ``index`` (one number per leading
+    dimension) as the 2-D slice ``t[index]``: ``(3, 1)`` shows ``t[3, 1, :, :]``."""
     t = node.load()
     shape = tuple(t.shape)
+    if index is not None and t.dim() > 2:
+        if len(index) != t.dim() - 2 or not all(0 <= i < n for i, n in zip(index, shape)):
+            raise ValueError(f"no slice {list(index)} of a tensor of shape {list(shape)}")
+        sliced = sample_2d(t[index])
+        where = ", ".join([str(i) for i in index] + [":", ":"])
+        sliced.note = f"slice [{where}]; {sliced.note}"
+        return sliced
     complex_note = " (magnitudes of complex values)" if t.is_complex() else ""
     if t.dim() == 0:
         values, integer = _as_numpy(t.reshape(()))
@@ -77,8 +86,16 @@ def sample_tensor(node: Node) -> ValueSample:
         return ValueSample(
             values, rows, None, shape, (note or "all values") + complex_note, sampled, integer
         )
+    return sample_2d(t)
+
+
+def sample_2d(t: torch.Tensor) -> ValueSample:
+    """A tensor of 2 or more dimensions, viewed as [first dimension, the rest]."""
+    shape = tuple(t.shape)
+    complex_note = " (magnitudes of complex values)" if t.is_complex() else ""
+    note = ""
     n_rows = shape[0]
-    n_cols = t.numel() // n_rows
+    n_cols = t.numel() // n_rows if n_rows else 0
     if t.dim() > 2:
         note = f"viewed as [{n_rows}, {n_cols}]; "
     rows, cols = _spaced(n_rows, MAX_SIDE), _spaced(n_cols, MAX_SIDE)

@@ -12,15 +12,20 @@ import time
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from ckpt_gui.core.errors import first_line
-from ckpt_gui.qt.main_window import MainWindow
+from ckpt_gui.qt import startup, theme
+
+if TYPE_CHECKING:  # imported in run_app, once a first window has painted (it imports torch)
+    from ckpt_gui.qt.main_window import MainWindow
 
 SCREENSHOT_SIZE = (1600, 1000)
+WINDOW_SIZE = (1280, 800)
 SCREENSHOT_TIMEOUT_S = 600.0  # a picture of an unfinished window beats no picture at all
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icons" / "ckpt-gui.svg"
 
@@ -46,26 +51,26 @@ def make_application() -> QApplication:
     app.setDesktopFileName("ckpt-gui")
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
+    theme.follow_system()
     return app
 
 
 def build_window(args: argparse.Namespace) -> MainWindow:
     """A window with every path of ``args`` opening in its own tab."""
-    window = MainWindow()
-    paths: list[str | Path] = list(args.paths or [])
-    if args.demo:
-        from ckpt_gui.core.demo import write_demo
+    from ckpt_gui.qt.main_window import MainWindow
 
-        paths.append(write_demo())
+    window = MainWindow()
     # --trust applies to the paths on this command line only, never to files opened later.
     trust = bool(getattr(args, "trust", False))
     for path in args.paths or []:
         window.open_path(path, trust=trust)
-    for path in paths[len(args.paths or []) :]:  # the demo: written by us, never trusted
-        window.open_path(path)
+    if args.demo:  # written by us on the tab's worker, never trusted
+        window.open_demo()
     if args.compare:
         a, b = args.compare
         window.open_compare(a, b, trust=trust)
+    if getattr(args, "run", None):
+        window.open_run(args.run, trust=trust)
     return window
 
 
@@ -129,11 +134,18 @@ def install_excepthook(window: MainWindow) -> None:
 
 def run_app(args: argparse.Namespace) -> int:
     app = make_application()
+    first = None
+    if not args.screenshot:  # a window at once; the full one once torch has loaded
+        startup.preload_torch()
+        first = startup.show_startup_window(WINDOW_SIZE)
     try:
         window = build_window(args)
     except OSError as exc:  # e.g. the demo could not be written to the cache folder
         print(first_line(f"ckpt-gui: error: {exc}", limit=1000), file=sys.stderr)
         return 2
+    if first is not None:  # the full window takes the first one's place, then it goes
+        window.move(first.pos())
+        QTimer.singleShot(0, first.close)
     previous_hook = sys.excepthook
     install_excepthook(window)
     try:
@@ -156,7 +168,8 @@ def _run_window(app: QApplication, window: MainWindow, args: argparse.Namespace)
         window.deleteLater()
         app.setQuitOnLastWindowClosed(quit_on_close)
         return code
-    window.resize(1280, 800)
+    window.resize(*WINDOW_SIZE)
+    startup.FirstPaint(window, "window-painted", quit_after=True)
     window.show()
     code = app.exec()
     window.shutdown()

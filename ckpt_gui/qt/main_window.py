@@ -4,11 +4,14 @@ what a menu command does is the current page's business."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
@@ -16,10 +19,12 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QDialog,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QStackedWidget,
@@ -27,11 +32,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ckpt_gui.qt import recent, workers
-from ckpt_gui.qt.compare import CompareView
+from ckpt_gui.core.display_names import short_names
+from ckpt_gui.qt import recent, theme, workers
+from ckpt_gui.qt.export_choice import ExportChoice
 from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
+
+if TYPE_CHECKING:  # the pages import torch: the window imports them once it is shown
+    from ckpt_gui.qt.compare import CompareView
+    from ckpt_gui.qt.run.view import RunView
 
 FILE_FILTERS = ";;".join(
     (
@@ -43,7 +53,7 @@ FILE_FILTERS = ";;".join(
 )
 WELCOME = (
     "<p style='font-size:15pt'>Open a checkpoint</p>"
-    "<p style='color:gray'>File ▸ Open (Ctrl+O), or drop a file or a folder here.</p>"
+    "<p style='color:{grey}'>File ▸ Open (Ctrl+O), or drop a file or a folder here.</p>"
 )
 
 
@@ -58,7 +68,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(lambda _: self._sync_status())
-        self.welcome = QLabel(WELCOME)
+        self.welcome = QLabel()
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.welcome)
@@ -78,6 +88,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
         self._build_menus()
         self._sync_status()
+        self._restyle()
+        theme.follow_theme(self, self._restyle)
 
     # --- menus ------------------------------------------------------------------------------
     def _action(
@@ -98,10 +110,12 @@ class MainWindow(QMainWindow):
         file_menu = menu.addMenu("&File")
         self.open_action = self._action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
         self.open_folder_action = self._action("Open &Folder…", self.open_folder_dialog)
+        self.open_run_action = self._action("Open R&un…", self.open_run_dialog, "Ctrl+Shift+R")
         self.recent_menu = QMenu("Open &Recent", self)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.demo_action = self._action("Open &Demo Checkpoint", self.open_demo)
         self.compare_action = self._action("Compare &With…", self.compare_dialog, "Ctrl+D")
+        self.adapter_base_action = self._action("Open With &Base Model…", self.adapter_base_dialog)
         self.export_action = self._action("&Export Cleaned Copy…", self.export_dialog, "Ctrl+E")
         self.reload_action = self._action("&Reload", self.reload_current, "F5")
         self.close_action = self._action("&Close Tab", self.close_current, "Ctrl+W")
@@ -109,10 +123,12 @@ class MainWindow(QMainWindow):
         for item in (
             self.open_action,
             self.open_folder_action,
+            self.open_run_action,
             self.recent_menu,
             self.demo_action,
             None,
             self.compare_action,
+            self.adapter_base_action,
             self.export_action,
             None,
             self.reload_action,
@@ -127,7 +143,7 @@ class MainWindow(QMainWindow):
             else:
                 file_menu.addAction(item)
         edit_menu = menu.addMenu("&Edit")
-        self.copy_action = self._action("&Copy Keys", self.copy_keys, QKeySequence.StandardKey.Copy)
+        self.copy_action = self._action("&Copy", self.copy_keys, QKeySequence.StandardKey.Copy)
         self.find_action = self._action(
             "&Filter…", self.focus_filter, QKeySequence.StandardKey.Find
         )
@@ -141,6 +157,47 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         self.scan_action = self._action("&Scan Report…", self.scan_report, "Ctrl+Shift+S")
         view_menu.addAction(self.scan_action)
+        view_menu.addSeparator()
+        self.theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions = QActionGroup(self)
+        for mode in theme.MODES:
+            action = self.theme_actions.addAction(mode.capitalize())
+            action.setCheckable(True)
+            action.setData(mode)
+            action.triggered.connect(lambda _=False, m=mode: self.set_theme(m))
+            self.theme_menu.addAction(action)
+        self.theme_menu.aboutToShow.connect(self._check_theme)
+        help_menu = menu.addMenu("&Help")
+        self.shortcuts_action = help_menu.addAction("&Keyboard Shortcuts")
+        self.shortcuts_action.triggered.connect(self.show_shortcuts)
+        self.about_action = help_menu.addAction("&About ckpt-gui")
+        self.about_action.triggered.connect(self.show_about)
+
+    def show_shortcuts(self) -> QDialog:
+        """Help > Keyboard Shortcuts."""
+        from ckpt_gui.qt.help import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.actions(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def show_about(self) -> QDialog:
+        """Help > About: the versions of ckpt-gui, torch, Qt and PySide6."""
+        from ckpt_gui.qt.help import show_about
+
+        return show_about(self)
+
+    def set_theme(self, mode: str) -> None:
+        """View > Theme: follow the system, or always light, or always dark."""
+        theme.apply(mode)
+
+    def _check_theme(self) -> None:
+        for action in self.theme_actions.actions():
+            action.setChecked(action.data() == theme.mode())
+
+    def _restyle(self) -> None:
+        self.welcome.setText(WELCOME.format(grey=theme.colour("secondary")))
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -168,17 +225,61 @@ class MainWindow(QMainWindow):
 
     def open_compare(self, a: str | Path, b: str | Path, *, trust: bool = False) -> CompareView:
         """Compare ``a`` with ``b`` in a new tab (``trust``: as for ``open_path``)."""
+        from ckpt_gui.qt.compare import CompareView  # torch, once needed
+
         page = CompareView(Path(a), Path(b), trust=trust)
         self.add_page(page)
         return page
+
+    def open_run(self, paths: Sequence[str | Path], *, trust: bool = False) -> RunView:
+        """A training run in a new tab: a folder of checkpoints, or several checkpoints."""
+        from ckpt_gui.qt.run.view import RunView  # torch, once needed
+
+        page = RunView([Path(p) for p in paths], trust=trust)
+        self.add_page(page)
+        return page
+
+    def open_run_dialog(self) -> None:
+        """File > Open Run…: a folder of checkpoints (a Trainer's output folder too)."""
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of checkpoints as a run")
+        if path:
+            self.open_run([path])
+
+    def open_dropped(self, paths: Sequence[str | Path]) -> None:
+        """Several files dropped at once: offer to open them as one training run."""
+        if len(paths) < 2:
+            for path in paths:
+                self.open_path(path)
+            return
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Open checkpoints")
+        box.setText(f"Open these {len(paths)} checkpoints as one training run?")
+        box.setInformativeText("A run shows how every tensor moved from checkpoint to checkpoint.")
+        as_run = box.addButton("Open as a Run", QMessageBox.ButtonRole.AcceptRole)
+        each = box.addButton("Open Each in a Tab", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(as_run)
+
+        def chosen() -> None:
+            if box.clickedButton() is as_run:
+                self.open_run(list(paths))
+            elif box.clickedButton() is each:
+                for path in paths:
+                    self.open_path(path)
+
+        box.finished.connect(chosen)
+        self.drop_question = box
+        box.open()
 
     def add_page(self, page: Page) -> Page:
         """Show ``page`` in a new tab, follow its progress in the status bar, and start it."""
         page.progress.connect(lambda *_: self._sync_status(page))
         page.state_changed.connect(lambda _: self._sync_status(page))
         page.loaded.connect(lambda: self._remember(page))
+        page.title_changed.connect(self._retitle)
+        page.compare_requested.connect(self._compare_key)
         index = self.tabs.addTab(page, page.title())
-        self.tabs.setTabToolTip(index, plain_tooltip(page.tooltip()))
+        self._retitle()
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         page.start()
@@ -189,32 +290,63 @@ class MainWindow(QMainWindow):
         if source is not None:
             recent.remember(source)
 
+    def _compare_key(self, a: Path, b: Path, key: str) -> None:
+        """A row's Compare This Tensor With…: a compare tab showing that key."""
+        page = self.open_compare(a, b)
+        page.results.filter_bar.filter_edit.setText(key)
+
     def compare_dialog(self) -> None:
-        """File > Compare With…: the current checkpoint is A, the chosen file is B."""
-        source = self._current_source()
-        if source is None:
+        """File > Compare With…: the current checkpoint is A, the chosen file is B (in a
+        compare tab, the chosen file replaces B)."""
+        page = self.current_page()
+        sources = [] if page is None else page.paths()
+        if not sources:
             self.statusBar().showMessage("Open a checkpoint first, then compare it", 4000)
             return
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Compare {source.name} with", str(source.parent), FILE_FILTERS
-        )
+        title = f"Compare {sources[0].name} with"
+        if page is not None and len(sources) == 2:  # a compare tab: the choice replaces B
+            title = f"Replace B ({page.name_of(sources[1])}) with"
+        path, _ = QFileDialog.getOpenFileName(self, title, str(sources[-1].parent), FILE_FILTERS)
         if path:
             self.compare_current_with(path)
 
-    def compare_current_with(self, path: str | Path) -> CompareView | None:
-        """Compare the current checkpoint (A) with ``path`` (B) in a new tab."""
+    def compare_current_with(self, path: str | Path) -> Page | None:
+        """Compare the current checkpoint (A) with ``path`` (B) in a new tab; a compare tab
+        takes ``path`` as its new B."""
+        page = self.current_page()
+        if page is not None and page.compare_with(Path(path)):
+            return page
         source = self._current_source()
         return None if source is None else self.open_compare(source, path)
 
-    def export_dialog(self) -> None:
-        """File > Export Cleaned Copy… for the current checkpoint."""
-        from ckpt_gui.qt.export import ExportDialog
-
+    def adapter_base_dialog(self) -> None:
+        """File > Open With Base Model…: pair the current tab's LoRA adapter with a base."""
         page = self.current_page()
-        source = None if page is None else page.source()
-        if page is None or source is None:
+        panel = page.adapter_panel if isinstance(page, CheckpointView) else None
+        if panel is None or panel.checkpoint is None:
+            self.statusBar().showMessage("Open a LoRA adapter first, then its base model", 4000)
+            return
+        panel.show_tab()
+        panel.choose_base_file()
+
+    def export_dialog(self) -> None:
+        """File > Export Cleaned Copy… for the current checkpoint (a compare tab asks: A or B)."""
+        page = self.current_page()
+        sources = [] if page is None else page.export_sources()
+        if page is None or not sources:
             self.statusBar().showMessage("Open a checkpoint first, then export it", 4000)
             return
+        if len(sources) > 1:
+            self.export_choice = ExportChoice(page, sources, self)
+            self.export_choice.chosen.connect(lambda path: self.export_path(page, path))
+            self.export_choice.open()
+            return
+        self.export_path(page, sources[0])
+
+    def export_path(self, page: Page, source: Path) -> None:
+        """The export dialog for ``source``, one of ``page``'s files."""
+        from ckpt_gui.qt.export import ExportDialog
+
         # A tab the user trusted exports what it shows: the real objects, not the structural view.
         dialog = ExportDialog(source, parent=self, trust=page.trust)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -232,10 +364,16 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
-    def open_demo(self) -> None:
-        from ckpt_gui.core.demo import write_demo
+    def open_demo(self) -> Page:
+        """The demo in a tab at once; its checkpoints are written on the tab's worker."""
+        from ckpt_gui.core.demo_paths import default_demo_path, write_default_demo
 
-        self.open_path(write_demo())
+        path = default_demo_path()
+        for page in self.pages():
+            if page.source() == path:
+                self.tabs.setCurrentWidget(page)
+                return page
+        return self.add_page(CheckpointView(path, prepare=write_default_demo))
 
     # --- tabs -------------------------------------------------------------------------------
     def pages(self) -> list[Page]:
@@ -260,9 +398,20 @@ class MainWindow(QMainWindow):
             widget.shutdown()  # abort its workers and wait: no thread outlives its tab
         self.tabs.removeTab(index)
         widget.deleteLater()
+        self._retitle()
         if self.tabs.count() == 0:
             self.stack.setCurrentWidget(self.welcome)
         self._sync_status()
+
+    def _retitle(self) -> None:
+        """Tab titles and tooltips, with same-named files told apart by their folders."""
+        pages = self.pages()
+        names = short_names(path for page in pages for path in page.paths())
+        for page in pages:
+            page.set_names(names)
+            index = self.tabs.indexOf(page)
+            self.tabs.setTabText(index, page.title().replace("&", "&&"))
+            self.tabs.setTabToolTip(index, plain_tooltip(page.tooltip()))
 
     def close_current(self) -> None:
         if self.tabs.count():
@@ -283,13 +432,13 @@ class MainWindow(QMainWindow):
 
     # --- edit -------------------------------------------------------------------------------
     def copy_keys(self) -> None:
+        """Edit > Copy: what has focus in the current tab (keys, selected text or cells)."""
         page = self.current_page()
-        keys = [] if page is None else page.copy_keys()
-        if keys:
-            QGuiApplication.clipboard().setText("\n".join(keys))
-            self.statusBar().showMessage(
-                f"Copied {len(keys)} key{'s' if len(keys) > 1 else ''}", 3000
-            )
+        text = "" if page is None else page.copy_text()
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            lines = text.count("\n") + 1
+            self.statusBar().showMessage(f"Copied {lines} line{'s' if lines > 1 else ''}", 3000)
 
     def scan_report(self) -> None:
         """View > Scan Report…: every global the current file's pickles name, with a verdict."""
@@ -339,8 +488,7 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
         paths = _local_paths(event.mimeData().urls())
-        for path in paths:
-            self.open_path(path)
+        self.open_dropped(paths)
         if paths:
             event.acceptProposedAction()
 

@@ -9,10 +9,13 @@ run, an adapter) plugs in through ``MainWindow.add_page`` without touching the w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QWidget
+
+from ckpt_gui.core.display_names import name_key
 
 
 class Page(QWidget):
@@ -22,6 +25,9 @@ class Page(QWidget):
     state_changed = Signal(str)
     progress = Signal(str, int, int)  # message, done, total (total 0: busy without a count)
     loaded = Signal()  # the page's files are open (its work may go on)
+    title_changed = Signal()  # title() or tooltip() say something else now (Swap, a drop)
+    # Compare ``a`` with ``b`` in a new tab, filtered to ``key`` (a row's Compare With…).
+    compare_requested = Signal(object, object, str)
 
     # True when the user allowed a real load for this page (``--trust``, the trust dialog):
     # what it exports is then read the same way.
@@ -31,6 +37,7 @@ class Page(QWidget):
         super().__init__(parent)
         self.state = ""
         self._progress: tuple[str, int, int] = ("", 0, 0)
+        self._names: dict[Path, str] = {}
 
     # --- what the window shows --------------------------------------------------------------
     def title(self) -> str:
@@ -44,6 +51,20 @@ class Page(QWidget):
         """The one checkpoint this page shows: what Compare With and Export start from, and
         what opening the same path again brings to the front. None for other pages."""
         return None
+
+    def paths(self) -> list[Path]:
+        """The files the page shows by name (tabs tell same-named files apart by them)."""
+        source = self.source()
+        return [] if source is None else [source]
+
+    def set_names(self, names: Mapping[Path, str]) -> None:
+        """How to call each file, told apart from every other file open in the window
+        (``core.display_names.short_names``); the window calls it when tabs come and go."""
+        self._names = dict(names)
+
+    def name_of(self, path: Path) -> str:
+        """``path``'s name as the window tells it apart: ``run1/checkpoint.pth``."""
+        return self._names.get(name_key(path)) or path.name or str(path)
 
     def progress_state(self) -> tuple[str, int, int]:
         """The last progress reported: (message, done, total)."""
@@ -78,8 +99,23 @@ class Page(QWidget):
         raise NotImplementedError
 
     def copy_keys(self) -> list[str]:
-        """Edit > Copy Keys: the keys to put on the clipboard."""
+        """The selected keys (what Edit > Copy copies when the rows have focus)."""
         return []
+
+    def copy_text(self) -> str:
+        """Edit > Copy (Ctrl+C): what has focus, as text. By default the selected keys, one a
+        line; a page copies selected text or cells instead when they have focus."""
+        return "\n".join(self.copy_keys())
+
+    def export_sources(self) -> list[Path]:
+        """File > Export: the files the page can export (the window asks which when several)."""
+        source = self.source()
+        return [] if source is None else [source]
+
+    def compare_with(self, path: Path) -> bool:
+        """File > Compare With… chose ``path``: True when the page took it itself (a compare
+        tab replaces B); False, and the window opens a new compare tab from ``source()``."""
+        return False
 
     def focus_filter(self) -> None:
         """Edit > Filter: put the cursor in the page's filter."""

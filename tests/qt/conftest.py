@@ -26,6 +26,15 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_layout() -> Iterator[None]:
+    """Column and splitter state saved by one test does not reach the next."""
+    yield
+    store = QSettings("ckpt-gui", "ckpt-gui")
+    for group in ("tree", "compare", "browser", "view"):
+        store.remove(group)
+
+
+@pytest.fixture(autouse=True)
 def _no_dangling_workers(qapp: object) -> Iterator[None]:
     yield
     alive = workers.active_workers()

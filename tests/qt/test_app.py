@@ -67,3 +67,49 @@ def test_cli_demo_screenshot_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert (tmp_path / "cache" / "ckpt-gui" / "demo-checkpoint.pt").is_file()
     assert_picture(out)
+
+
+def test_demo_opens_at_once_and_is_a_real_run(qtbot, window, cache_home: Path) -> None:
+    page = window.open_demo()
+    # The tab is there at once; the demo is written on its worker, not before it.
+    assert window.tabs.count() == 1 and page.state == "loading"
+    qtbot.waitUntil(page.is_idle, timeout=120_000)
+    assert page.state == "ready", page.error_message
+    assert page.tree.visible_rows() == [
+        "model", "optimizer", "scheduler", "epoch", "step", "loss", "config"
+    ]  # fmt: skip
+    run = sorted(p.name for p in (cache_home / "ckpt-gui" / "demo-run").iterdir())
+    assert run == ["epoch-1.pt", "epoch-2.pt", "epoch-3.pt", "epoch-4.pt"]
+    keys = {it.key for it in page.model.root_item().walk()}
+    assert "model.blocks.1.attn.in_proj_weight" in keys
+    assert any(k.startswith("optimizer.state.") and k.endswith("exp_avg_sq") for k in keys)
+    assert window.open_demo() is page  # once
+
+
+def test_window_paints_before_its_heavy_modules_load(tmp_path: Path) -> None:
+    path = tmp_path / "small.pt"
+    import torch
+
+    torch.save({"w": torch.ones(2)}, path)
+    env = dict(
+        os.environ,
+        CKPT_GUI_STARTUP_PROBE="exit",
+        QT_QPA_PLATFORM="offscreen",
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ckpt_gui", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    moments = [line.split() for line in done.stderr.splitlines() if line.startswith("ckpt-gui")]
+    names = [m[1] for m in moments]
+    assert names.index("first-paint") < names.index("window-painted")
+    first = moments[names.index("first-paint")]
+    assert first[3] == "main_window_imported=0"  # painted before torch was needed
+    assert "torch-imported" in names

@@ -15,11 +15,11 @@ from PySide6.QtWidgets import QApplication
 from safetensors.torch import save_file
 
 from ckpt_gui.cli import gui_parser
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.app import build_window
 from ckpt_gui.qt.export import ExportDialog
 from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
-from ckpt_gui.qt.models.marks import STANDIN_COLOUR
 from ckpt_gui.qt.widgets.checkpoint_view import FAILED, READY, CheckpointView
 from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
@@ -94,7 +94,7 @@ def test_standin_rows_say_what_they_would_import_and_call(qtbot, window, tmp_pat
     assert config.data() == "⚠ RunConfig(lr=0.5, layers=2)"  # readable; the tip names it fully
     tip = f"Loading this file for real would import and call {CONFIG}"
     assert config.data(Qt.ItemDataRole.ToolTipRole) == tip
-    assert config.data(Qt.ItemDataRole.ForegroundRole).color() == QColor(STANDIN_COLOUR)
+    assert config.data(Qt.ItemDataRole.ForegroundRole).color() == QColor(theme.colour("amber"))
     name = config.siblingAtColumn(col.NAME)
     assert name.data(Qt.ItemDataRole.DecorationRole) is not None  # the stand-in dot
     assert tip in name.data(Qt.ItemDataRole.ToolTipRole)

@@ -63,3 +63,35 @@ def layer_changes(entries: Iterable[DiffEntry], model_only: bool = True) -> list
 
 def _is_float(dtype: str | None) -> bool:
     return dtype is not None and dtype.startswith(("float", "bfloat", "complex"))
+
+
+def by_block(layers: list[LayerChange], limit: int = 80) -> list[LayerChange]:
+    """More than ``limit`` layers are grouped by block: the layers of ``model.blocks.12``
+    (their name up to the first numbered component) make one ``LayerChange``, so that a
+    400-block model reads as 400 bars, not 2,000. Layers without a number stay as they are."""
+    if len(layers) <= limit:
+        return layers
+    groups: dict[str, list[LayerChange]] = {}
+    for layer in layers:
+        parts = layer.name.split(".")
+        numbered = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        block = layer.name if numbered is None else ".".join(parts[: numbered + 1])
+        groups.setdefault(block, []).append(layer)
+    out = []
+    for name, members in groups.items():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        diff = math.sqrt(sum(m.diff_l2**2 for m in members))
+        norm = math.sqrt(sum(m.norm_a**2 for m in members))
+        out.append(
+            LayerChange(
+                name=name,
+                rel_l2=0.0 if diff == 0 else (diff / norm if norm > 0 else None),
+                diff_l2=diff,
+                norm_a=norm,
+                keys=[k for m in members for k in m.keys],
+                changed=sum(m.changed for m in members),
+            )
+        )
+    return out

@@ -70,6 +70,8 @@ class TensorDiff:
     dot: float  # ⟨A, B⟩ (real part for complex tensors)
     work_dtype: str  # the dtype both sides were compared in
     complex_magnitude: bool = False
+    # Positions where B is NaN or ±Inf and A is finite: values that went bad between A and B.
+    nonfinite_b_only: int = 0
 
     @property
     def rel_l2(self) -> float | None:
@@ -114,6 +116,7 @@ class _Sums:
     def __init__(self) -> None:
         self.compared = 0
         self.nonfinite = 0
+        self.nonfinite_b_only = 0
         self.sum_abs = 0.0
         self.sum_sq = 0.0
         self.max_abs = 0.0
@@ -195,6 +198,7 @@ def _fold_chunk(
             same = (na == nb) | (torch.isnan(na) & torch.isnan(nb))
             acc.within = acc.within and bool(same.all())
             acc.nonfinite += na.numel()
+            acc.nonfinite_b_only += int((torch.isfinite(na) & ~torch.isfinite(nb)).sum())
             wa, wb, plain = wa[finite], wb[finite], None
         if wa.numel() == 0:
             return
@@ -376,6 +380,7 @@ def diff_steps(
         within_tolerance=identical or acc.within,
         compared=n,
         nonfinite=acc.nonfinite,
+        nonfinite_b_only=acc.nonfinite_b_only,
         max_abs_diff=acc.max_abs if n else None,
         mean_abs_diff=acc.sum_abs / n if n else None,
         diff_l2=math.sqrt(acc.sum_sq),
@@ -417,6 +422,7 @@ def _repeated(d: TensorDiff, k: int) -> TensorDiff:
         numel=d.numel * k,
         compared=d.compared * k,
         nonfinite=d.nonfinite * k,
+        nonfinite_b_only=d.nonfinite_b_only * k,
         diff_l2=d.diff_l2 * root,
         norm_a=d.norm_a * root,
         norm_b=d.norm_b * root,

@@ -30,7 +30,9 @@ from ckpt_gui.core.diff import (
     KeyMatch,
     parse_map,
 )
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.compare.table_model import COLOURS, SHORT_TITLES
+from ckpt_gui.qt.filter_keys import clear_on_escape
 from ckpt_gui.qt.formatting import format_value
 from ckpt_gui.qt.models.filter_proxy import MODES
 from ckpt_gui.qt.plain_text import plain_tooltip
@@ -45,7 +47,6 @@ TOGGLE_TIPS = {
     SHAPE: "Tensors whose shapes differ",
     DTYPE: "Tensors whose dtypes differ (compared in a common wider dtype)",
 }
-COLOUR_A, COLOUR_B = "#1f77b4", "#ff7f0e"
 
 
 def _rgba(colour: str, alpha: int) -> str:
@@ -64,6 +65,8 @@ class PathsBar(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label_a, self.label_b = QLabel(), QLabel()
+        self._paths: tuple[Path, Path, str, str] | None = None
+        theme.follow_theme(self, self._restyle_paths)
         for label in (self.label_a, self.label_b):
             label.setTextFormat(Qt.TextFormat.RichText)
         self.swap_button = QToolButton()
@@ -99,12 +102,18 @@ class PathsBar(QWidget):
         self.match_box.currentIndexChanged.connect(self._emit_match)
         self.map_edit.editingFinished.connect(self._emit_match)
 
-    def set_paths(self, a: Path, b: Path) -> None:
-        for label, name, path, colour in (
-            (self.label_a, "A", a, COLOUR_A),
-            (self.label_b, "B", b, COLOUR_B),
+    def _restyle_paths(self) -> None:
+        if self._paths is not None:
+            self.set_paths(*self._paths)
+
+    def set_paths(self, a: Path, b: Path, name_a: str = "", name_b: str = "") -> None:
+        """Show A and B, called ``name_a`` and ``name_b`` (their file names by default)."""
+        self._paths = (a, b, name_a, name_b)
+        for label, name, path, shown, colour in (
+            (self.label_a, "A", a, name_a or a.name, theme.colour("a")),
+            (self.label_b, "B", b, name_b or b.name, theme.colour("b")),
         ):
-            label.setText(f"<b style='color:{colour}'>{name}</b>&nbsp; {escape(path.name)}")
+            label.setText(f"<b style='color:{colour}'>{name}</b>&nbsp; {escape(shown)}")
             label.setToolTip(plain_tooltip(str(path)))
 
     def set_progress(self, done: int | None) -> None:
@@ -142,14 +151,16 @@ class FilterBar(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(4)
         for category in TOGGLE_ORDER:
-            button = _toggle(COLOURS[category], TOGGLE_TIPS[category])
+            button = _toggle(TOGGLE_TIPS[category])
             button.toggled.connect(self._emit_categories)
             self.buttons[category] = button
             row.addWidget(button)
-        self.values_button = _toggle("#455a64", "Show plain values (epoch, loss, ...) as rows")
+        self.values_button = _toggle("Show plain values (epoch, loss, ...) as rows")
         self.values_button.setChecked(False)
         self.values_button.toggled.connect(self.values_toggled)
         row.addWidget(self.values_button)
+        self.restyle()
+        theme.follow_theme(self, self.restyle)
         row.addSpacing(12)
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter keys (Ctrl+F)")
@@ -161,7 +172,7 @@ class FilterBar(QWidget):
         row.addWidget(self.mode_box)
         self.error = QLabel()
         self.error.setTextFormat(Qt.TextFormat.PlainText)
-        self.error.setStyleSheet("color: #c62828;")
+        theme.style_text(self.error, "red")
         self.error.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -169,6 +180,7 @@ class FilterBar(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.error)
         self.filter_edit.textChanged.connect(self._emit_filter)
+        clear_on_escape(self, self.filter_edit)
         self.mode_box.currentIndexChanged.connect(self._emit_filter)
         self.set_counts({}, 0)
 
@@ -187,22 +199,33 @@ class FilterBar(QWidget):
     def _emit_categories(self) -> None:
         self.categories_changed.emit(self.categories())
 
+    def restyle(self) -> None:
+        """The toggles in the theme's colours for their categories."""
+        for category, button in self.buttons.items():
+            _style_toggle(button, theme.colour(COLOURS[category]))
+        _style_toggle(self.values_button, theme.colour("grey"))
+
     def _emit_filter(self) -> None:
         self.filter_changed.emit(self.filter_edit.text(), MODES[self.mode_box.currentIndex()])
 
 
-def _toggle(colour: str, tip: str) -> QToolButton:
+def _toggle(tip: str) -> QToolButton:
     button = QToolButton()
     button.setCheckable(True)
     button.setChecked(True)
     button.setToolTip(tip + " (click to show or hide)")
+    return button
+
+
+def _style_toggle(button: QToolButton, colour: str) -> None:
+    """Grey and plain when off; in the category's colour, bold, when on. The plain parts take
+    the palette's colours, so the toggle reads in a light and a dark theme alike."""
     button.setStyleSheet(
-        f"QToolButton {{ color: #777; padding: 3px 10px; border: 1px solid #d0d0d0;"
-        f" border-radius: 3px; background: #f7f7f7; }}"
+        f"QToolButton {{ color: {theme.colour('secondary')}; padding: 3px 10px;"
+        f" border: 1px solid palette(mid); border-radius: 3px; background: palette(button); }}"
         f" QToolButton:checked {{ color: {colour}; font-weight: bold;"
         f" background: {_rgba(colour, 28)}; border-color: {_rgba(colour, 160)}; }}"
     )
-    return button
 
 
 def match_text(match: KeyMatch) -> str:
@@ -225,7 +248,7 @@ class SummaryLines(QWidget):
         self._details = QLabel()
         for label in (self._headline, self._details):  # keys and values from the files
             label.setTextFormat(Qt.TextFormat.PlainText)
-        self._details.setStyleSheet("color: #555;")
+        theme.style_secondary(self._details)
         self._details.setWordWrap(True)
         self._details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)

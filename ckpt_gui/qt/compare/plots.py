@@ -10,18 +10,20 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.diff import DiffEntry, LayerChange
 from ckpt_gui.core.diff.histograms import EntryHistograms, entry_histograms
-from ckpt_gui.qt import workers
+from ckpt_gui.core.diff.layers import by_block
+from ckpt_gui.qt import theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_value
-from ckpt_gui.qt.widgets.plot_widget import new_plot
+from ckpt_gui.qt.widgets.plot_widget import new_plot, style_plot
 
-COLOUR_A, COLOUR_B, COLOUR_DIFF = "#1f77b4", "#ff7f0e", "#6a1b9a"
-BAR_CHANGED, BAR_IDENTICAL = "#1565c0", "#b0bec5"
-LABEL_PX = 9  # rough width of one tick-label character, to decide how many names fit
+LABEL_GAP = 12  # pixels between two tick labels at least
+MAX_BARS = 80  # more layers than this are grouped by block
+VISIBLE_BARS = 120  # bars in view at once; drag the chart to scroll through the rest
 
 
 def _plot(left: str, bottom: str) -> pg.PlotWidget:
@@ -40,13 +42,16 @@ class LayerChart(QWidget):
         self.title.setStyleSheet("font-weight: bold;")
         self.hover = QLabel("")
         self.hover.setTextFormat(Qt.TextFormat.PlainText)  # layer names come from the file
-        self.hover.setStyleSheet("color: #444;")
+        theme.style_secondary(self.hover)
         self.plot = _plot("‖A−B‖/‖A‖", "")
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.scene().sigMouseMoved.connect(self._on_move)
         self.plot.scene().sigMouseClicked.connect(self._on_click)
         self._bars: pg.BarGraphItem | None = None
-        self._layers: list[LayerChange] = []
+        self._layers: list[LayerChange] = []  # as drawn (grouped by block when many)
+        self._all_layers: list[LayerChange] = []  # as given
+        self._label_step = 1
+        self.plot.getPlotItem().vb.sigXRangeChanged.connect(lambda *_: self._set_ticks())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(2)
@@ -58,28 +63,41 @@ class LayerChart(QWidget):
         row.addWidget(self.hover)
         layout.addWidget(top)
         layout.addWidget(self.plot, 1)
+        theme.follow_theme(self, lambda: self.set_layers(self._all_layers))
 
     def set_layers(self, layers: list[LayerChange]) -> None:
-        self._layers = list(layers)
+        """Draw ``layers`` (grouped by block when there are too many to read); the y-axis
+        starts at 0, and at most ``VISIBLE_BARS`` bars show at once (drag to scroll)."""
+        self._all_layers = list(layers)
+        layers = by_block(list(layers), MAX_BARS)
+        self._layers = layers
         self.plot.clear()
         self._bars = None
         if not layers:
             self.hover.setText("no compared tensors")
             return
         finite = [x.rel_l2 for x in layers if x.rel_l2 is not None]
-        top = max(finite, default=1.0) or 1.0
+        # Nothing changed: a unit axis with empty bars, not a range of zero height.
+        top = max(finite, default=0.0) or 1.0
         # A layer whose A side is all zeros has no ratio: draw it a little above the tallest.
         heights = [x.rel_l2 if x.rel_l2 is not None else 1.1 * top for x in layers]
-        brushes = [pg.mkBrush(BAR_CHANGED if x.changed else BAR_IDENTICAL) for x in layers]
+        changed, identical = theme.colour("bar"), theme.colour("bar_identical")
+        brushes = [pg.mkBrush(changed if x.changed else identical) for x in layers]
         self._bars = pg.BarGraphItem(
             x=np.arange(len(layers)), height=heights, width=0.8, brushes=brushes, pen=None
         )
         self.plot.addItem(self._bars)
-        self.plot.setXRange(-0.6, len(layers) - 0.4, padding=0)
-        self.plot.setYRange(0, 1.15 * max(heights), padding=0)
+        shown = min(len(layers), VISIBLE_BARS)
+        self.plot.setLimits(xMin=-0.6, xMax=len(layers) - 0.4, yMin=0)
+        self.plot.setXRange(-0.6, shown - 0.4, padding=0)
+        self.plot.setYRange(0, 1.15 * max(max(heights), top), padding=0)
         self._set_ticks()
+        if not finite or max(finite) == 0:
+            self.hover.setText("nothing changed")
+            return
         biggest = max(range(len(layers)), key=lambda i: heights[i])
-        self.hover.setText(f"largest: {self._describe(biggest)}")
+        grouped = " (grouped by block)" if len(layers) < len(self._all_layers) else ""
+        self.hover.setText(f"largest: {self._describe(biggest)}{grouped}")
 
     def layers(self) -> list[LayerChange]:
         return list(self._layers)
@@ -95,14 +113,23 @@ class LayerChart(QWidget):
         self._set_ticks()
 
     def _set_ticks(self) -> None:
+        """Label as many bars as fit without two labels overlapping: every ``step``-th bar
+        of those in view, measured with the axis font."""
         if not self._layers:
             return
-        longest = max(len(n) for n in _without_common_prefix([x.name for x in self._layers]))
-        fit = max(1, int(self.plot.width() / (LABEL_PX * min(longest, 24) + 12)))
-        step = max(1, math.ceil(len(self._layers) / fit))
-        names = _without_common_prefix([x.name for x in self._layers])
-        ticks = [(i, _short(names[i])) for i in range(0, len(names), step)]
-        self.plot.getAxis("bottom").setTicks([ticks, []])
+        names = [_short(n) for n in _without_common_prefix([x.name for x in self._layers])]
+        axis = self.plot.getAxis("bottom")
+        metrics = QFontMetrics(axis.style.get("tickFont") or self.plot.font())
+        low, high = self.plot.getPlotItem().vb.viewRange()[0]
+        first, last = max(0, math.ceil(low)), min(len(names) - 1, math.floor(high))
+        in_view = max(1, last - first + 1)
+        widest = max(metrics.horizontalAdvance(n) for n in names[first : last + 1] or names)
+        width = max(1.0, self.plot.getPlotItem().vb.width() or self.plot.width())
+        per_bar = width / in_view
+        step = max(1, math.ceil((widest + LABEL_GAP) / per_bar))
+        self._label_step = step
+        ticks = [(i, names[i]) for i in range(0, len(names), step)]
+        axis.setTicks([ticks, []])
 
     def _index_at(self, pos: QPointF) -> int | None:
         if not self._layers or not self.plot.sceneBoundingRect().contains(pos):
@@ -150,9 +177,10 @@ class PairHistogramPanel(QWidget):
         super().__init__(parent)
         self.title = QLabel("Select a row to see A's and B's histograms and that of A − B.")
         self.title.setWordWrap(True)
-        self.title.setStyleSheet("color: gray;")
+        theme.style_secondary(self.title)
         self.ab_plot = _plot("count", "value")
         self.ab_legend = self.ab_plot.addLegend(offset=(-10, 10))
+        style_plot(self.ab_plot)
         self.diff_plot = _plot("count", "A − B")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -161,7 +189,20 @@ class PairHistogramPanel(QWidget):
         layout.addWidget(self.diff_plot, 1)
         self._entry: DiffEntry | None = None
         self._result: EntryHistograms | None = None
+        self._names = ("A", "B")
         self._work = workers.WorkerSlot()
+        theme.follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        """Draw again in the new theme's colours."""
+        if self._result is not None:
+            self._draw(self._result)
+
+    def set_names(self, name_a: str, name_b: str) -> None:
+        """What the legend calls A and B (names that tell same-named files apart)."""
+        if (name_a, name_b) != self._names:
+            self._names = (name_a, name_b)
+            self._restyle()
 
     def show_entry(self, entry: DiffEntry | None) -> None:
         """Show ``entry``'s histograms, computed on a worker; earlier requests are dropped."""
@@ -216,7 +257,10 @@ class PairHistogramPanel(QWidget):
         assert entry is not None
         self._clear()
         notes = []
-        for h, colour, name in ((result.a, COLOUR_A, "A"), (result.b, COLOUR_B, "B")):
+        colour_a, colour_b = theme.colour("a"), theme.colour("b")
+        # The legend is rich text: the file names in it are escaped.
+        name_a, name_b = (f"{side}: {escape(name)}" for side, name in zip("AB", self._names))
+        for h, colour, name in ((result.a, colour_a, name_a), (result.b, colour_b, name_b)):
             if h is None or h.is_empty:
                 continue
             self.ab_plot.plot(
@@ -235,8 +279,8 @@ class PairHistogramPanel(QWidget):
                 diff.counts.astype(float),
                 stepMode="center",
                 fillLevel=0,
-                brush=pg.mkBrush(COLOUR_DIFF + "50"),
-                pen=pg.mkPen(COLOUR_DIFF, width=1.5),
+                brush=pg.mkBrush(theme.colour("diff") + "50"),
+                pen=pg.mkPen(theme.colour("diff"), width=1.5),
             )
         elif diff is None:
             notes.append("no A − B: the two sides differ in shape or one is missing")

@@ -4,19 +4,24 @@ and B's histograms beside it and the per-layer chart below. It filters, counts a
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, Qt
-from PySide6.QtWidgets import QAbstractItemView, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer
+from PySide6.QtWidgets import QAbstractItemView, QMenu, QSplitter, QVBoxLayout, QWidget
 
 from ckpt_gui.core.diff import DiffEntry, DiffReport, layer_changes
 from ckpt_gui.qt.compare.bars import FilterBar, SummaryLines
 from ckpt_gui.qt.compare.plots import LayerChart, PairHistogramPanel
 from ckpt_gui.qt.compare.table_model import (
     ENTRY_ROLE,
+    HEADERS,
     KEY,
     DiffFilterProxy,
     DiffTableModel,
+    fit_widths,
     make_table,
 )
+from ckpt_gui.qt.header import ColumnHeader, restore_splitter
+from ckpt_gui.qt.widgets.row_menu import diff_row_menu
+from ckpt_gui.qt.widgets.tree_panel import FILTER_AT_ONCE_ROWS, FILTER_PAUSE_MS
 
 
 class DiffResults(QWidget):
@@ -34,21 +39,40 @@ class DiffResults(QWidget):
         self.proxy.setSourceModel(self.model)
         self.filter_bar.categories_changed.connect(self.proxy.set_categories)
         self.filter_bar.values_toggled.connect(self._on_values_toggled)
-        self.filter_bar.filter_changed.connect(self._apply_filter)
+        # Many rows: filter once typing pauses, not on every key (as the tree does).
+        self.filter_timer = QTimer(self)
+        self.filter_timer.setSingleShot(True)
+        self.filter_timer.setInterval(FILTER_PAUSE_MS)
+        self.filter_timer.timeout.connect(self._apply_pending_filter)
+        self._pending_filter = ("", "substring")
+        self.filter_bar.filter_changed.connect(self._filter_soon)
         self.table = make_table(self.proxy)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_row_menu)
+        self.columns = ColumnHeader(self.table, "compare", list(HEADERS), refit=self.fit_columns)
+        self.columns.restore()
 
         self.histograms = PairHistogramPanel()
         self.chart = LayerChart()
         self.chart.layer_clicked.connect(self._on_layer_clicked)
+        # Fixed minimums, so that the splitters never jump when what the panels show changes.
+        self.histograms.setMinimumSize(240, 160)
+        self.chart.setMinimumHeight(120)
+        self.table.setMinimumSize(300, 120)
         upper = QSplitter(Qt.Orientation.Horizontal)
         upper.addWidget(self.table)
         upper.addWidget(self.histograms)
-        upper.setSizes([900, 480])
+        upper.setSizes([960, 380])
+        upper.setChildrenCollapsible(False)
+        self.upper = upper
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(upper)
         self.splitter.addWidget(self.chart)
         self.splitter.setSizes([560, 220])
+        self.splitter.setChildrenCollapsible(False)
+        restore_splitter(upper, "compare/upper")
+        restore_splitter(self.splitter, "compare/main")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
@@ -66,15 +90,24 @@ class DiffResults(QWidget):
         self.update_counts()
 
     def add_entries(self, entries: list[DiffEntry]) -> None:
+        first = self.model.rowCount() == 0
         self.model.add_entries(entries)
         if entries:
             self.update_counts()
+            if first:
+                self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Size the table's columns to their content (numbers and shapes never elide)."""
+        self.columns.fit(fit_widths(self.table, self.model))
 
     def show_report(self, report: DiffReport) -> None:
         """The comparison is complete: its summary, the per-layer chart and the final counts."""
         self.summary.set_report(report)
         self.chart.set_layers(layer_changes(report.entries))
+        self.model.resort()  # rows arrived unsorted at the end while the diff ran
         self.update_counts()
+        self.fit_columns()
 
     def update_counts(self) -> None:
         """Counts on the toggles: rows of each category, values included when they are shown."""
@@ -109,11 +142,37 @@ class DiffResults(QWidget):
         self.select_key(index.data())
         return index.data(ENTRY_ROLE)
 
+    def row_menu(self, entry: DiffEntry) -> QMenu:
+        """The context menu of ``entry``'s row."""
+        return diff_row_menu(self, entry)
+
+    def _show_row_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if index.isValid():
+            menu = self.row_menu(index.data(ENTRY_ROLE))
+            menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def selected_keys(self) -> list[str]:
+        """Keys of the selected rows, in table order."""
+        return [index.data() for index in self.table.selectionModel().selectedRows(KEY)]
+
     def selected_entry(self) -> DiffEntry | None:
         rows = self.table.selectionModel().selectedRows(KEY)
         return rows[0].data(ENTRY_ROLE) if rows else None
 
     # --- slots ------------------------------------------------------------------------------
+    def _filter_soon(self, pattern: str, mode: str) -> None:
+        self._pending_filter = (pattern, mode)
+        if self.model.rowCount() > FILTER_AT_ONCE_ROWS:
+            self.filter_timer.start()
+        else:
+            self._apply_pending_filter()
+
+    def _apply_pending_filter(self) -> None:
+        self.filter_timer.stop()
+        self._apply_filter(*self._pending_filter)
+
     def _apply_filter(self, pattern: str, mode: str) -> None:
         self.filter_bar.show_error(self.proxy.set_filter(pattern, mode))
 

@@ -9,6 +9,7 @@ relative change per layer in model order. Dropping a file on the view compares A
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ckpt_gui.core.diff import (
     Progress,
     iter_diff,
 )
-from ckpt_gui.qt import jobs, workers
+from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.compare.bars import PathsBar, match_text
 from ckpt_gui.qt.compare.results import DiffResults
 from ckpt_gui.qt.errors import error_text
@@ -80,7 +81,7 @@ class CompareView(Page):
         self.loading_label = QLabel()
         self.loading_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the files
         self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.loading_label.setStyleSheet("color: gray; font-size: 14pt;")
+        theme.style_secondary(self.loading_label, "font-size: 14pt;")
         self.error_view = ErrorView()
         self.error_view.retry_button.clicked.connect(self.start)
         self.stack = QStackedWidget()
@@ -91,14 +92,27 @@ class CompareView(Page):
         outer.setSpacing(0)
         outer.addWidget(self.paths_bar)
         outer.addWidget(self.stack, 1)
-        self.paths_bar.set_paths(self.path_a, self.path_b)
+        self._show_names()
 
     # --- public -----------------------------------------------------------------------------
     def title(self) -> str:
-        return f"{self.path_a.name} ↔ {self.path_b.name}"
+        return f"{self.name_of(self.path_a)} ↔ {self.name_of(self.path_b)}"
 
     def tooltip(self) -> str:
         return f"A: {self.path_a}\nB: {self.path_b}"
+
+    def paths(self) -> list[Path]:
+        return [self.path_a, self.path_b]
+
+    def set_names(self, names: Mapping[Path, str]) -> None:
+        super().set_names(names)
+        self._show_names()
+
+    def _show_names(self) -> None:
+        """A and B by the names that tell them apart: the paths bar and the legend."""
+        name_a, name_b = self.name_of(self.path_a), self.name_of(self.path_b)
+        self.paths_bar.set_paths(self.path_a, self.path_b, name_a, name_b)
+        self.results.histograms.set_names(name_a, name_b)
 
     def is_idle(self) -> bool:
         """Nothing left to open or compare (the screenshot waits for this)."""
@@ -114,8 +128,10 @@ class CompareView(Page):
     def start(self) -> None:
         """Open A and B on a worker, then compare them; earlier work is abandoned."""
         self._release()
-        self.paths_bar.set_paths(self.path_a, self.path_b)
-        self.loading_label.setText(f"Opening {self.path_a.name} and {self.path_b.name}…")
+        self._show_names()
+        self.title_changed.emit()
+        name_a, name_b = self.name_of(self.path_a), self.name_of(self.path_b)
+        self.loading_label.setText(f"Opening {name_a} and {name_b}…")
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
         self._report(f"Opening {self.title()}…", 0, 0)
@@ -143,7 +159,8 @@ class CompareView(Page):
             return
         self.path_a, self.path_b = self.path_b, self.path_a
         self.checkpoints = (self.checkpoints[1], self.checkpoints[0])
-        self.paths_bar.set_paths(self.path_a, self.path_b)
+        self._show_names()
+        self.title_changed.emit()
         self._start_diff()
 
     def set_match(self, match: str | KeyMatch) -> None:
@@ -167,6 +184,22 @@ class CompareView(Page):
         self._work.shutdown(wait_s)
         self.results.histograms.shutdown(wait_s)
         self._release()
+
+    def focus_filter(self) -> None:
+        edit = self.results.filter_bar.filter_edit
+        edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        edit.selectAll()
+
+    def copy_keys(self) -> list[str]:
+        return self.results.selected_keys()
+
+    def export_sources(self) -> list[Path]:
+        return [self.path_a, self.path_b]
+
+    def compare_with(self, path: Path) -> bool:
+        """Compare With… in a compare tab: the chosen file replaces B."""
+        self.set_paths(self.path_a, path)
+        return True
 
     def visible_keys(self) -> list[str]:
         """Keys of the rows as the table shows them (filtered and sorted)."""

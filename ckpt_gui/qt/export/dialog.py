@@ -40,10 +40,11 @@ from ckpt_gui.core.export import (
 )
 from ckpt_gui.core.export.casting import CastEffect
 from ckpt_gui.core.export.check import cast_check_bytes, iter_cast_check
-from ckpt_gui.qt import jobs, workers
+from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.export.form import ExportForm
 from ckpt_gui.qt.export.preview import PreviewModel, cast_problems, cast_summary, plan_summary
+from ckpt_gui.qt.widgets.row_menu import include_globs
 
 
 class ExportDialog(QDialog):
@@ -57,11 +58,18 @@ class ExportDialog(QDialog):
     cast_checked = Signal()  # the preview's cast check finished (its counts are shown)
 
     def __init__(
-        self, checkpoint_path: str | Path, parent: QWidget | None = None, *, trust: bool = False
+        self,
+        checkpoint_path: str | Path,
+        parent: QWidget | None = None,
+        *,
+        trust: bool = False,
+        subtree: str = "",
     ) -> None:
-        """``trust=True`` only for a tab the user already trusted: it allows a real load."""
+        """``trust=True`` only for a tab the user already trusted: it allows a real load.
+        ``subtree``: export only this key and what is below it (a row's Export This Subtree)."""
         super().__init__(parent)
         self.path = Path(checkpoint_path)
+        self.subtree = subtree
         self.checkpoint: Checkpoint | None = None
         self.plan: ExportPlan | None = None
         # Not ``result``: that would hide QDialog.result(), the dialog's accept/reject code.
@@ -104,7 +112,7 @@ class ExportDialog(QDialog):
         self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
         self.problem_label = QLabel()
         self.problem_label.setWordWrap(True)
-        self.problem_label.setStyleSheet("color: #b71c1c;")
+        theme.style_text(self.problem_label, "red")
         self.problem_label.setTextFormat(Qt.TextFormat.PlainText)  # file keys are not markup
         self.cast_label = QLabel()  # what the cast does beyond rounding, tensor by tensor
         self.cast_label.setWordWrap(True)
@@ -365,7 +373,9 @@ class ExportDialog(QDialog):
             any(n.tensor is not None and n.tensor.container == "numpy" for n in ckpt.tensors())
         )
         self.status_label.setText("")
-        self.apply_preset("params" if plan.candidates else "cpu")
+        self.apply_preset("params" if plan.candidates and not self.subtree else "cpu")
+        if self.subtree:  # everything, as saved, limited to the subtree
+            self.form.include_edit.setText(include_globs(self.subtree))
         self.update_preview()
         self.loaded.emit()
 

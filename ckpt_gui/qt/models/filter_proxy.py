@@ -45,6 +45,9 @@ class TreeFilterProxy(QSortFilterProxyModel):
         self._matcher: re.Pattern[str] | None = None
         self._error = ""
         self._checkpoint_model: CheckpointModel | None = None
+        # With a tree model and a filter: the rows shown (matches, their parents, and the rows
+        # below a match). None: every row.
+        self._shown: set[int] | None = None
         # Qt keeps the parents of accepted rows; a matching container keeps its children too.
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)
@@ -53,7 +56,12 @@ class TreeFilterProxy(QSortFilterProxyModel):
     def setSourceModel(self, model: QAbstractItemModel | None) -> None:  # noqa: N802
         # Kept in Python: painting asks for it once per cell, and each call into Qt costs.
         self._checkpoint_model = model if isinstance(model, CheckpointModel) else None
+        self._shown = None
         if self._checkpoint_model is not None:
+            # Rows are filtered by ``_decide`` in one pass over the tree, not by Qt's recursive
+            # filtering, which calls into Python several times for every row of the tree.
+            self.setRecursiveFilteringEnabled(False)
+            self.setAutoAcceptChildRows(False)  # ``_decide`` shows what a match holds
             # Statistics arriving never change which rows match (the filter reads keys), so
             # there is no need to re-filter on every dataChanged; re-sorting is asked for
             # explicitly (``TreePanel.apply_stats``) when the sort column holds statistics.
@@ -86,6 +94,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
             except re.error as exc:
                 self._error = f"invalid regular expression: {exc}"
                 self._matcher = re.compile(r"(?!)")  # matches nothing until fixed
+        self._shown = self._decide() if self._checkpoint_model is not None else None
         if begin is not None:
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:
@@ -110,9 +119,38 @@ class TreeFilterProxy(QSortFilterProxyModel):
             return bool(self._matcher.match(key)) or bool(self._matcher.match(item.name))
         return bool(self._matcher.search(key))
 
+    def _decide(self) -> set[int] | None:
+        """Which rows the filter shows, decided in one pass over the tree: every match, the
+        rows above it (to reach it) and the rows below it (what it holds)."""
+        model = self._checkpoint_model
+        if not self._pattern or model is None:
+            return None
+        shown: set[int] = set()
+        matches = self.matches
+        stack = [(child, False) for child in model.root_item().children]
+        while stack:
+            item, below_match = stack.pop()
+            if below_match or matches(item):
+                for row in item.walk():
+                    shown.add(id(row))
+                parent = item.parent
+                while parent is not None and id(parent) not in shown:
+                    shown.add(id(parent))
+                    parent = parent.parent
+                continue
+            stack.extend((child, False) for child in item.children)
+        return shown
+
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
         if not self._pattern:
             return True
+        shown = self._shown
+        if shown is not None:
+            holder = source_parent.internalPointer()
+            if holder is None:
+                holder = self._checkpoint_model.root_item()  # type: ignore[union-attr]
+            children = holder.children
+            return 0 <= source_row < len(children) and id(children[source_row]) in shown
         model = self.sourceModel()
         index = model.index(source_row, 0, source_parent)
         if not index.isValid():

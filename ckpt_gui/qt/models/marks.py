@@ -12,23 +12,40 @@ from typing import Any
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 
 STANDIN_COLOUR = "#e65100"
-# Order matters: dots are drawn left to right in this order.
+# Order matters: dots are drawn left to right in this order. Each dot has a light and a dark
+# theme colour, both at least 3:1 against the tree's background (WCAG AA for marks).
+MARK_COLOURS = {
+    "nonfinite": ("#d32f2f", "#ff6e6e"),
+    "zero": ("#7a7a7a", "#9e9e9e"),
+    "tied": ("#1e6fd0", "#64b5f6"),
+    "shared": ("#00897b", "#4db6ac"),
+    "nodata": ("#5d4037", "#bcaaa4"),
+    "gpu": ("#8e24aa", "#d69be0"),
+    "standin": (STANDIN_COLOUR, "#ffa040"),
+}
 MARKS = {
-    "nonfinite": ("#d32f2f", "NaN/Inf"),
-    "zero": ("#9e9e9e", "all zeros"),
-    "tied": ("#1e88e5", "tied: the same bytes as another key"),
-    "shared": ("#80cbc4", "shares a storage (distinct bytes)"),
-    "nodata": ("#5d4037", "no data: nothing to measure"),
-    "gpu": ("#8e24aa", "saved on GPU"),
+    "nonfinite": (MARK_COLOURS["nonfinite"][0], "NaN/Inf"),
+    "zero": (MARK_COLOURS["zero"][0], "all zeros"),
+    "tied": (MARK_COLOURS["tied"][0], "tied: the same bytes as another key"),
+    "shared": (MARK_COLOURS["shared"][0], "shares a storage (distinct bytes)"),
+    "nodata": (MARK_COLOURS["nodata"][0], "no data: nothing to measure"),
+    "gpu": (MARK_COLOURS["gpu"][0], "saved on GPU"),
     "standin": (STANDIN_COLOUR, "stand-in: a real load would run code"),
 }
 _DOT = 8
 _GAP = 3
-_icons: dict[tuple[str, ...], QIcon] = {}
+_icons: dict[tuple[bool, tuple[str, ...]], QIcon] = {}
+
+
+def mark_colour(mark: str) -> str:
+    """The dot colour of ``mark`` in the theme in use."""
+    light, dark = MARK_COLOURS[mark]
+    return dark if theme.is_dark() else light
 
 
 def marks_of(item: Item, stats: Any) -> tuple[str, ...]:
@@ -88,15 +105,16 @@ def mark_icon(marks: tuple[str, ...]) -> QIcon | None:
     """One icon holding a dot per mark (cached), or ``None`` for an unmarked row."""
     if not marks:
         return None
-    icon = _icons.get(marks)
+    key = (theme.is_dark(), marks)
+    icon = _icons.get(key)
     if icon is None:
         width = len(marks) * (_DOT + _GAP)
         pix = QPixmap(width, 16)
         pix.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pix)
         for i, mark in enumerate(marks):
-            painter.drawPixmap(i * (_DOT + _GAP), (16 - _DOT) // 2, dot_pixmap(MARKS[mark][0]))
+            painter.drawPixmap(i * (_DOT + _GAP), (16 - _DOT) // 2, dot_pixmap(mark_colour(mark)))
         painter.end()
         icon = QIcon(pix)
-        _icons[marks] = icon
+        _icons[key] = icon
     return icon

@@ -22,9 +22,10 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from ckpt_gui.core.rollup import Rollup
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
-from ckpt_gui.qt.models.marks import STANDIN_COLOUR, mark_icon, marks_of, marks_tooltip
+from ckpt_gui.qt.models.marks import mark_icon, marks_of, marks_tooltip
 from ckpt_gui.qt.models.rollups import RowRollups
 from ckpt_gui.qt.plain_text import plain_tooltip
 
@@ -42,12 +43,8 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ITEM_ROLE = Qt.ItemDataRole.UserRole + 2
 KEY_ROLE = Qt.ItemDataRole.UserRole + 3
 
-RED = QColor("#c62828")
 RED_BACKGROUND = QColor(198, 40, 40, 38)
-GREY = QColor("#8a8a8a")
-BLUE = QColor("#1565c0")
-PURPLE = QColor("#7b1fa2")
-AMBER = QColor(STANDIN_COLOUR)
+BRUSH_COLOURS = ("red", "grey", "purple", "blue", "amber")  # theme colours the cells use
 
 _Index = QModelIndex | QPersistentModelIndex
 _COLUMN_COUNT = len(col.COLUMNS)
@@ -63,19 +60,22 @@ class CheckpointModel(QAbstractItemModel):
         super().__init__(parent)
         self._root = root
         self._by_node: dict[Node, Item] = {it.node: it for it in root.walk() if it.node is not None}
+        self._rows = sum(1 for _ in root.walk()) - 1
         self._stats: dict[Item, TensorStats] = {}  # tensor rows
         self.rollups = RowRollups(root, self._stats)  # container rows
         self._cells: dict[Item, list[dict[int, Any] | None]] = {}
         self._italic = QFont()
         self._italic.setItalic(True)
-        self._brushes = {
-            "red": QBrush(RED),
-            "grey": QBrush(GREY),
-            "purple": QBrush(PURPLE),
-            "blue": QBrush(BLUE),
-            "amber": QBrush(AMBER),
-        }
+        self._brushes: dict[str, QBrush] = {}
         self._red_background = QBrush(RED_BACKGROUND)
+        self.restyle()
+        theme.follow_theme(self, self.restyle)
+
+    def restyle(self) -> None:
+        """Take the theme's colours (light or dark). The palette change that comes with a new
+        theme repaints every view, which then asks for the cells again."""
+        self._brushes = {name: QBrush(QColor(theme.colour(name))) for name in BRUSH_COLOURS}
+        self._cells.clear()
 
     # --- structure --------------------------------------------------------------------------
     def root_item(self) -> Item:
@@ -297,6 +297,10 @@ class CheckpointModel(QAbstractItemModel):
                 CHANGED_ROLES,
             )
 
+    def row_count_total(self) -> int:
+        """Rows in the whole tree, at every depth."""
+        return self._rows
+
     def stats_count(self) -> int:
         return len(self._stats)
 
@@ -305,6 +309,7 @@ class CheckpointModel(QAbstractItemModel):
         tensors (and through them the file's memory map). For a tab reloading or closing."""
         self.beginResetModel()
         self._root = Item("", "", None, None)
+        self._rows = 0
         self._by_node.clear()
         self._stats.clear()
         self.rollups.clear()

@@ -4,29 +4,45 @@ structural view (or trusted); the scan report and the trust dialog open from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent
-from PySide6.QtWidgets import QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QFileDialog,
+    QLabel,
+    QMenu,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.memory import freeze_heap, return_freed_memory, thaw_heap
-from ckpt_gui.qt import jobs, workers
+from ckpt_gui.qt import jobs, theme, workers
+from ckpt_gui.qt.adapter import AdapterPanel
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.header import restore_splitter
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.tree_model import CheckpointModel
 from ckpt_gui.qt.page import Page
+from ckpt_gui.qt.widgets.changed_bar import ChangedBar, FileWatch
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
+from ckpt_gui.qt.widgets.row_menu import tree_row_menu
 from ckpt_gui.qt.widgets.safety_banner import SafetyBanner
 from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
 from ckpt_gui.qt.widgets.summary_bar import SummaryBar
-from ckpt_gui.qt.widgets.tree_panel import TreePanel
+from ckpt_gui.qt.widgets.tree_panel import TreePanel, ViewState
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from ckpt_gui.qt.widgets.values import ValuesPanel
 from ckpt_gui.qt.workers import PROGRESS_STEPS
@@ -36,6 +52,8 @@ from ckpt_gui.qt.workers import PROGRESS_STEPS
 STATS_BATCH_SECONDS = 0.25
 # How long (ms) the tree gets to paint after loading before the statistics workers start.
 FIRST_PAINT_MS = 60
+SIDE_MINIMUM = (200, 120)  # the details and plot panels beside the tree (width, height)
+TREE_MINIMUM_WIDTH = 300
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
@@ -46,11 +64,18 @@ class CheckpointView(Page):
     stats_finished = Signal()
 
     def __init__(
-        self, path: str | Path, parent: QWidget | None = None, *, trust: bool = False
+        self,
+        path: str | Path,
+        parent: QWidget | None = None,
+        *,
+        trust: bool = False,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
-        """``trust=True`` (``--trust``, or the trust dialog accepted) allows a real load."""
+        """``trust=True`` (``--trust``, or the trust dialog accepted) allows a real load.
+        ``prepare``: run on the worker before the first open (writing the demo)."""
         super().__init__(parent)
         self.path = Path(path)
+        self._prepare = prepare
         self.trust = trust
         self.scan_dialog: ScanReportDialog | None = None
         self.trust_dialog: TrustDialog | None = None
@@ -65,7 +90,14 @@ class CheckpointView(Page):
         self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
         self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
+        self.adapter_panel: AdapterPanel | None = None  # a LoRA adapter's Adapter tab
+        self.content_tabs: QTabWidget | None = None  # Adapter | Tensors, for an adapter
 
+        self.changed_bar = ChangedBar()
+        self.changed_bar.reload_requested.connect(self.reload)
+        self.file_watch = FileWatch(self)
+        self.file_watch.changed.connect(self._on_file_changed)
+        self._kept: ViewState | None = None  # what a reload puts back: selection, scroll
         self.banner = SafetyBanner()
         self.banner.scan_requested.connect(self.show_scan_report)
         self.banner.trust_requested.connect(self.ask_trust)
@@ -77,21 +109,29 @@ class CheckpointView(Page):
         self.plots = QTabWidget()
         self.plots.addTab(self.histogram, "Histogram")
         self.plots.addTab(self.values, "Values")
+        # Fixed minimum sizes: the panels' own minimum sizes change with what they show (a heat
+        # map's colour bar, a long value), and the splitters would jump each time they did.
+        for panel in (self.details, self.plots):
+            panel.setMinimumSize(SIDE_MINIMUM[0], SIDE_MINIMUM[1])
+        self.tree.setMinimumWidth(TREE_MINIMUM_WIDTH)
         self.side = QSplitter(Qt.Orientation.Vertical)
         self.side.addWidget(self.details)
         self.side.addWidget(self.plots)
         self.side.setStretchFactor(0, 2)
         self.side.setStretchFactor(1, 3)
+        self.side.setChildrenCollapsible(False)
         self._sized = False
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.tree)
         self.splitter.addWidget(self.side)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
         content = QWidget()
         content_layout = QVBoxLayout(content)
         content_layout.setContentsMargins(0, 0, 0, 0)
         content_layout.setSpacing(0)
+        content_layout.addWidget(self.changed_bar)
         content_layout.addWidget(self.banner)
         content_layout.addWidget(self.summary)
         content_layout.addWidget(self.splitter, 1)
@@ -99,7 +139,7 @@ class CheckpointView(Page):
         self.loading_label = QLabel()
         self.loading_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the file
         self.loading_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.loading_label.setStyleSheet("color: gray; font-size: 14pt;")
+        theme.style_secondary(self.loading_label, "font-size: 14pt;")
         self.error_view = ErrorView()
         self.error_view.retry_button.clicked.connect(self.reload)
         self.stack = QStackedWidget()
@@ -110,15 +150,22 @@ class CheckpointView(Page):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
         self.tree.selection_changed.connect(self._on_selection)
+        self.tree.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.view.customContextMenuRequested.connect(self._show_row_menu)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         if not self._sized and self.width() > 200:
-            # Most of the width for the tree and its statistics columns, the rest for the panels.
             self._sized = True
-            width, height = self.width(), self.height()
-            self.splitter.setSizes([int(width * 0.7), width - int(width * 0.7)])
-            self.side.setSizes([int(height * 0.42), height - int(height * 0.42)])
+            # The sizes the user left the splitters at last time, or most of the width for the
+            # tree and its statistics columns and the rest for the panels.
+            if not restore_splitter(self.splitter, "browser/main"):
+                width = self.width()
+                tree = max(int(width * 0.74), width - 420)
+                self.splitter.setSizes([tree, width - tree])
+            if not restore_splitter(self.side, "browser/side"):
+                height = self.height()
+                self.side.setSizes([int(height * 0.42), height - int(height * 0.42)])
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -126,7 +173,7 @@ class CheckpointView(Page):
 
     # --- public -----------------------------------------------------------------------------
     def title(self) -> str:
-        return self.path.name or str(self.path)
+        return self.name_of(self.path)
 
     def tooltip(self) -> str:
         return str(self.path)
@@ -140,19 +187,32 @@ class CheckpointView(Page):
 
     def panels_busy(self) -> bool:
         """The histogram or values panel is still computing for the selection."""
-        return self.histogram.is_busy() or self.values.is_busy()
+        adapter = self.adapter_panel is not None and self.adapter_panel.is_busy()
+        return self.histogram.is_busy() or self.values.is_busy() or adapter
 
     def start(self) -> None:
-        """Open the file on a worker; the window keeps painting meanwhile."""
+        """Open the file on a worker; the window keeps painting meanwhile. A tab that showed
+        the file before gets its selection, open rows and scroll position back."""
         self._work.abort()
+        if self.model is not None:
+            self._kept = self.tree.view_state()
+        self.changed_bar.hide()
         self._release()
         self.loading_label.setText(f"Opening {self.title()}…")
         self.stack.setCurrentWidget(self.loading_label)
         self._set_state(LOADING)
         self._report(f"Opening {self.title()}…", 0, 0)
-        path, trust = self.path, self.trust
+        path, trust, prepare = self.path, self.trust, self._prepare
+        if prepare is not None:
+            self.loading_label.setText(f"Preparing {self.title()}…")
+
+        def open_file() -> Any:
+            if prepare is not None:
+                prepare()
+            return jobs.open_with_rows(path, trust)
+
         self._work.call(
-            lambda: jobs.open_with_rows(path, trust),
+            open_file,
             on_finish=self._on_loaded,
             on_error=self._on_load_failed,
             discard=jobs.close_with_rows,
@@ -177,15 +237,34 @@ class CheckpointView(Page):
 
     def shutdown(self, wait_s: float = 5.0) -> None:
         """Abort every worker of this tab and wait for their threads (tab or window closing)."""
+        self.file_watch.stop()
         self._work.shutdown(wait_s)
         self.histogram.shutdown(wait_s)
         self.values.shutdown(wait_s)
         if self.scan_dialog is not None:
             self.scan_dialog.shutdown(wait_s)
+        if self.adapter_panel is not None:
+            self.adapter_panel.release(wait_s)  # and its base model
         self._release()
 
     def copy_keys(self) -> list[str]:
         return self.tree.selected_keys()
+
+    def copy_text(self) -> str:
+        """What has focus: selected text in the details panel, the selected cells of the
+        values table (tab-separated, as spreadsheets paste them), else the selected keys."""
+        focus = QApplication.focusWidget()
+        details = self.details.browser
+        if focus is not None and (focus is details or details.isAncestorOf(focus)):
+            selected = details.textCursor().selectedText().replace("\u2029", "\n")
+            return selected or self.details.text()
+        table = self.values.table
+        if focus is not None and (focus is table or table.isAncestorOf(focus)):
+            return self.values.selected_cells_text()
+        adapter = self.adapter_panel
+        if focus is not None and adapter is not None and adapter.isAncestorOf(focus):
+            return adapter.copy_text()  # the adapter table's selected rows
+        return super().copy_text()
 
     def focus_filter(self) -> None:
         self.tree.focus_filter()
@@ -206,8 +285,53 @@ class CheckpointView(Page):
         self.tree.select_item(largest)
         return largest
 
+    # --- row menu ---------------------------------------------------------------------------
+    def row_menu(self, item: Item) -> QMenu | None:
+        """The context menu of ``item``'s row."""
+        if self.model is None:
+            return None
+        kind = self.checkpoint.kind if self.checkpoint is not None else ""
+        return tree_row_menu(
+            self,
+            self.model,
+            item,
+            variable="sd" if kind == "state_dict" else "ckpt",
+            compare=self._ask_compare_tensor,
+            export=lambda it: self.export_subtree(it.key),
+        )
+
+    def _show_row_menu(self, pos: QPoint) -> None:
+        index = self.tree.view.indexAt(pos)
+        if not index.isValid():
+            return
+        menu = self.row_menu(self.tree.proxy.mapToSource(index).internalPointer())
+        if menu is not None:
+            menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            menu.popup(self.tree.view.viewport().mapToGlobal(pos))
+
+    def _ask_compare_tensor(self, item: Item) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, f"Compare {item.key} with the same key in", str(self.path.parent)
+        )
+        if path:
+            self.compare_tensor_with(item.key, Path(path))
+
+    def compare_tensor_with(self, key: str, other: Path) -> None:
+        """Compare this file with ``other`` in a new tab, showing ``key``."""
+        self.compare_requested.emit(self.path, other, key)
+
+    def export_subtree(self, key: str) -> QDialog:
+        """The export dialog for ``key`` and what is below it."""
+        from ckpt_gui.qt.export import ExportDialog
+
+        dialog = ExportDialog(self.path, parent=self.window(), trust=self.trust, subtree=key)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
     # --- loading ----------------------------------------------------------------------------
     def _on_loaded(self, result: tuple[Checkpoint, Item, bool]) -> None:
+        self._prepare = None  # written: a reload reads it again, no more
         self.checkpoint, root, self._frozen_heap = result
         self.model = CheckpointModel(root, self)
         self.tree.set_model(self.model)
@@ -219,10 +343,16 @@ class CheckpointView(Page):
         else:
             self.tree.show_standins([])
         self.stack.setCurrentWidget(self._content)
+        if self.checkpoint.kind == "lora-adapter":
+            self._show_adapter(self.checkpoint)
         self.details.show_item(None, None)
+        self.file_watch.watch(self.path)
+        if self._kept is not None:
+            self.tree.restore_view_state(self._kept)
+            self._kept = None
         self._set_state(STATS)
         # Let the tree paint before the statistics workers compete with it for the CPU.
-        QTimer.singleShot(FIRST_PAINT_MS, self._start_stats_if_current)
+        QTimer.singleShot(FIRST_PAINT_MS, self, self._start_stats_if_current)
         self.loaded.emit()
 
     def _on_load_failed(self, exc: BaseException) -> None:
@@ -237,6 +367,10 @@ class CheckpointView(Page):
         self._set_state(FAILED)
         self._report("", 0, 0)
         self.load_failed.emit(line)
+
+    def _on_file_changed(self) -> None:
+        if self.state in (READY, STATS):
+            self.changed_bar.show()
 
     # --- safety -----------------------------------------------------------------------------
     def show_scan_report(self) -> ScanReportDialog:
@@ -330,8 +464,8 @@ class CheckpointView(Page):
         self.tree.apply_stats([], final=True)
         # Make the plot widgets now, while idle, one per event-loop turn, rather than on the
         # first click (each takes ~15 ms).
-        QTimer.singleShot(0, self.histogram.prepare)
-        QTimer.singleShot(30, self.values.prepare)
+        QTimer.singleShot(0, self.histogram, self.histogram.prepare)
+        QTimer.singleShot(30, self.values, self.values.prepare)
         self._set_state(READY)
         self._report(message, 0, 0)
         if self.model is not None:
@@ -353,6 +487,31 @@ class CheckpointView(Page):
         self.histogram.show_tensors(tensors, stats)
         self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
 
+    # --- adapters ---------------------------------------------------------------------------
+    def _show_adapter(self, ckpt: Checkpoint) -> None:
+        """A LoRA adapter's tab gets an Adapter tab (``qt/adapter``) beside its tensors."""
+        if self.adapter_panel is None:
+            self.adapter_panel = AdapterPanel()
+            self.adapter_panel.reveal_key.connect(self.reveal_key)
+            self.content_tabs = QTabWidget()
+            self.content_tabs.setDocumentMode(True)
+            layout = self._content.layout()
+            assert layout is not None
+            layout.replaceWidget(self.splitter, self.content_tabs)
+            self.content_tabs.addTab(self.adapter_panel, "Adapter")
+            self.content_tabs.addTab(self.splitter, "Tensors")
+        self.adapter_panel.set_checkpoint(ckpt)
+
+    def reveal_key(self, key: str) -> bool:
+        """Show the tensor ``key`` in the tree (the Tensors tab of an adapter)."""
+        rows = self.model.root_item().walk() if self.model is not None else iter(())
+        found = next((it for it in rows if it.is_tensor and it.key == key), None)
+        if found is None:
+            return False
+        if self.content_tabs is not None:
+            self.content_tabs.setCurrentWidget(self.splitter)
+        return self.tree.select_item(found)
+
     # --- helpers ----------------------------------------------------------------------------
     def _release(self) -> None:
         """Drop everything that refers to the checkpoint, so that its memory map goes now (a
@@ -361,6 +520,8 @@ class CheckpointView(Page):
         self.histogram.clear()
         self.values.clear()
         self.details.show_item(None, None)
+        if self.adapter_panel is not None:
+            self.adapter_panel.release(keep_base=True)  # a reload shows it with the same base
         model = self.tree.take_model()
         if model is not None:
             model.release()

@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.formatting import (
     format_bytes,
     format_count,
@@ -158,10 +159,12 @@ class DetailsPanel(QWidget):
         self._rows = rows
         self.copy_button.setEnabled(bool(rows))
         if not rows:
-            self.browser.setHtml("<p style='color:gray'>Select a row to see its details.</p>")
+            grey = theme.colour("secondary")
+            self.browser.setHtml(f"<p style='color:{grey}'>Select a row to see its details.</p>")
             return
+        grey = theme.colour("secondary")
         cells = "".join(
-            f"<tr><td style='color:gray; padding-right:12px' valign='top'>{escape(k)}</td>"
+            f"<tr><td style='color:{grey}; padding-right:12px' valign='top'>{escape(k)}</td>"
             f"<td>{escape(v)}</td></tr>"
             for k, v in rows
         )

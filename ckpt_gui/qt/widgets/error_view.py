@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ckpt_gui.qt import theme
+
 
 class ErrorView(QWidget):
     """A clear message in the window instead of a dialog or a traceback."""
@@ -31,7 +33,7 @@ class ErrorView(QWidget):
         self._message.setTextFormat(Qt.TextFormat.PlainText)
         self._message.setWordWrap(True)
         self._message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self._message.setStyleSheet("color: #b71c1c;")
+        theme.style_text(self._message, "red")
         self._toggle = QPushButton("Show details")
         self._toggle.setCheckable(True)
         self._toggle.toggled.connect(self._show_details)

@@ -26,13 +26,12 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.core.tree import Node
-from ckpt_gui.qt import jobs, workers
+from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
-from ckpt_gui.qt.widgets.plot_widget import new_plot
+from ckpt_gui.qt.widgets.plot_widget import new_plot, style_plot
 
 BIN_CHOICES = (16, 32, 64, 128, 256, 512, 1024)
 MAX_OVERLAY = 8
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
 class HistogramPanel(QWidget):
@@ -49,13 +48,13 @@ class HistogramPanel(QWidget):
         self.log_box = QCheckBox("Log y")
         self.sampled_label = QLabel()
         self.sampled_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.sampled_label.setStyleSheet("color: #e65100;")
+        theme.style_text(self.sampled_label, "orange")
         self.exact_button = QPushButton("Compute exact")
         self.exact_button.setToolTip("Read every element instead of a sample")
         self.exact_button.setVisible(False)
         self.message = QLabel("Select a tensor to see its histogram.")
         self.message.setTextFormat(Qt.TextFormat.PlainText)  # errors name keys from the file
-        self.message.setStyleSheet("color: gray;")
+        theme.style_secondary(self.message)
         self.message.setWordWrap(True)
 
         self._plot: pg.PlotWidget | None = None  # made on first use: it costs ~15 ms
@@ -82,6 +81,12 @@ class HistogramPanel(QWidget):
         self.bins_box.currentIndexChanged.connect(lambda _: self._compute(exact=False))
         self.log_box.toggled.connect(lambda _: self._redraw())
         self.exact_button.clicked.connect(lambda: self._compute(exact=True))
+        theme.follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        """Draw again in the new theme's colours."""
+        if self._plot is not None:
+            self._redraw()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -96,6 +101,7 @@ class HistogramPanel(QWidget):
         if self._plot is None:
             plot = new_plot(left="count", bottom="value")
             self._legend = plot.addLegend(offset=(-10, 10))
+            style_plot(plot)
             plot.setVisible(False)
             self._layout.insertWidget(self._layout.count() - 1, plot, 1)
             self._plot = plot
@@ -213,7 +219,7 @@ class HistogramPanel(QWidget):
             if counts.size == 0 or edges.size != counts.size + 1:
                 errors.append(f"{node.key}: no finite values")
                 continue
-            colour = PALETTE[i % len(PALETTE)]
+            colour = theme.series_colour(i)
             brush = pg.mkBrush(colour + ("40" if overlay else "90"))
             log = self.log_box.isChecked()
             if log:  # empty bins have no logarithm: draw them just below one

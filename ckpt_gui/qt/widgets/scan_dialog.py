@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ckpt_gui.qt import jobs, workers
+from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.plain_text import plain_tooltip
 from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
@@ -82,7 +82,7 @@ class ScanReportDialog(QDialog):
         self.notes_label.setTextFormat(Qt.TextFormat.PlainText)  # notes quote the file
         self.notes_label.setWordWrap(True)
         self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.notes_label.setStyleSheet("color: #555;")
+        theme.style_secondary(self.notes_label)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         close = buttons.button(QDialogButtonBox.StandardButton.Close)
@@ -102,7 +102,8 @@ class ScanReportDialog(QDialog):
     # --- filling ----------------------------------------------------------------------------
     def start_scan(self) -> None:
         """Scan ``path`` on a worker; the dialog says so meanwhile."""
-        self.verdict_label.setText("<span style='color:gray'>Scanning…</span>")
+        grey = theme.colour("secondary")
+        self.verdict_label.setText(f"<span style='color:{grey}'>Scanning…</span>")
         path = self.path
         self._work.call(
             lambda: jobs.scan(path), on_finish=self.set_report, on_error=self._on_failed
@@ -127,7 +128,8 @@ class ScanReportDialog(QDialog):
             f"<span style='color:{colour}; font-size:13pt'><b>{escape(first)}</b></span>"
             f"{escape(':' + rest) if rest else ''}"
             + (
-                f"<br><span style='color:gray'>{total} global{'s' * (total != 1)}: {tally}</span>"
+                f"<br><span style='color:{theme.colour('secondary')}'>"
+                f"{total} global{'s' * (total != 1)}: {tally}</span>"
                 if total
                 else ""
             )

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.formats.folders import format_label
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.formatting import format_bytes, format_count, role_title
 from ckpt_gui.qt.plain_text import plain_tooltip
 
@@ -73,12 +74,13 @@ class SummaryBar(QFrame):
         text = (
             totals
             if not dtypes
-            else f"{totals} &nbsp;&nbsp;<span style='color:gray'>|</span>&nbsp;&nbsp; {dtypes}"
+            else f"{totals} &nbsp;&nbsp;<span style='color:{theme.colour('secondary')}'>|</span>"
+            f"&nbsp;&nbsp; {dtypes}"
         )
         # How the file was read (``ckpt.view_note``) is the safety banner's to say.
         if ckpt.notes:
             notes = escape("; ".join(ckpt.notes))
-            text += f"<br><span style='color:gray'>{notes}</span>"
+            text += f"<br><span style='color:{theme.colour('secondary')}'>{notes}</span>"
         self._totals.setText(text)
 
     def file_text(self) -> str:

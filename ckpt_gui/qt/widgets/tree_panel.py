@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -19,35 +20,52 @@ from PySide6.QtWidgets import (
 )
 
 from ckpt_gui.core.tree import Node
+from ckpt_gui.qt import theme
+from ckpt_gui.qt.filter_keys import clear_on_escape
+from ckpt_gui.qt.header import CELL_PADDING, ColumnHeader, room, set_elide_modes, text_width
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.filter_proxy import MODES, TreeFilterProxy
 from ckpt_gui.qt.models.items import Item
-from ckpt_gui.qt.models.marks import MARKS
-from ckpt_gui.qt.models.tree_model import CheckpointModel
+from ckpt_gui.qt.models.marks import MARKS, mark_colour
+from ckpt_gui.qt.models.tree_model import KEY_ROLE, CheckpointModel
 
-# Widths that fit typical content ("[4096, 4096]", "-1.234e-05", "123.4 MB") without eliding.
-COLUMN_WIDTHS = {
-    col.NAME: 182,
-    col.VALUE: 104,
-    col.ROLE: 68,
-    col.DTYPE: 60,
-    col.SHAPE: 80,
-    col.ELEMENTS: 64,
-    col.SIZE: 64,
-    col.MIN: 74,
-    col.MAX: 70,
-    col.MEAN: 74,
-    col.STD: 64,
-    col.NORM: 58,
-    col.ZEROS: 58,
-    col.NONFINITE: 56,
-}
+# Keys and free text may elide (the tooltip has them in full); every other column is fitted
+# to its content and never elides.
+ELIDE = {col.NAME: Qt.TextElideMode.ElideRight, col.VALUE: Qt.TextElideMode.ElideRight}
+# The Name column fits its names, within these bounds and the room the other columns leave.
+NAME_WIDTH = (110, 300)
+VALUE_WIDTH = (60, 100)  # the mostly empty Value column takes no more than this
+# Statistics columns are this wide until the statistics arrive (the widest a number reads),
+# so that columns do not shift while rows fill in.
+# The widest text of the columns whose texts are bounded: floats of 4 significant digits,
+# sizes and counts of 4 digits; also the width statistics columns keep while they fill in.
+BOUNDED = {c: "-8.888e+88" for c in col.STAT_COLUMNS if c not in (col.ZEROS, col.NONFINITE)}
+BOUNDED |= {col.ZEROS: "<0.01 %", col.NONFINITE: "888.8 K"}
+BOUNDED |= {col.SIZE: "888.8 MB", col.ELEMENTS: "888.8 M"}
+FIT_ALL = 3_000  # trees with fewer rows are measured cell by cell; others, see BOUNDED
+FIT_SAMPLE = 400  # the rows of a bigger tree measured in full (the first ones)
+# Hidden until the header's menu shows them: Shape and Size say the count, and the details
+# panel the role; without them every statistic fits beside the panels at 1280 px.
+HIDDEN_BY_DEFAULT = (col.ROLE, col.ELEMENTS)
 
 
 MAX_STANDIN_WIDTH = 300
 RESORT_COLUMNS = (col.VALUE, *col.STAT_COLUMNS)
 RESORT_LIMIT = 5000  # past this many rows, a stats-sorted tree re-sorts only when stats finish
+FILTER_AT_ONCE_ROWS = 2_000  # trees with more rows filter once typing pauses for:
+FILTER_PAUSE_MS = 150
+MAX_KEPT_OPEN = 20_000  # open rows a reload reopens at most
 AUTO_EXPAND_ROWS = 10_000  # a row with more rows than this below it does not open by itself
+
+
+@dataclass
+class ViewState:
+    """What F5 keeps: the selected keys, the current one, the open rows, the scroll position."""
+
+    selected: list[str] = field(default_factory=list)
+    current: str | None = None
+    expanded: list[str] = field(default_factory=list)
+    scroll: tuple[int, int] = (0, 0)
 
 
 class TreePanel(QWidget):
@@ -57,6 +75,7 @@ class TreePanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._standins = False  # the tree shows stand-ins: its Value column may be wider
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter keys (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
@@ -67,7 +86,7 @@ class TreePanel(QWidget):
         self.collapse_button = _tool_button("Collapse all", self.collapse_all)
         self.filter_error = QLabel()
         self.filter_error.setTextFormat(Qt.TextFormat.PlainText)
-        self.filter_error.setStyleSheet("color: #c62828;")
+        theme.style_text(self.filter_error, "red")
         self.filter_error.setVisible(False)
 
         self.proxy = TreeFilterProxy(self)
@@ -81,11 +100,18 @@ class TreePanel(QWidget):
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setIconSize(QSize(4 * 11, 16))
         self.view.setIndentation(14)  # deep module paths keep room for their names
-        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        set_elide_modes(self.view, ELIDE)
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSortIndicatorShown(True)
+        self.columns = ColumnHeader(
+            self.view,
+            "tree",
+            [c.title for c in col.COLUMNS],
+            hidden_by_default=HIDDEN_BY_DEFAULT,
+            refit=self.fit_columns,
+        )
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -114,7 +140,14 @@ class TreePanel(QWidget):
         legends.addStretch(1)
         layout.addLayout(legends)
 
-        self.filter_edit.textChanged.connect(self._apply_filter)
+        # On a big tree each key typed would re-filter every row: the filter waits until the
+        # typing pauses. A small tree filters at once.
+        self.filter_timer = QTimer(self)
+        self.filter_timer.setSingleShot(True)
+        self.filter_timer.setInterval(FILTER_PAUSE_MS)
+        self.filter_timer.timeout.connect(self._apply_filter)
+        self.filter_edit.textChanged.connect(self._filter_soon)
+        clear_on_escape(self, self.filter_edit)
         self.mode_box.currentIndexChanged.connect(self._apply_filter)
         # The view's selection model belongs to the proxy, which stays for the panel's life:
         # connected once here, not once per model (a reload would add a connection each time).
@@ -123,8 +156,8 @@ class TreePanel(QWidget):
     # --- model ------------------------------------------------------------------------------
     def set_model(self, model: CheckpointModel) -> None:
         self.proxy.setSourceModel(model)
-        for column, width in COLUMN_WIDTHS.items():
-            self.view.setColumnWidth(column, width)
+        self.columns.restore()
+        self.fit_columns()
         # As expandToDepth(0), or (1) when there is one top-level row, but a row with more
         # rows below it than anyone reads stays closed: a view lays out every row it shows,
         # with several calls into the model each (seconds for a module of 100,000 tensors).
@@ -168,16 +201,83 @@ class TreePanel(QWidget):
         column = self.proxy.sortColumn()
         if column in RESORT_COLUMNS and (final or model.stats_count() <= RESORT_LIMIT):
             self.proxy.sort(column, self.proxy.sortOrder())
+        if final:
+            self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Size every column to its content: numbers, shapes and dtypes in full; names and
+        values within bounds (they elide, with the full text in the tooltip)."""
+        model = self.model()
+        if model is None:
+            return
+        # A tree of a few thousand rows is measured cell by cell. Measuring every cell of a
+        # big tree would stall the window (float formatting alone takes seconds for 100,000
+        # rows): columns whose texts have a bounded width (floats of 4 digits, sizes, counts)
+        # get that bound, the first rows are measured for the rest, and dtypes, shapes and
+        # integer statistics, which have no bound, on every tensor.
+        rows = _rows_with_depth(model.root_item(), FIT_ALL)
+        small = len(rows) < FIT_ALL
+        sample = rows if small else rows[:FIT_SAMPLE]
+        every = (
+            [it for it, _ in rows if it.is_tensor]
+            if small
+            else [it for it in model.root_item().walk() if it.is_tensor]
+        )
+        integers = [it for it in every if it.dtype.startswith(("int", "uint", "bool"))]
+        has_stats = model.stats_count() > 0
+        widths: dict[int, int] = {}
+        for column in range(len(col.COLUMNS)):
+            if column == col.NAME:
+                continue
+            texts: list[str] = []
+            if column in BOUNDED and not (small and has_stats):
+                texts.append(BOUNDED[column])
+            if column == col.DTYPE:
+                texts += {col.dtype_text(it) for it in every}
+            elif column == col.SHAPE:  # each distinct shape once
+                shapes = {it.node.tensor.shape: it for it in every if it.node and it.node.tensor}
+                texts += [col.display(it, column, None) for it in shapes.values()]
+            if column in col.STAT_COLUMNS and not small:  # floats are bounded, integers not
+                measured = integers if has_stats else []
+            else:
+                measured = [it for it, _ in sample]
+            texts += [col.display(it, column, model.stats_of(it)) for it in measured]
+            widths[column] = max(text_width(self.view, texts), self.columns.title_width(column))
+        value = widths[col.VALUE]  # what the values need in full
+        low, high = VALUE_WIDTH
+        if self._standins:  # the names of what a real load would call read in full
+            high = MAX_STANDIN_WIDTH
+        widths[col.VALUE] = min(max(value, low), high)
+        header = self.view.header()
+        others = sum(w for c, w in widths.items() if not header.isSectionHidden(c))
+        space = room(self.view) - others
+        low, high = NAME_WIDTH
+        widths[col.NAME] = max(low, min(self._name_width(rows), space, high))
+        # Room left over (a wide window) goes to the values, up to what they need.
+        spare = space - widths[col.NAME]
+        if spare > 0 and value > widths[col.VALUE]:
+            widths[col.VALUE] = min(value, widths[col.VALUE] + spare)
+        self.columns.fit(widths)
+
+    def _name_width(self, rows: list[tuple[Item, int]]) -> int:
+        """Names are indented by depth and may carry marks: the width of the widest row."""
+        indent = self.view.indentation()
+        metrics = self.view.fontMetrics()
+        # The longest names (counting the indentation as characters) are the ones measured.
+        longest = sorted(rows, key=lambda r: len(r[0].name) + 2 * r[1], reverse=True)[:24]
+        widest = max(
+            (metrics.horizontalAdvance(it.name) + indent * (depth + 1) for it, depth in longest),
+            default=0,
+        )
+        return widest + self.view.iconSize().width() + 4 + CELL_PADDING
 
     def show_standins(self, texts: list[str]) -> None:
         """Show the stand-in legend when ``texts`` (their Value cells) is not empty, and widen
         the Value column so the names they stand for read in full."""
         self.standin_legend.setVisible(bool(texts))
+        self._standins = bool(texts)
         if texts:
-            metrics = self.view.fontMetrics()
-            widest = max(metrics.horizontalAdvance(t) for t in texts) + 16
-            width = min(max(widest, COLUMN_WIDTHS[col.VALUE]), MAX_STANDIN_WIDTH)
-            self.view.setColumnWidth(col.VALUE, width)
+            self.fit_columns()
 
     def model(self) -> CheckpointModel | None:
         source = self.proxy.sourceModel()
@@ -189,7 +289,15 @@ class TreePanel(QWidget):
         self.filter_edit.setText(text)
         self._apply_filter()
 
+    def _filter_soon(self) -> None:
+        model = self.model()
+        if model is not None and model.row_count_total() > FILTER_AT_ONCE_ROWS:
+            self.filter_timer.start()
+        else:
+            self._apply_filter()
+
     def _apply_filter(self) -> None:
+        self.filter_timer.stop()
         mode = MODES[self.mode_box.currentIndex()]
         text = self.filter_edit.text()
         error = self.proxy.set_filter(text, mode)
@@ -239,8 +347,71 @@ class TreePanel(QWidget):
             self.proxy.index(r, col.NAME, parent).data() for r in range(self.proxy.rowCount(parent))
         ]
 
+    # --- state kept over a reload ----------------------------------------------------------
+    def view_state(self) -> ViewState:
+        """Selection, open rows (by key) and scroll position, to put back after a reload."""
+        model = self.model()
+        expanded: list[str] = []
+        if model is not None:
+            for item in model.root_item().walk():
+                if item.children and len(expanded) < MAX_KEPT_OPEN:
+                    index = self.proxy.mapFromSource(model.index_of(item))
+                    if index.isValid() and self.view.isExpanded(index):
+                        expanded.append(item.key)
+        current = self.view.currentIndex()
+        return ViewState(
+            selected=self.selected_keys(),
+            current=current.data(KEY_ROLE) if current.isValid() else None,
+            expanded=expanded,
+            scroll=(
+                self.view.verticalScrollBar().value(),
+                self.view.horizontalScrollBar().value(),
+            ),
+        )
+
+    def restore_view_state(self, state: ViewState) -> None:
+        """Open, select and scroll as ``state`` says, for the rows that still exist."""
+        model = self.model()
+        if model is None:
+            return
+        by_key = {item.key: item for item in model.root_item().walk()}
+        self.view.collapseAll()  # the rows the user had closed stay closed
+        for key in state.expanded:
+            item = by_key.get(key)
+            if item is not None:
+                self.view.expand(self.proxy.mapFromSource(model.index_of(item)))
+        selection = self.view.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for key in state.selected:
+            item = by_key.get(key)
+            if item is not None:
+                index = self.proxy.mapFromSource(model.index_of(item))
+                if key == state.current:
+                    selection.setCurrentIndex(index, flags)
+                else:
+                    selection.select(index, flags)
+        vertical, horizontal = state.scroll
+        # After the view has laid out the rows it now shows.
+        QTimer.singleShot(0, self, lambda: self._scroll_to(vertical, horizontal))
+
+    def _scroll_to(self, vertical: int, horizontal: int) -> None:
+        self.view.verticalScrollBar().setValue(vertical)
+        self.view.horizontalScrollBar().setValue(horizontal)
+
     def _emit_selection(self) -> None:
         self.selection_changed.emit(self.selected_items())
+
+
+def _rows_with_depth(root: Item, limit: int) -> list[tuple[Item, int]]:
+    """The rows below ``root`` in order with their depth (0 for top-level rows), at most
+    ``limit`` of them."""
+    out: list[tuple[Item, int]] = []
+    stack = [(child, 0) for child in reversed(root.children)]
+    while stack and len(out) < limit:
+        item, depth = stack.pop()
+        out.append((item, depth))
+        stack.extend((child, depth + 1) for child in reversed(item.children))
+    return out
 
 
 def _tool_button(text: str, slot: object) -> QToolButton:
@@ -252,9 +423,16 @@ def _tool_button(text: str, slot: object) -> QToolButton:
 
 
 def _legend(marks: tuple[str, ...]) -> QLabel:
-    dots = " &nbsp; ".join(
-        f"<span style='color:{MARKS[m][0]}; font-size:large'>●</span> {MARKS[m][1]}" for m in marks
-    )
-    label = QLabel(f"<span style='color:gray'>{dots}</span>")
+    label = QLabel()
     label.setTextFormat(Qt.TextFormat.RichText)
+
+    def restyle() -> None:
+        dots = " &nbsp; ".join(
+            f"<span style='color:{mark_colour(m)}; font-size:large'>●</span> {MARKS[m][1]}"
+            for m in marks
+        )
+        label.setText(f"<span style='color:{theme.colour('secondary')}'>{dots}</span>")
+
+    restyle()
+    theme.follow_theme(label, restyle)
     return label

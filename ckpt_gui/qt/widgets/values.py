@@ -16,11 +16,21 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ckpt_gui.core.tree import Node
 from ckpt_gui.core.value_sample import ValueSample, sample_tensor
-from ckpt_gui.qt import workers
+from ckpt_gui.qt import theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_float, format_shape
 from ckpt_gui.qt.widgets.plot_widget import new_plot
@@ -88,7 +98,7 @@ class ValuesPanel(QWidget):
         super().__init__(parent)
         self.note = QLabel("Select one tensor to see its values.")
         self.note.setTextFormat(Qt.TextFormat.PlainText)  # it names the key
-        self.note.setStyleSheet("color: gray;")
+        theme.style_secondary(self.note)
         self.note.setWordWrap(True)
         self.table_model = ValuesTableModel(self)
         self.table = QTableView()
@@ -101,14 +111,33 @@ class ValuesPanel(QWidget):
         self.colour_bar: pg.ColorBarItem | None = None
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(self.table)
+        # Tensors of more than 2 dimensions: view them flattened, or tick Slice and choose the
+        # 2-D slice with a spin box per leading dimension.
+        self.slice_box = QCheckBox("Slice")
+        self.slice_box.setToolTip("Show one 2-D slice t[i, j, :, :] instead of the tensor as rows")
+        self.slice_box.toggled.connect(self._on_slice_changed)
+        self.slice_spins: list[QSpinBox] = []
+        self.slice_row = QWidget()
+        self._slice_layout = QHBoxLayout(self.slice_row)
+        self._slice_layout.setContentsMargins(0, 0, 0, 0)
+        self._slice_layout.addWidget(self.slice_box)
+        self._slice_layout.addStretch(1)
+        self.slice_row.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
+        layout.addWidget(self.slice_row)
         layout.addWidget(self.splitter, 1)
         self.splitter.setVisible(False)
         self._node: Node | None = None
         self._sample: ValueSample | None = None
         self._work = workers.WorkerSlot()
+        theme.follow_theme(self, self._restyle)
+
+    def _restyle(self) -> None:
+        """Draw again in the new theme's colours."""
+        if self._plot is not None and self._sample is not None:
+            self._draw(self._sample)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()
@@ -138,13 +167,85 @@ class ValuesPanel(QWidget):
         self._work.abort()
         self._node = node
         self._sample = None
+        self._set_slice_controls(node)
         if node is None:
             self._show(None, "Select one tensor to see its values.")
             return
+        self._read()
+
+    def slice_index(self) -> tuple[int, ...] | None:
+        """The 2-D slice chosen (one index per leading dimension), or None: viewed as rows."""
+        if not self.slice_box.isChecked() or not self.slice_spins:
+            return None
+        return tuple(spin.value() for spin in self.slice_spins)
+
+    def set_slice(self, index: tuple[int, ...] | None) -> None:
+        """Show the slice ``t[index]`` (None: the tensor viewed as rows)."""
+        self.slice_box.blockSignals(True)
+        self.slice_box.setChecked(index is not None)
+        self.slice_box.blockSignals(False)
+        for spin, value in zip(self.slice_spins, index or ()):
+            spin.blockSignals(True)
+            spin.setValue(value)
+            spin.blockSignals(False)
+        self._on_slice_changed()
+
+    def _read(self) -> None:
+        node, index = self._node, self.slice_index()
+        if node is None:
+            return
         self.note.setText(f"Reading {node.key}…")
         self._work.call(
-            lambda: sample_tensor(node), on_finish=self._on_sample, on_error=self._on_failed
+            lambda: sample_tensor(node, index), on_finish=self._on_sample, on_error=self._on_failed
         )
+
+    def _set_slice_controls(self, node: Node | None) -> None:
+        """A spin box per leading dimension of a tensor of more than 2 dimensions."""
+        for spin in self.slice_spins:
+            self._slice_layout.removeWidget(spin)
+            spin.deleteLater()
+        self.slice_spins = []
+        shape = node.tensor.shape if node is not None and node.tensor is not None else ()
+        many = len(shape) > 2 and all(n > 0 for n in shape)
+        self.slice_row.setVisible(many)
+        if not many:
+            return
+        for dim, size in enumerate(shape[:-2]):
+            spin = QSpinBox()
+            spin.setRange(0, size - 1)
+            spin.setPrefix(f"dim {dim}: ")
+            spin.setToolTip(f"Index along dimension {dim} (size {size})")
+            spin.setEnabled(self.slice_box.isChecked())
+            spin.valueChanged.connect(self._on_slice_changed)
+            self._slice_layout.insertWidget(1 + dim, spin)
+            self.slice_spins.append(spin)
+
+    def _on_slice_changed(self, *_: object) -> None:
+        for spin in self.slice_spins:
+            spin.setEnabled(self.slice_box.isChecked())
+        if self._node is not None:
+            self._work.abort()
+            self._sample = None
+            self._read()
+
+    def selected_cells_text(self) -> str:
+        """The selected cells, tab-separated by column and a line per row (a spreadsheet
+        pastes them as cells); empty cells between selected ones stay empty."""
+        indexes = self.table.selectionModel().selectedIndexes()
+        if not indexes:
+            return ""
+        rows = sorted({i.row() for i in indexes})
+        columns = sorted({i.column() for i in indexes})
+        chosen = {(i.row(), i.column()) for i in indexes}
+        model = self.table_model
+        lines = []
+        for row in rows:
+            cells = [
+                model.index(row, column).data() if (row, column) in chosen else ""
+                for column in columns
+            ]
+            lines.append("\t".join(str(c or "") for c in cells))
+        return "\n".join(lines)
 
     def is_busy(self) -> bool:
         return self._work.busy()
@@ -197,7 +298,9 @@ class ValuesPanel(QWidget):
         values = np.asarray(sample.values, dtype=np.float64)
         if values.ndim == 1:
             plot_item.plot(
-                sample.rows, np.nan_to_num(values, nan=0.0), pen=pg.mkPen("#1f77b4", width=1.2)
+                sample.rows,
+                np.nan_to_num(values, nan=0.0),
+                pen=pg.mkPen(theme.colour("line"), width=1.2),
             )
             plot_item.setLabel("bottom", "index")
             plot_item.setLabel("left", "value")
