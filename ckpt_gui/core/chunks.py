@@ -173,6 +173,9 @@ def _omp_threads(n: int) -> int | None:
 @contextmanager
 def serial_torch() -> Iterator[None]:
     """Run torch ops on the calling thread alone while inside, restored on the way out."""
+    # The worker pool is sized from torch's thread count: made before this thread's count is
+    # lowered, or work started inside (a run's positions) would get a pool of one thread.
+    _workers()
     before = _omp_threads(1)
     try:
         yield
