@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 from ckpt_gui.core.export import CASTS, ExportOptions, ExportProgress, ExportResult, parse_size
 from ckpt_gui.core.export.merge import iter_merge_export
 from ckpt_gui.qt import theme, workers
-from ckpt_gui.qt.errors import error_text
+from ckpt_gui.qt.export.report import ExportReport
 
 FORMATS = (("safetensors", "safetensors"), ("PyTorch (torch.save)", "pt"))
 
@@ -109,7 +109,7 @@ class MergeExportDialog(QDialog):
             self.browse_button,
         ]
 
-        self.progress_bar = QProgressBar(maximum=workers.PROGRESS_STEPS, textVisible=False)
+        self.progress_bar = QProgressBar(textVisible=False)
         self.status_label = QLabel()
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # it names keys
         self.problem_label = QLabel()
@@ -121,6 +121,9 @@ class MergeExportDialog(QDialog):
         self.result_label.setWordWrap(True)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.result_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.report = ExportReport(
+            self.progress_bar, self.status_label, self.result_label, "Merging and writing"
+        )
 
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
@@ -261,35 +264,21 @@ class MergeExportDialog(QDialog):
         return self._exporting.busy()
 
     def _on_progress(self, batch: list[ExportProgress]) -> None:
-        last = batch[-1]
-        self.progress_bar.setValue(int(workers.PROGRESS_STEPS * last.fraction))
-        verb = {"checking": "Checking the cast of", "verifying": "Verifying"}.get(
-            last.phase, "Merging and writing"
-        )
-        self.status_label.setText(f"{verb} {last.key}…" if last.key else f"{verb}…")
+        self.report.progress(batch)
 
     def _on_exported(self, result: ExportResult) -> None:
         self.export_result = result
         self._set_exporting(False)
-        self.progress_bar.setValue(workers.PROGRESS_STEPS)
-        self.status_label.setText("Done")
-        lines = [html.escape(line) for line in result.describe()]  # keys come from the files
-        self.result_label.setText(f"<b>✔ {lines[-1]}</b><br>" + "<br>".join(lines[:-1]))
+        self.report.done(result)
         self.export_finished.emit(result)
 
     def _on_export_failed(self, exc: BaseException) -> None:
         self._set_exporting(False)
-        self.progress_bar.setValue(0)
-        line, _ = error_text(exc)
-        self.status_label.setText("Failed")
-        self.result_label.setText(f"✘ Export failed: {html.escape(line)}. Nothing was written.")
-        self.export_failed.emit(line)
+        self.export_failed.emit(self.report.failed(exc))
 
     def _on_export_cancelled(self) -> None:
         self._set_exporting(False)
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Cancelled")
-        self.result_label.setText("Export cancelled. Nothing was written.")
+        self.report.cancelled()
         self.export_cancelled.emit()
 
     def _set_exporting(self, exporting: bool) -> None:

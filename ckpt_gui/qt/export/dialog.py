@@ -44,6 +44,7 @@ from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.export.form import ExportForm
 from ckpt_gui.qt.export.preview import PreviewModel, cast_problems, cast_summary, plan_summary
+from ckpt_gui.qt.export.report import ExportReport
 from ckpt_gui.qt.widgets.row_menu import include_globs
 
 
@@ -117,12 +118,13 @@ class ExportDialog(QDialog):
         self.cast_label = QLabel()  # what the cast does beyond rounding, tensor by tensor
         self.cast_label.setWordWrap(True)
         self.cast_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.progress_bar = QProgressBar(maximum=1000, textVisible=False)
+        self.progress_bar = QProgressBar(textVisible=False)
         self.status_label = QLabel()
         self.status_label.setTextFormat(Qt.TextFormat.PlainText)  # it names the file and keys
         self.result_label = QLabel()  # not word-wrapped: every line of the summary shows
         self.result_label.setTextFormat(Qt.TextFormat.RichText)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report = ExportReport(self.progress_bar, self.status_label, self.result_label)
 
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
@@ -319,35 +321,21 @@ class ExportDialog(QDialog):
         return self._exporting.busy()
 
     def _on_progress(self, batch: list[ExportProgress]) -> None:
-        last = batch[-1]
-        self.progress_bar.setValue(int(1000 * last.fraction))
-        verb = {"checking": "Checking the cast of", "verifying": "Verifying"}.get(
-            last.phase, "Writing"
-        )
-        self.status_label.setText(f"{verb} {last.key}…" if last.key else f"{verb}…")
+        self.report.progress(batch)
 
     def _on_exported(self, result: ExportResult) -> None:
         self.export_result = result
         self._set_exporting(False)
-        self.progress_bar.setValue(1000)
-        self.status_label.setText("Done")
-        lines = [html.escape(line) for line in result.describe()]  # keys come from the file
-        self.result_label.setText(f"<b>✔ {lines[-1]}</b><br>" + "<br>".join(lines[:-1]))
+        self.report.done(result)
         self.export_finished.emit(result)
 
     def _on_export_failed(self, exc: BaseException) -> None:
         self._set_exporting(False)
-        self.progress_bar.setValue(0)
-        line, _ = error_text(exc)
-        self.status_label.setText("Failed")
-        self.result_label.setText(f"✘ Export failed: {html.escape(line)}. Nothing was written.")
-        self.export_failed.emit(line)
+        self.export_failed.emit(self.report.failed(exc))
 
     def _on_export_cancelled(self) -> None:
         self._set_exporting(False)
-        self.progress_bar.setValue(0)
-        self.status_label.setText("Cancelled")
-        self.result_label.setText("Export cancelled. Nothing was written.")
+        self.report.cancelled()
         self.export_cancelled.emit()
 
     def _set_exporting(self, exporting: bool) -> None:
