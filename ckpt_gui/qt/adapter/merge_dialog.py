@@ -10,10 +10,9 @@ import html
 from collections.abc import Callable, Generator
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -30,18 +29,14 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.export import CASTS, ExportOptions, ExportProgress, ExportResult, parse_size
 from ckpt_gui.core.export.merge import iter_merge_export
-from ckpt_gui.qt import theme, workers
-from ckpt_gui.qt.export.report import ExportReport
+from ckpt_gui.qt import theme
+from ckpt_gui.qt.export.report import ExportingDialog, ExportReport
 
 FORMATS = (("safetensors", "safetensors"), ("PyTorch (torch.save)", "pt"))
 
 
-class MergeExportDialog(QDialog):
+class MergeExportDialog(ExportingDialog):
     """Merge the adapter at ``adapter_path`` into ``base_path`` and save the result."""
-
-    export_finished = Signal(object)  # ExportResult
-    export_failed = Signal(str)
-    export_cancelled = Signal()
 
     def __init__(
         self,
@@ -54,9 +49,7 @@ class MergeExportDialog(QDialog):
         super().__init__(parent)
         self.adapter_path = Path(adapter_path)
         self.base_path = Path(base_path)
-        self.export_result: ExportResult | None = None
         self.replace_box: QMessageBox | None = None
-        self._exporting = workers.WorkerSlot()
         self._dest_edited = False
         name = adapter_name if adapter_name and adapter_name != "default" else ""
         self._stem = (_stem(self.base_path) + "-merged" + (f"-{name}" if name else "")).replace(
@@ -239,47 +232,7 @@ class MergeExportDialog(QDialog):
 
     def _export(self, overwrite: bool) -> None:
         dest, options = self.destination(), self.options()
-        self._exporting.start(
-            self.export_steps(dest, options, overwrite),
-            on_yield=self._on_progress,
-            on_finish=self._on_exported,
-            on_error=self._on_export_failed,
-            on_abort=self._on_export_cancelled,
-            with_abort=True,
-        )
-        self.export_result = None
-        self.result_label.setText("")
-        self.progress_bar.setValue(0)
-        self._set_exporting(True)
-        self.status_label.setText("Merging…")
-
-    def cancel_export(self) -> None:
-        """Stop at the next chunk; the dialog says so once the thread has ended (and the core has
-        removed its temporary file)."""
-        if self._exporting.busy():
-            self.status_label.setText("Cancelling…")
-            self._exporting.cancel()
-
-    def is_exporting(self) -> bool:
-        return self._exporting.busy()
-
-    def _on_progress(self, batch: list[ExportProgress]) -> None:
-        self.report.progress(batch)
-
-    def _on_exported(self, result: ExportResult) -> None:
-        self.export_result = result
-        self._set_exporting(False)
-        self.report.done(result)
-        self.export_finished.emit(result)
-
-    def _on_export_failed(self, exc: BaseException) -> None:
-        self._set_exporting(False)
-        self.export_failed.emit(self.report.failed(exc))
-
-    def _on_export_cancelled(self) -> None:
-        self._set_exporting(False)
-        self.report.cancelled()
-        self.export_cancelled.emit()
+        self._run_export(self.export_steps(dest, options, overwrite), "Merging…")
 
     def _set_exporting(self, exporting: bool) -> None:
         for widget in self._option_widgets:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -44,18 +43,15 @@ from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.export.form import ExportForm
 from ckpt_gui.qt.export.preview import PreviewModel, cast_problems, cast_summary, plan_summary
-from ckpt_gui.qt.export.report import ExportReport
+from ckpt_gui.qt.export.report import ExportingDialog, ExportReport
 from ckpt_gui.qt.widgets.row_menu import include_globs
 
 
-class ExportDialog(QDialog):
+class ExportDialog(ExportingDialog):
     """Export ``checkpoint_path``: presets, options, live preview, progress, Cancel, result."""
 
     loaded = Signal()
     preview_changed = Signal()
-    export_finished = Signal(object)  # ExportResult
-    export_failed = Signal(str)
-    export_cancelled = Signal()
     cast_checked = Signal()  # the preview's cast check finished (its counts are shown)
 
     def __init__(
@@ -74,9 +70,7 @@ class ExportDialog(QDialog):
         self.checkpoint: Checkpoint | None = None
         self.plan: ExportPlan | None = None
         # Not ``result``: that would hide QDialog.result(), the dialog's accept/reject code.
-        self.export_result: ExportResult | None = None
         self._opening = workers.WorkerSlot()
-        self._exporting = workers.WorkerSlot()
         self._checking = workers.WorkerSlot()  # the cast check of the preview's plan
         # The plan the cast counts belong to, and the counts (None while they are computed).
         self._checked_plan: ExportPlan | None = None
@@ -297,46 +291,9 @@ class ExportDialog(QDialog):
     def _export(self, overwrite: bool) -> None:
         assert self.checkpoint is not None and self.plan is not None
         ckpt, dest, options = self.checkpoint, self.destination(), self.plan.options
-        self._exporting.start(
-            lambda cancel: self.export_steps(ckpt, dest, options, cancel, overwrite),
-            on_yield=self._on_progress,
-            on_finish=self._on_exported,
-            on_error=self._on_export_failed,
-            on_abort=self._on_export_cancelled,
-            with_abort=True,
+        self._run_export(
+            lambda cancel: self.export_steps(ckpt, dest, options, cancel, overwrite), "Writing…"
         )
-        self.export_result = None
-        self.result_label.setText("")
-        self._set_exporting(True)
-        self.status_label.setText("Writing…")
-
-    def cancel_export(self) -> None:
-        """Stop the export at its next chunk; the dialog says so once its thread has ended
-        (and the core has removed the temporary file)."""
-        if self._exporting.busy():
-            self.status_label.setText("Cancelling…")
-            self._exporting.cancel()
-
-    def is_exporting(self) -> bool:
-        return self._exporting.busy()
-
-    def _on_progress(self, batch: list[ExportProgress]) -> None:
-        self.report.progress(batch)
-
-    def _on_exported(self, result: ExportResult) -> None:
-        self.export_result = result
-        self._set_exporting(False)
-        self.report.done(result)
-        self.export_finished.emit(result)
-
-    def _on_export_failed(self, exc: BaseException) -> None:
-        self._set_exporting(False)
-        self.export_failed.emit(self.report.failed(exc))
-
-    def _on_export_cancelled(self) -> None:
-        self._set_exporting(False)
-        self.report.cancelled()
-        self.export_cancelled.emit()
 
     def _set_exporting(self, exporting: bool) -> None:
         self.form.set_editable(not exporting)

@@ -1,14 +1,19 @@
-"""What an export dialog shows of a running export: the progress bar, the phase with the key
-being written, and the result (the verified summary, or why nothing was written). Shared by the
-export dialog and the adapter's merged export."""
+"""What every export dialog shares: running the export on its ``WorkerSlot`` (progress, cancel,
+outcome) and showing it (``ExportReport``: the progress bar, the phase with the key being
+written, the verified summary or why nothing was written). The export dialog and the adapter's
+merged export are ``ExportingDialog``s."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from PySide6.QtWidgets import QLabel, QProgressBar
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QWidget
 
 from ckpt_gui.core.export import ExportProgress, ExportResult
+from ckpt_gui.qt import workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.workers import PROGRESS_STEPS
 
@@ -49,3 +54,62 @@ class ExportReport:
         self.bar.setValue(0)
         self.status.setText("Cancelled")
         self.result.setText("Export cancelled. Nothing was written.")
+
+
+class ExportingDialog(QDialog):
+    """A dialog that runs one export at a time. Subclasses build ``report`` (an
+    ``ExportReport`` over their widgets) and implement ``_set_exporting``."""
+
+    export_finished = Signal(object)  # ExportResult
+    export_failed = Signal(str)
+    export_cancelled = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._exporting = workers.WorkerSlot()
+        self.export_result: ExportResult | None = None
+        self.report: ExportReport
+
+    def _run_export(self, make_iter: Callable[[Any], Iterable[Any]], first: str) -> None:
+        """Start the export ``make_iter(cancel)``; ``first`` is the status until progress."""
+        self._exporting.start(
+            make_iter,
+            on_yield=self.report.progress,
+            on_finish=self._on_exported,
+            on_error=self._on_export_failed,
+            on_abort=self._on_export_cancelled,
+            with_abort=True,
+        )
+        self.export_result = None
+        self.report.result.setText("")
+        self.report.bar.setValue(0)
+        self._set_exporting(True)
+        self.report.status.setText(first)
+
+    def cancel_export(self) -> None:
+        """Stop at the next chunk; the dialog says so once the thread has ended (and the core
+        has removed its temporary file)."""
+        if self._exporting.busy():
+            self.report.status.setText("Cancelling…")
+            self._exporting.cancel()
+
+    def is_exporting(self) -> bool:
+        return self._exporting.busy()
+
+    def _set_exporting(self, exporting: bool) -> None:
+        raise NotImplementedError
+
+    def _on_exported(self, result: ExportResult) -> None:
+        self.export_result = result
+        self._set_exporting(False)
+        self.report.done(result)
+        self.export_finished.emit(result)
+
+    def _on_export_failed(self, exc: BaseException) -> None:
+        self._set_exporting(False)
+        self.export_failed.emit(self.report.failed(exc))
+
+    def _on_export_cancelled(self) -> None:
+        self._set_exporting(False)
+        self.report.cancelled()
+        self.export_cancelled.emit()
