@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -49,7 +48,6 @@ class MergeExportDialog(ExportingDialog):
         super().__init__(parent)
         self.adapter_path = Path(adapter_path)
         self.base_path = Path(base_path)
-        self.replace_box: QMessageBox | None = None
         self._dest_edited = False
         name = adapter_name if adapter_name and adapter_name != "default" else ""
         self._stem = (_stem(self.base_path) + "-merged" + (f"-{name}" if name else "")).replace(
@@ -212,23 +210,7 @@ class MergeExportDialog(ExportingDialog):
         if not (dest.exists() or dest.is_symlink()):
             self._export(overwrite=False)
             return
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("Replace existing file?")
-        box.setTextFormat(Qt.TextFormat.PlainText)
-        box.setText(f"{dest.name} already exists in {dest.parent}.")
-        box.setInformativeText("Replace it with the merged model? The old file is lost.")
-        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.finished.connect(lambda _: self._on_replace_answered(box.clickedButton() is replace))
-        self.replace_box = box
-        box.open()
-
-    def _on_replace_answered(self, replace: bool) -> None:
-        self.replace_box = None
-        if replace:
-            self._export(overwrite=True)
+        self._ask_replace(dest.name, dest.parent, "the merged model")
 
     def _export(self, overwrite: bool) -> None:
         dest, options = self.destination(), self.options()

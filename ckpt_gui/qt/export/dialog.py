@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -75,7 +74,6 @@ class ExportDialog(ExportingDialog):
         # The plan the cast counts belong to, and the counts (None while they are computed).
         self._checked_plan: ExportPlan | None = None
         self.cast_effects: dict[str, CastEffect] | None = None
-        self.replace_box: QMessageBox | None = None
         self.setWindowTitle(f"Export {self.path.name}")
         self.resize(820, 640)
         self._preview_timer = QTimer(self, singleShot=True, interval=60)
@@ -270,23 +268,7 @@ class ExportDialog(ExportingDialog):
             self._export(overwrite=False)
             return
         names = ", ".join(p.name for p in existing[:3]) + (" …" if len(existing) > 3 else "")
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle("Replace existing file?")
-        box.setTextFormat(Qt.TextFormat.PlainText)
-        box.setText(f"{names} already exists in {existing[0].parent}.")
-        box.setInformativeText("Replace it with the export? The old file is lost.")
-        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.finished.connect(lambda _: self._on_replace_answered(box.clickedButton() is replace))
-        self.replace_box = box
-        box.open()
-
-    def _on_replace_answered(self, replace: bool) -> None:
-        self.replace_box = None
-        if replace:
-            self._export(overwrite=True)
+        self._ask_replace(names, existing[0].parent, "the export")
 
     def _export(self, overwrite: bool) -> None:
         assert self.checkpoint is not None and self.plan is not None

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QDialog, QLabel, QMessageBox, QProgressBar, QWidget
 
 from ckpt_gui.core.export import ExportProgress, ExportResult
 from ckpt_gui.qt import workers
@@ -68,6 +69,7 @@ class ExportingDialog(QDialog):
         super().__init__(parent)
         self._exporting = workers.WorkerSlot()
         self.export_result: ExportResult | None = None
+        self.replace_box: QMessageBox | None = None  # "Replace existing file?" while open
         self.report: ExportReport
 
     def _run_export(self, make_iter: Callable[[Any], Iterable[Any]], first: str) -> None:
@@ -98,6 +100,30 @@ class ExportingDialog(QDialog):
 
     def _set_exporting(self, exporting: bool) -> None:
         raise NotImplementedError
+
+    def _export(self, overwrite: bool) -> None:
+        raise NotImplementedError
+
+    def _ask_replace(self, names: str, folder: Path, what: str) -> None:
+        """The destination exists: ask before replacing it (Cancel is the default); Replace
+        exports with ``overwrite``. The question is ``replace_box`` while it is open."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Replace existing file?")
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setText(f"{names} already exists in {folder}.")
+        box.setInformativeText(f"Replace it with {what}? The old file is lost.")
+        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.finished.connect(lambda _: self._on_replace_answered(box.clickedButton() is replace))
+        self.replace_box = box
+        box.open()
+
+    def _on_replace_answered(self, replace: bool) -> None:
+        self.replace_box = None
+        if replace:
+            self._export(overwrite=True)
 
     def _on_exported(self, result: ExportResult) -> None:
         self.export_result = result
