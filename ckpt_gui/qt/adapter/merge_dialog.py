@@ -116,17 +116,7 @@ class MergeExportDialog(ExportingDialog):
             self.progress_bar, self.status_label, self.result_label, "Merging and writing"
         )
 
-        self.export_button = QPushButton("Export")
-        self.export_button.setDefault(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.close_button = QPushButton("Close")
-        self.export_button.clicked.connect(self.start_export)
-        self.cancel_button.clicked.connect(self.cancel_export)
-        self.close_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.status_label, 1)
-        for button in (self.export_button, self.cancel_button, self.close_button):
-            buttons.addWidget(button)
+        buttons = self._button_row()
 
         layout = QVBoxLayout(self)
         layout.addWidget(sources)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QDialog, QLabel, QMessageBox, QProgressBar, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
 
 from ckpt_gui.core.export import ExportProgress, ExportResult
 from ckpt_gui.qt import workers
@@ -71,6 +79,24 @@ class ExportingDialog(QDialog):
         self.export_result: ExportResult | None = None
         self.replace_box: QMessageBox | None = None  # "Replace existing file?" while open
         self.report: ExportReport
+
+    def _button_row(self) -> QHBoxLayout:
+        """The status line, then Export (``start_export``), Cancel and Close."""
+        self.export_button = QPushButton("Export")
+        self.export_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.close_button = QPushButton("Close")
+        self.export_button.clicked.connect(self.start_export)
+        self.cancel_button.clicked.connect(self.cancel_export)
+        self.close_button.clicked.connect(self.reject)
+        row = QHBoxLayout()
+        row.addWidget(self.report.status, 1)
+        for button in (self.export_button, self.cancel_button, self.close_button):
+            row.addWidget(button)
+        return row
+
+    def start_export(self) -> None:
+        raise NotImplementedError
 
     def _run_export(self, make_iter: Callable[[Any], Iterable[Any]], first: str) -> None:
         """Start the export ``make_iter(cancel)``; ``first`` is the status until progress."""
