@@ -132,3 +132,44 @@ def test_theme_menu_and_the_system_scheme(qtbot, window: MainWindow) -> None:
     assert not theme.is_dark()
     window.theme_menu.aboutToShow.emit()
     assert actions["System"].isChecked()
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_trust_dialog_and_export_preview_follow_the_theme(
+    qtbot, window: MainWindow, tmp_path: Path, mode: str
+) -> None:
+    """The dialogs' warnings, verdicts and dropped rows are theme colours with AA contrast."""
+    from ckpt_gui.qt.export.preview import PreviewModel
+    from tests.core.hostile import write_corpus
+    from tests.qt.test_security_window import visible_trust_dialog
+
+    window.set_theme(mode)
+    hostile = {h.name: h for h in write_corpus(tmp_path / "hostile")}["zip_protocol4"]
+    view = files.opened(qtbot, window, hostile.path)
+    view.banner.trust_button.click()
+    dialog = visible_trust_dialog()
+    drawn = [QColor(theme.colour("red"))]
+    assert theme.colour("red") in dialog.attack_label.styleSheet()
+    assert theme.colour("red") in dialog.load_button.styleSheet()
+    for i in range(dialog.globals_list.count()):
+        drawn.append(dialog.globals_list.item(i).foreground().color())
+    assert dialog.globals_list.count() >= 2
+    for colour in drawn:
+        assert worst_contrast(colour) >= TEXT_AA, colour.name()
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    assert not hostile.sentinel.exists()
+
+    ckpt = files.training_checkpoint(tmp_path / "train.pt")
+    export = window.open_path(ckpt)
+    files.wait_idle(qtbot, export)
+    from ckpt_gui.core.export import ExportOptions, plan_export
+
+    assert export.checkpoint is not None
+    plan = plan_export(export.checkpoint, ExportOptions(mode="params"))
+    model = PreviewModel()
+    model.set_plan(plan)
+    dropped = [r for r in range(model.rowCount()) if model.index(r, 0).data() == "dropped"]
+    assert dropped
+    brush = model.index(dropped[0], 1).data(Qt.ItemDataRole.ForegroundRole)
+    assert brush.color().name() == theme.colour("grey")
+    assert worst_contrast(brush.color()) >= TEXT_AA

@@ -14,6 +14,7 @@ from ckpt_gui.core.export import ExportPlan, dropped_summary
 from ckpt_gui.core.export.casting import CastEffect
 from ckpt_gui.core.export.check import describe_effects
 from ckpt_gui.core.export.run import count
+from ckpt_gui.qt import theme
 from ckpt_gui.qt.formatting import format_bytes
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -64,7 +65,7 @@ class PreviewModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.UserRole:
             return (status, key, detail, nbytes)[col]
         if role == Qt.ItemDataRole.ForegroundRole and status == "dropped":
-            return QBrush(QColor("#8a8a8a"))
+            return QBrush(QColor(theme.colour("grey")))
         if role == Qt.ItemDataRole.TextAlignmentRole and col == 3:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -89,9 +90,9 @@ def cast_summary(plan: ExportPlan, effects: dict[str, CastEffect]) -> tuple[str,
     lines = describe_effects(plan, effects)
     if not lines:
         fine = f"The cast to {plan.options.dtype} only rounds: no value overflows or flushes."
-        return fine, "#2e7d32"
+        return fine, theme.colour("green")
     shown = lines[:4] + ([f"… and {len(lines) - 4} more tensors"] if len(lines) > 4 else [])
-    return "\n".join(shown), "#8a5300"
+    return "\n".join(shown), theme.colour("amber")
 
 
 def cast_problems(plan: ExportPlan, effects: dict[str, CastEffect] | None) -> list[str]:

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
+from ckpt_gui.qt import theme
+from ckpt_gui.qt.widgets.safety_banner import qualname
 
 LOAD_TEXT = "Load and run its code"
 WARNING = (
@@ -37,6 +38,7 @@ WARNING = (
     "<b>Only continue if you trust where this file came from.</b>"
 )
 _BACKGROUNDS = {"unsafe": QColor(198, 40, 40, 40), "unknown": QColor(224, 165, 38, 45)}
+_TEXT = {"unsafe": "red", "unknown": "amber"}  # theme colours: AA on light and dark bases
 
 
 def ordered_globals(report: Any) -> list[tuple[str, str]]:
@@ -83,7 +85,7 @@ class TrustDialog(QDialog):
         )
         self.attack_label.setTextFormat(Qt.TextFormat.RichText)
         self.attack_label.setWordWrap(True)
-        self.attack_label.setStyleSheet(f"color: {VERDICT_COLOURS['unsafe']};")
+        theme.style_text(self.attack_label, "red")  # on the dialog's own background
         self.attack_label.setVisible(bool(unsafe))
         self.globals_list = QListWidget()
         self.globals_list.setSelectionMode(QListWidget.SelectionMode.NoSelection)
@@ -95,10 +97,10 @@ class TrustDialog(QDialog):
             item.setData(Qt.ItemDataRole.UserRole, name)
             if verdict in _BACKGROUNDS:
                 item.setBackground(QBrush(_BACKGROUNDS[verdict]))
-                item.setForeground(QBrush(QColor(VERDICT_COLOURS[verdict])))
+                item.setForeground(QBrush(QColor(theme.colour(_TEXT[verdict]))))
                 item.setFont(bold)
             else:
-                item.setForeground(QBrush(QColor("#777777")))
+                item.setForeground(QBrush(QColor(theme.colour("grey"))))
             self.globals_list.addItem(item)
         rows = min(max(len(entries), 3), 10)
         self.globals_list.setFixedHeight(rows * self.globals_list.sizeHintForRow(0) + 8)
@@ -106,7 +108,7 @@ class TrustDialog(QDialog):
         buttons = QDialogButtonBox()
         self.cancel_button = buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.load_button = QPushButton(LOAD_TEXT)
-        self.load_button.setStyleSheet("QPushButton { color: #b71c1c; font-weight: bold; }")
+        theme.style_text(self.load_button, "red", "font-weight: bold;")
         buttons.addButton(self.load_button, QDialogButtonBox.ButtonRole.DestructiveRole)
         self.load_button.setAutoDefault(False)
         self.cancel_button.setAutoDefault(True)
