@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication
 from ckpt_gui.core.errors import first_line
 from ckpt_gui.qt import startup, theme
 
-if TYPE_CHECKING:  # imported in run_app, once a first window has painted (it imports torch)
+if TYPE_CHECKING:  # imported in run_app: the window paints before torch is loaded
     from ckpt_gui.qt.main_window import MainWindow
 
 SCREENSHOT_SIZE = (1600, 1000)
@@ -60,6 +60,12 @@ def build_window(args: argparse.Namespace) -> MainWindow:
     from ckpt_gui.qt.main_window import MainWindow
 
     window = MainWindow()
+    open_arguments(window, args)
+    return window
+
+
+def open_arguments(window: MainWindow, args: argparse.Namespace) -> None:
+    """Open every path ``args`` names, each in its own tab."""
     # --trust applies to the paths on this command line only, never to files opened later.
     trust = bool(getattr(args, "trust", False))
     for path in args.paths or []:
@@ -71,7 +77,6 @@ def build_window(args: argparse.Namespace) -> MainWindow:
         window.open_compare(a, b, trust=trust)
     if getattr(args, "run", None):
         window.open_run(args.run, trust=trust)
-    return window
 
 
 class Screenshotter(QObject):
@@ -134,24 +139,36 @@ def install_excepthook(window: MainWindow) -> None:
 
 def run_app(args: argparse.Namespace) -> int:
     app = make_application()
-    first = None
-    if not args.screenshot:  # a window at once; the full one once torch has loaded
-        startup.preload_torch()
-        first = startup.show_startup_window(WINDOW_SIZE)
-    try:
-        window = build_window(args)
-    except OSError as exc:  # e.g. the demo could not be written to the cache folder
-        print(first_line(f"ckpt-gui: error: {exc}", limit=1000), file=sys.stderr)
-        return 2
-    if first is not None:  # the full window takes the first one's place, then it goes
-        window.move(first.pos())
-        QTimer.singleShot(0, first.close)
+    if args.screenshot:
+        try:
+            window = build_window(args)
+        except OSError as exc:  # a folder the window cannot read or write
+            print(first_line(f"ckpt-gui: error: {exc}", limit=1000), file=sys.stderr)
+            return 2
+    else:
+        # The window paints at once (it needs no torch); torch loads on a thread meanwhile,
+        # and the files named on the command line open once it has.
+        loading = startup.preload_torch()
+        from ckpt_gui.qt.main_window import MainWindow
+
+        window = MainWindow()
+        window.resize(*WINDOW_SIZE)
+        startup.FirstPaint(window, "first-paint")
+        window.show()
+        startup.when_loaded(loading, window, lambda: _open_when_ready(window, args))
     previous_hook = sys.excepthook
     install_excepthook(window)
     try:
         return _run_window(app, window, args)
     finally:
         sys.excepthook = previous_hook
+
+
+def _open_when_ready(window: MainWindow, args: argparse.Namespace) -> None:
+    """torch has loaded: open what the command line named; the next paint shows the tabs."""
+    startup.FirstPaint(window, "window-painted", quit_after=True)
+    open_arguments(window, args)
+    window.update()
 
 
 def _run_window(app: QApplication, window: MainWindow, args: argparse.Namespace) -> int:
@@ -168,9 +185,6 @@ def _run_window(app: QApplication, window: MainWindow, args: argparse.Namespace)
         window.deleteLater()
         app.setQuitOnLastWindowClosed(quit_on_close)
         return code
-    window.resize(*WINDOW_SIZE)
-    startup.FirstPaint(window, "window-painted", quit_after=True)
-    window.show()
     code = app.exec()
     window.shutdown()
     return code

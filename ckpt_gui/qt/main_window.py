@@ -37,7 +37,6 @@ from ckpt_gui.qt import recent, theme, workers
 from ckpt_gui.qt.export_choice import ExportChoice
 from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.plain_text import plain_tooltip
-from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
 
 if TYPE_CHECKING:  # the pages import torch: the window imports them once it is shown
     from ckpt_gui.qt.compare import CompareView
@@ -221,6 +220,8 @@ class MainWindow(QMainWindow):
             if source is not None and source.resolve() == path.resolve():
                 self.tabs.setCurrentWidget(page)
                 return page
+        from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView  # torch, once needed
+
         return self.add_page(CheckpointView(path, trust=trust))
 
     def open_compare(self, a: str | Path, b: str | Path, *, trust: bool = False) -> CompareView:
@@ -322,7 +323,7 @@ class MainWindow(QMainWindow):
     def adapter_base_dialog(self) -> None:
         """File > Open With Base Model…: pair the current tab's LoRA adapter with a base."""
         page = self.current_page()
-        panel = page.adapter_panel if isinstance(page, CheckpointView) else None
+        panel = getattr(page, "adapter_panel", None)  # a checkpoint tab of a LoRA adapter
         if panel is None or panel.checkpoint is None:
             self.statusBar().showMessage("Open a LoRA adapter first, then its base model", 4000)
             return
@@ -373,6 +374,8 @@ class MainWindow(QMainWindow):
             if page.source() == path:
                 self.tabs.setCurrentWidget(page)
                 return page
+        from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
+
         return self.add_page(CheckpointView(path, prepare=write_default_demo))
 
     # --- tabs -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The first paint before torch is loaded: a window shows at once, torch is imported on a thread
-of its own meanwhile, and the full window takes the first one's place when it is ready.
+"""The first paint before torch is loaded: the window shows at once (it imports nothing that
+needs torch), torch is imported on a thread of its own meanwhile, and the files named on the
+command line open once it has.
 
 ``import torch`` takes seconds; the window's pages need it (they open checkpoints), so a window
-that waited for it would appear seconds after launch. ``StartupWindow`` needs nothing but Qt.
+that waited for it would appear seconds after launch.
 With ``CKPT_GUI_STARTUP_PROBE`` set, the moments that matter go to stderr as
 ``ckpt-gui-probe NAME UNIX_TIME`` lines (``benchmarks/startup.py`` reads them); ``=exit`` also
 quits once the full window has painted.
@@ -14,19 +15,20 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QWidget
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QWidget
 
 PROBE = "CKPT_GUI_STARTUP_PROBE"
+_loaded = threading.Event()  # preload_torch's import is done
 
 
 def probe(name: str) -> None:
     """Say when ``name`` happened (only with ``CKPT_GUI_STARTUP_PROBE`` set), and whether the
     window's heavy modules (they import torch) had been imported by then."""
     if os.environ.get(PROBE):
-        heavy = int("ckpt_gui.qt.main_window" in sys.modules)
-        line = f"ckpt-gui-probe {name} {time.time():.6f} main_window_imported={heavy}"
+        line = f"ckpt-gui-probe {name} {time.time():.6f} torch_loaded={int(_loaded.is_set())}"
         print(line, file=sys.stderr, flush=True)
 
 
@@ -35,8 +37,10 @@ def preload_torch() -> threading.Thread:
     ckpt-gui, whose modules the GUI thread imports, so the two never wait on each other)."""
 
     def work() -> None:
-        import torch  # noqa: F401
-
+        try:
+            import torch  # noqa: F401
+        finally:
+            _loaded.set()  # a failed import is the pages' to report, when they need torch
         probe("torch-imported")
 
     thread = threading.Thread(target=work, name="ckpt-import-torch", daemon=True)
@@ -61,25 +65,17 @@ class FirstPaint(QObject):
         return False
 
 
-class StartupWindow(QMainWindow):
-    """What shows while torch loads: the window's title, size and a line saying so."""
+def when_loaded(thread: threading.Thread, owner: QObject, then: Callable[[], None]) -> None:
+    """Call ``then()`` on the GUI thread once ``thread`` (``preload_torch``) is done; polled
+    every 20 ms while ``owner`` lives."""
+    timer = QTimer(owner)
+    timer.setInterval(20)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWindowTitle("ckpt-gui")
-        label = QLabel("<p style='font-size:15pt'>Starting ckpt-gui…</p>")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setCentralWidget(label)
+    def check() -> None:
+        if not thread.is_alive():
+            timer.stop()
+            timer.deleteLater()
+            then()
 
-
-def show_startup_window(size: tuple[int, int]) -> StartupWindow:
-    """Show the startup window and let it paint now."""
-    window = StartupWindow()
-    window.resize(*size)
-    FirstPaint(window, "first-paint")
-    window.show()
-    app = QApplication.instance()
-    if app is not None:
-        for _ in range(3):  # show, expose, paint
-            app.processEvents()
-    return window
+    timer.timeout.connect(check)
+    timer.start()
