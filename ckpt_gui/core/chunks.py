@@ -35,6 +35,25 @@ PROGRESS_INTERVAL = 0.05
 MAX_OVERLAP = 64
 
 CancelCheck = Callable[[], Any]
+# Tensors of at most this many elements are handled many at once, end to end in one array
+# (statistics: ``stats_tiny``; export verification: ``export.verify``): a dozen calls per tensor
+# would make a file of half a million one-byte tensors take a minute. Past a thousand elements
+# the chunked paths' fused reductions are the faster.
+TINY_ELEMS = 1024
+
+
+def plain_tiny(t: torch.Tensor) -> bool:
+    """A dense CPU tensor (not nested, not quantized) of at most ``TINY_ELEMS`` elements: one
+    whose values can join a batch of others."""
+    return (
+        t.layout == torch.strided
+        and not t.is_nested
+        and not t.is_quantized
+        and t.device.type == "cpu"
+        and t.numel() <= TINY_ELEMS
+    )
+
+
 S = TypeVar("S")
 R = TypeVar("R")
 

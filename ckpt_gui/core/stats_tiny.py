@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ckpt_gui.core.chunks import CancelCheck, drain, work_dtype
+from ckpt_gui.core.chunks import TINY_ELEMS, CancelCheck, drain, plain_tiny, work_dtype
 from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.segments import segment_figures, segment_int_extremes
 from ckpt_gui.core.stats import (
@@ -25,11 +25,6 @@ from ckpt_gui.core.stats import (
 )
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name, dtype_name
 
-# Tensors of at most this many elements are measured many at once, end to end in one array
-# (``tiny_batch``): the chunked path's ~100 µs of calls per tensor would otherwise make a file of
-# half a million one-byte tensors take a minute. Past a thousand elements the chunked path's
-# fused reductions are the faster of the two.
-TINY_ELEMS = 1024
 BATCH_ELEMS = 1 << 16  # a batch of tiny tensors holds at most this many elements
 BATCH_TENSORS = 8192  # and this many tensors: a cancel or a progress report waits for no more
 # The dtypes a batch takes: plain numbers whose chunks ``to_work`` converts (not packed float4,
@@ -116,14 +111,7 @@ def _load_tiny(
     except CheckpointError as exc:
         outcome[index] = str(exc)
         return
-    if (
-        t.layout == torch.strided
-        and not t.is_nested
-        and not t.is_quantized
-        and t.device.type == "cpu"
-        and t.numel() <= TINY_ELEMS
-        and dtype_name(t.dtype) in _BATCHED_DTYPES
-    ):
+    if plain_tiny(t) and dtype_name(t.dtype) in _BATCHED_DTYPES:
         values.setdefault(t.dtype, []).append((index, t.reshape(-1)))
     else:
         outcome[index] = drain(_stats_steps(t, chunk_elems, cancel))

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from ckpt_gui.core.chunks import TINY_ELEMS
 from ckpt_gui.core.errors import Cancelled, CorruptError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.segments import segment_figures
@@ -26,7 +27,6 @@ from ckpt_gui.core.stats import (
     iter_stats,
     tensor_stats,
 )
-from ckpt_gui.core.stats_tiny import TINY_ELEMS
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_name
 
 NAN, INF = float("nan"), float("inf")

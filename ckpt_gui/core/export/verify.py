@@ -12,7 +12,13 @@ from pathlib import Path
 import torch
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.chunks import broadcast_dims, compact, paired_chunks
+from ckpt_gui.core.chunks import (
+    TINY_ELEMS,
+    broadcast_dims,
+    compact,
+    paired_chunks,
+    plain_tiny,
+)
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
 from ckpt_gui.core.export.writers import (
@@ -191,9 +197,8 @@ def _compare(
         yield name, chunk_b.numel() * chunk_b.element_size()
 
 
-# Tensors of at most this many elements are compared many at once, end to end: the per-tensor
+# Tiny tensors (``chunks.TINY_ELEMS``) are compared many at once, end to end: the per-tensor
 # path's dozen torch calls would make a file of 100,000 tiny tensors take seconds to verify.
-TINY_ELEMS = 1024
 _BATCH_ELEMS = 1 << 16
 _BATCH_TENSORS = 4096
 
@@ -217,7 +222,7 @@ class _Batch:
         if s.numel > TINY_ELEMS:
             return False
         a, b = src.load(), out.load()
-        if not (_plain(a) and _plain(b) and a.shape == b.shape and b.dtype == dtype):
+        if not (plain_tiny(a) and plain_tiny(b) and a.shape == b.shape and b.dtype == dtype):
             return False
         self.items.append((name, src, out, dtype, a.reshape(-1), b.reshape(-1)))
         self.elems += a.numel()
@@ -252,16 +257,6 @@ class _Batch:
             if source_dtype != dtype and a.is_floating_point():
                 _measure_cast(a, b, self.verification)
         yield items[-1][0], sum(item[5].numel() * item[5].element_size() for item in items)
-
-
-def _plain(t: torch.Tensor) -> bool:
-    return (
-        t.layout == torch.strided
-        and not t.is_quantized
-        and not t.is_nested
-        and t.device.type == "cpu"
-        and t.numel() <= TINY_ELEMS
-    )
 
 
 def _measure_cast(source: torch.Tensor, result: torch.Tensor, verification: Verification) -> None:
