@@ -174,7 +174,7 @@ def print_report(report: Trajectory, glob: str | None) -> None:
             t.key,
             shape_text(t.shape),
             number(t.final_norm),
-            number(_last(t.rel_change_from_first)),
+            number(t.final_change),
             number(t.max_rel_update),
             ", ".join(t.flags),
         ]
@@ -205,10 +205,6 @@ def _summary(report: Trajectory) -> None:
     measured = len(report.computed.get("checkpoints", []))
     if measured < len(report.checkpoints):
         echo(f"{len(report.checkpoints) - measured} checkpoint(s) read from the cache")
-
-
-def _last(values: list[float | None]) -> float | None:
-    return next((v for v in reversed(values) if v is not None), None)
 
 
 def _cell(value: object) -> str:

@@ -72,6 +72,11 @@ class TensorTrajectory:
         return _last(self.norm)
 
     @property
+    def final_change(self) -> float | None:
+        """‖W−W₀‖/‖W₀‖ at the last checkpoint that has it."""
+        return _last(self.rel_change_from_first)
+
+    @property
     def max_rel_update(self) -> float | None:
         """The largest step-to-step change (NaN when a step is NaN), ``None`` without one."""
         steps = [r for r in self.rel_update if r is not None]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ckpt_gui.core.run import TensorTrajectory
 
 # name -> (title, the attribute holding one value per checkpoint)
@@ -36,7 +34,3 @@ def pair_for_cell(metric: str, index: int, count: int) -> tuple[int, int]:
     if metric == "rel_change_from_first":
         return 0, max(index, 1)
     return (index - 1, index) if index > 0 else (0, 1)
-
-
-def finite(values: list[float | None]) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]

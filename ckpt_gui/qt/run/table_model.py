@@ -113,7 +113,7 @@ class RunTableModel(QAbstractTableModel):
         if name == FLAGS:
             return ", ".join(t.flags)
         if name == FINAL:
-            return format_float(_last(t.rel_change_from_first))
+            return format_float(t.final_change)
         if name == LARGEST:
             return format_float(t.max_rel_update)
         if name == FIRST_BAD:
@@ -128,7 +128,7 @@ class RunTableModel(QAbstractTableModel):
             return self._text(t, name) or ""
         values = [v for v in series(t, name) if v is not None] if name in SPARKS else []
         if name == FINAL:
-            value = _last(t.rel_change_from_first)
+            value = t.final_change
         elif name == LARGEST:
             value = t.max_rel_update
         else:
@@ -157,7 +157,3 @@ class RunTableModel(QAbstractTableModel):
 
     def tensor_at(self, row: int) -> TensorTrajectory | None:
         return self.tensors[row] if 0 <= row < len(self.tensors) else None
-
-
-def _last(values: list[float | None]) -> float | None:
-    return next((v for v in reversed(values) if v is not None), None)
