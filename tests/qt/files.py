@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -76,3 +77,19 @@ def opened(qtbot, window, path: Path):
     wait_idle(qtbot, view)
     assert view.state == "ready", view.error_message
     return view
+
+
+def cancel_mid_write(qtbot, dialog, gate: threading.Event, out: Path) -> None:
+    """Export from ``dialog`` into the empty folder ``out``, cancel while the writer is held at
+    ``gate`` (its temporary file is there), and check nothing is left and the dialog says so."""
+    from PySide6.QtCore import Qt
+
+    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    assert dialog.is_exporting() and dialog.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: any(out.iterdir()), timeout=20_000)
+    assert [p.name.endswith(".partial") for p in out.iterdir()] == [True]
+    with qtbot.waitSignal(dialog.export_cancelled, timeout=20_000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+        gate.set()
+    assert list(out.iterdir()) == []
+    assert dialog.result_label.text() == "Export cancelled. Nothing was written."

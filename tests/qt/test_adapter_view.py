@@ -27,6 +27,7 @@ from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView
 from tests.core.adapter_models import edit_config, make_adapter, merged_reference
 from tests.core.test_adapter_merge import assert_bitwise, read_back
+from tests.qt.files import cancel_mid_write
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"]
 ZEROED = "model.layers.1.self_attn.v_proj"  # its lora_B is set to zeros in the file
@@ -305,15 +306,7 @@ def test_cancel_leaves_no_file(qtbot, window, tmp_path: Path) -> None:
     qtbot.addWidget(dialog)
     GatedMerge.gate.clear()
     dialog.set_destination(out / "m.safetensors")
-    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
-    assert dialog.is_exporting() and dialog.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: any(out.iterdir()), timeout=20_000)
-    assert [p.name.endswith(".partial") for p in out.iterdir()] == [True]
-    with qtbot.waitSignal(dialog.export_cancelled, timeout=20_000):
-        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
-        GatedMerge.gate.set()
-    assert list(out.iterdir()) == []
-    assert dialog.result_label.text() == "Export cancelled. Nothing was written."
+    cancel_mid_write(qtbot, dialog, GatedMerge.gate, out)
     qtbot.waitUntil(lambda: workers.active_workers() == 0, timeout=10_000)
 
 

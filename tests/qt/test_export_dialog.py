@@ -15,7 +15,7 @@ from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.export import ExportOptions, ExportProgress, ExportResult
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.export import ExportDialog
-from tests.qt.files import training_checkpoint
+from tests.qt.files import cancel_mid_write, training_checkpoint
 
 MODEL_KEYS = 9  # TinyNet's state_dict: two linears and a batch norm
 
@@ -122,15 +122,7 @@ def test_cancel_leaves_no_partial_file_and_no_thread(qtbot, tmp_path: Path) -> N
     GatedDialog.gate.clear()
     dialog.form.dest_edit.setText(str(out / "params.pt"))
     dialog.form.dest_edit.textEdited.emit(dialog.form.dest_edit.text())
-    qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
-    assert dialog.is_exporting() and dialog.cancel_button.isEnabled()
-    qtbot.waitUntil(lambda: any(out.iterdir()), timeout=20_000)
-    assert [p.name.endswith(".partial") for p in out.iterdir()] == [True]
-    with qtbot.waitSignal(dialog.export_cancelled, timeout=20_000):
-        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
-        GatedDialog.gate.set()
-    assert list(out.iterdir()) == []
-    assert dialog.result_label.text() == "Export cancelled. Nothing was written."
+    cancel_mid_write(qtbot, dialog, GatedDialog.gate, out)
     assert not dialog.is_exporting() and dialog.export_button.isEnabled()
     qtbot.waitUntil(lambda: workers.active_workers() == 0, timeout=10_000)
 
