@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -158,6 +159,38 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+class _Syncs:
+    """fsyncs that run on their own threads while the export verifies what it wrote (they wait
+    on the disk, not the processor); ``wait()`` joins them and raises the first error."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[OSError] = []
+
+    def start(self, file: BinaryIO) -> None:
+        """Flush ``file`` here (a full disk fails now), then fsync and close it on a thread."""
+        file.flush()
+
+        def sync() -> None:
+            try:
+                os.fsync(file.fileno())
+            except OSError as exc:
+                self._errors.append(exc)
+            finally:
+                file.close()
+
+        thread = threading.Thread(target=sync, name="export-fsync", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def wait(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        if self._errors:
+            raise self._errors[0]
+
+
 class AtomicFile:
     """A temporary file next to ``destination``; ``commit()`` renames it into place."""
 
@@ -165,6 +198,7 @@ class AtomicFile:
         self.destination = destination
         self.path: Path | None = None
         self.file: BinaryIO | None = None
+        self._syncs = _Syncs()
 
     def __enter__(self) -> AtomicFile:
         try:
@@ -188,14 +222,13 @@ class AtomicFile:
         return self
 
     def finish(self) -> None:
-        """Flush and fsync: after this the bytes are on disk under the temporary name."""
+        """Flush, and start the fsync: ``commit()`` waits for the bytes to be on disk."""
         assert self.file is not None
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        self._syncs.start(self.file)
 
     def commit(self) -> None:
         assert self.path is not None
+        self._syncs.wait()
         os.replace(self.path, self.destination)
         self.path = None
         fsync_folder(self.destination.parent)
@@ -203,6 +236,10 @@ class AtomicFile:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        try:
+            self._syncs.wait()
+        except OSError:
+            pass  # the file is removed below anyway
         if self.file is not None and not self.file.closed:
             try:
                 self.file.close()
@@ -222,6 +259,8 @@ class AtomicFolder:
     def __init__(self, destination: Path) -> None:
         self.destination = destination
         self.path: Path | None = None
+        self._syncs = _Syncs()
+        self._open: list[BinaryIO] = []  # opened and not finished: closed on the way out
 
     def __enter__(self) -> AtomicFolder:
         try:
@@ -237,18 +276,21 @@ class AtomicFolder:
         return self
 
     def open(self, name: str) -> BinaryIO:
+        """A new file in the folder; the folder closes it (``finish`` or on the way out)."""
         assert self.path is not None
-        return open(self.path / name, "wb")
+        file = open(self.path / name, "wb")
+        self._open.append(file)
+        return file
 
-    @staticmethod
-    def finish(file: BinaryIO) -> None:
-        file.flush()
-        os.fsync(file.fileno())
-        file.close()
+    def finish(self, file: BinaryIO) -> None:
+        """Flush ``file``, and start its fsync: ``commit()`` waits for it."""
+        self._syncs.start(file)  # a flush that fails leaves it open, to be closed on the way out
+        self._open.remove(file)
 
     def commit(self, names: list[str]) -> None:
         """Put the files ``names`` (shards first, index last) in the destination folder."""
         assert self.path is not None
+        self._syncs.wait()
         dst = self.destination
         if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
             os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes it private
@@ -263,6 +305,16 @@ class AtomicFolder:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        for file in self._open:
+            try:
+                file.close()
+            except OSError:
+                pass  # a failed flush on a full disk: the folder is removed below anyway
+        self._open.clear()
+        try:
+            self._syncs.wait()
+        except OSError:
+            pass  # the folder is removed below anyway
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None

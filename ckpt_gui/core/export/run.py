@@ -167,6 +167,7 @@ def iter_export(
                 yield ExportProgress("checking", key, done, total)
             refuse_overflow(plan, effects)
         target: AtomicFile | AtomicFolder = AtomicFolder(dest) if plan.files else AtomicFile(dest)
+        before = _fingerprint(ckpt)
         with target:
             yield ExportProgress("writing", "", done, total)
             try:
@@ -187,6 +188,8 @@ def iter_export(
                         break
                     done += n
                     yield ExportProgress("verifying", key, done, total)
+                if _fingerprint(ckpt) != before:  # what was verified may not be what was copied
+                    raise ExportError(f"{ckpt.path}: the file changed while it was being exported")
                 if isinstance(target, AtomicFolder):
                     target.commit(plan.files)
                 else:
@@ -221,16 +224,16 @@ def _write(
         return
     for shard, name in enumerate(plan.files[:-1]):
         kept = [k for k in plan.kept if k.shard == shard]
-        with target.open(name) as file:
-            if plan.options.format == "safetensors":
-                yield from _write_safetensors(file, kept, ckpt, cancel, plan.options.on_overflow)
-            else:
-                flat = _flat_pt_object(kept, ckpt, plan.options.on_overflow)
-                yield from iter_write_pt(file, flat, cancel)
-            target.finish(file)
-    with target.open(plan.files[-1]) as file:
-        file.write(index_json(plan))
+        file = target.open(name)  # the folder closes it: finish() hands it to its fsync
+        if plan.options.format == "safetensors":
+            yield from _write_safetensors(file, kept, ckpt, cancel, plan.options.on_overflow)
+        else:
+            flat = _flat_pt_object(kept, ckpt, plan.options.on_overflow)
+            yield from iter_write_pt(file, flat, cancel)
         target.finish(file)
+    file = target.open(plan.files[-1])
+    file.write(index_json(plan))
+    target.finish(file)
 
 
 def _write_safetensors(
@@ -324,6 +327,19 @@ def _child(obj: Any, name: str) -> Any:
 
 def _tensor_nodes(ckpt: Checkpoint) -> dict[str, Node]:
     return {n.key: n for n in ckpt.root.tensors()}
+
+
+def _fingerprint(ckpt: Checkpoint) -> list[tuple[int, ...] | None]:
+    """What changes when a file is written to or replaced: its identity, size and times."""
+    out: list[tuple[int, ...] | None] = []
+    for path in dict.fromkeys([ckpt.path, *ckpt.files]):
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
 
 
 def _size(path: Path) -> int:

@@ -20,7 +20,9 @@ from ckpt_gui.core.chunks import (
     plain_tiny,
 )
 from ckpt_gui.core.export.casting import cast
+from ckpt_gui.core.export.file_compare import iter_compare_in_files
 from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
+from ckpt_gui.core.export.spans import FileMaps, Files
 from ckpt_gui.core.export.writers import (
     CHUNK_ELEMENTS,
     CancelCheck,
@@ -80,7 +82,8 @@ def iter_verify(
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to re-open is a failed verification
         raise ExportError(f"verification failed: the result cannot be read back ({exc})") from None
-    with result:
+    with result, Files() as files:
+        maps = FileMaps()
         source_nodes = {n.key: n for n in source.root.walk()}
         result_nodes = {n.key: n for n in result.root.walk()}
         expected = {k.name for k in plan.kept}
@@ -109,7 +112,9 @@ def iter_verify(
                     yield from batch.flush(cancel)
                 continue
             yield from batch.flush(cancel)
-            yield from _compare(kept.name, src, out, dtype, policy, verification, cancel)
+            yield from _compare(
+                kept.name, src, out, dtype, policy, verification, cancel, (maps, files)
+            )
         yield from batch.flush(cancel)
         _check_sharing(plan, result_nodes)
         _check_types(plan, source_nodes, result_nodes)
@@ -177,12 +182,26 @@ def _compare(
     policy: str,
     verification: Verification,
     cancel: CancelCheck | None,
+    in_files: tuple[FileMaps, Files] | None = None,
 ) -> Generator[tuple[str, int], None, None]:
     a, b = src.load(), out.load()
     if a.is_quantized or b.is_quantized:  # never cast: the integers and the scales must match
         if not _same_quantized(a, b):
             raise ExportError(f"verification failed: {name!r} differs from the source")
         yield name, b.numel() * b.element_size()
+        return
+    reading = iter_compare_in_files(*in_files, a, b) if in_files and a.dtype == dtype else None
+    if reading is not None:  # both lie whole in files: read them, with no map in between
+        while True:
+            check_cancel(cancel)
+            try:
+                n = next(reading)
+            except StopIteration as stop:
+                same = stop.value
+                break
+            yield name, n
+        if not same:
+            raise ExportError(f"verification failed: {name!r} differs from the source")
         return
     if broadcast_dims(a) and broadcast_dims(a) == broadcast_dims(b):
         (a, _), (b, _) = compact(a), compact(b)  # the same repetition: compare what repeats

@@ -3,8 +3,9 @@ every tensor or chunk so an export can report progress and be cancelled.
 
 safetensors is written by hand (length, JSON header, raw little-endian bytes, chunk by chunk,
 cast chunk by chunk) because ``safetensors.torch.save_file`` builds the whole file in memory.
-pt files go through torch's own pickler and zip writer, one record at a time, so mmap-backed
-storages are written without an anonymous copy.
+pt files go through torch's own pickler, and their zip archive is written here
+(``torch_zip``). Bytes that lie unchanged in the source file (no cast, whole and contiguous)
+are copied file to file by the kernel wherever the kernel says where they lie (``spans``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ from ckpt_gui.core.chunks import CancelCheck, row_pieces
 from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.options import ExportError
+from ckpt_gui.core.export.sink import Sink
+from ckpt_gui.core.export.spans import FileMaps, Files
+from ckpt_gui.core.export.torch_zip import TorchZip
 from ckpt_gui.core.tree import join_key
 
 CHUNK_ELEMENTS = 4 << 20  # 16 MB of float32: small next to the memory goal, large for I/O
 CHUNK_BYTES = 16 << 20
+COPY_STEP = 64 << 20  # a kernel copy between two progress and cancel points
+MIN_COPY = 64 << 10  # smaller tensors are gathered from memory into one write
 
 Progress = Iterator[tuple[str, int]]  # (key, bytes just written)
 
@@ -74,15 +80,22 @@ def iter_write_safetensors(
     on_overflow: str = "inf",
 ) -> Progress:
     """Write ``header`` (from ``plan.safetensors_header``) then each ``(name, load, dtype)``'s
-    bytes, cast chunk by chunk (``casting.cast``), in the header's order."""
+    bytes in the header's order: copied by the kernel where they lie unchanged in a file,
+    else cast chunk by chunk (``casting.cast``)."""
     _little_endian()
-    file.write(header)
-    for name, load, dtype in items:
-        yield from _write_tensor(file, name, load, dtype, cancel, on_overflow)
+    sink = Sink(file)
+    sink.write(header)
+    maps = FileMaps()
+    with Files() as files:
+        for name, load, dtype in items:
+            yield from _write_tensor(sink, maps, files, name, load, dtype, cancel, on_overflow)
+    sink.flush()
 
 
 def _write_tensor(
-    file: BinaryIO,
+    sink: Sink,
+    maps: FileMaps,
+    files: Files,
     name: str,
     load: Callable[[], torch.Tensor],
     dtype: torch.dtype,
@@ -92,42 +105,33 @@ def _write_tensor(
     """One tensor's bytes. A function of its own so that nothing of the tensor (it, its chunks)
     is still referenced once written: a merge computes the next weight in its memory then."""
     tensor = load()
+    found = _in_file(maps, files, tensor) if tensor.dtype == dtype else None
+    if found is not None:
+        fd, offset = found
+        nbytes = tensor.numel() * tensor.element_size()
+        for done in range(0, nbytes, COPY_STEP):
+            check_cancel(cancel)
+            n = min(COPY_STEP, nbytes - done)
+            sink.copy(fd, offset + done, n)
+            yield name, n
+        return
     for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
         check_cancel(cancel)
         data = cast(chunk, dtype, on_overflow)
-        file.write(raw_bytes(data).numpy().data)
+        sink.write(raw_bytes(data).numpy().data)
         yield name, data.numel() * data.element_size()
     if tensor.numel() == 0:
         yield name, 0
 
 
-class _Sink:
-    """What torch's zip writer writes to. It must never raise: an exception thrown through the
-    C++ writer leaves it inconsistent and its destructor then aborts the process. So an error or
-    a cancel is recorded, later bytes are swallowed, and ``check()`` raises it from Python."""
-
-    def __init__(self, file: BinaryIO, cancel: CancelCheck | None) -> None:
-        self.file, self.cancel = file, cancel
-        self.error: BaseException | None = None
-        self.detached = False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        if self.error is None and not self.detached:
-            try:
-                for i in range(0, view.nbytes, CHUNK_BYTES):
-                    check_cancel(self.cancel)
-                    self.file.write(view[i : i + CHUNK_BYTES])
-            except BaseException as exc:  # noqa: BLE001 - re-raised by check(), outside C++
-                self.error = exc
-        return view.nbytes
-
-    def flush(self) -> None:
-        pass
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
+def _in_file(maps: FileMaps, files: Files, tensor: torch.Tensor) -> tuple[int, int] | None:
+    """``(descriptor, offset)`` of a tensor's bytes where they lie unchanged in a file and are
+    worth a kernel copy (tiny tensors are gathered from memory into one write instead)."""
+    if tensor.numel() * tensor.element_size() < MIN_COPY:
+        return None
+    span = maps.tensor(tensor)
+    fd = files.open(span) if span is not None else None
+    return None if fd is None or span is None else (fd, span.offset)
 
 
 class _Recorder:
@@ -142,24 +146,31 @@ class _Recorder:
 
 
 def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck | None = None) -> Progress:
-    """``torch.save(obj, file)``, byte for byte, yielding after each storage."""
+    """What ``torch.save(obj, file)`` writes, yielding after each storage or step of one.
+    Storages whose bytes lie unchanged in a file are copied by the kernel."""
     recorder = _Recorder()
-    # torch's own pickling (persistent ids, storage keys, format records), so the result is
-    # exactly what torch.save writes and loads with plain torch.load(weights_only=True).
+    # torch's own pickling (persistent ids, storage keys, format records), so the result loads
+    # with plain torch.load(weights_only=True) exactly as a torch.save file does.
     torch.serialization._save(obj, recorder, pickle, torch.serialization.DEFAULT_PROTOCOL, False)
-    sink = _Sink(file, cancel)
-    writer = torch.serialization._open_zipfile_writer(sink).file_like  # type: ignore[arg-type]
-    try:
+    archive = TorchZip(Sink(file))
+    maps = FileMaps()
+    with Files() as files:
         for name, data, nbytes in recorder.records:
-            writer.write_record(name, data, nbytes)
-            sink.check()
-            if name.startswith("data/"):
-                yield name, nbytes
-        writer.write_end_of_file()
-        sink.check()
-    finally:
-        sink.detached = True  # the writer's destructor may finish the archive: into nothing
-        del writer
+            if not isinstance(data, torch.UntypedStorage):
+                archive.write(name, data)
+                continue
+            memory = torch.empty(0, dtype=torch.uint8).set_(data)
+            found = _in_file(maps, files, memory)
+            if found is not None:
+                steps = archive.copy(name, found[0], found[1], nbytes, COPY_STEP)
+            else:
+                steps = archive.write_steps(name, memory.numpy().data, CHUNK_BYTES)
+            for n in steps:
+                check_cancel(cancel)
+                yield name, n
+            if nbytes == 0:
+                yield name, 0
+        archive.finish()
 
 
 def convert_tensors(

@@ -1,0 +1,104 @@
+"""The file an export writes, by its descriptor: small writes gathered into one system call,
+large ones written straight from the caller's buffer, and bytes that lie unchanged in a source
+file copied file to file by the kernel (``copy_file_range``; ``sendfile`` or a read-and-write
+loop where that is not available), so they never pass through this process's memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from ckpt_gui.core.export.options import ExportError
+
+_GATHER = 1 << 20  # writes smaller than this are gathered
+_COPY_STEP = 1 << 30  # what one copy_file_range call is asked for (the kernel may do less)
+_BUFFER = 16 << 20  # the read-and-write fallback's buffer
+# What copy_file_range raises where the kernel or file system cannot do it: try the next way.
+_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
+class Sink:
+    """Writes to ``file`` from its current position. The file object must not be written
+    through while a sink is in use (the sink flushes it first and writes by its descriptor)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        file.flush()
+        self.fd = file.fileno()
+        self.position = os.lseek(self.fd, 0, os.SEEK_CUR)
+        self._gathered = bytearray()
+
+    def write(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        if view.nbytes < _GATHER:
+            self._gathered += view
+            if len(self._gathered) >= _GATHER:
+                self.flush()
+        else:
+            self.flush()
+            _write_all(self.fd, view)
+        self.position += view.nbytes
+
+    def copy(self, source_fd: int, offset: int, nbytes: int) -> None:
+        """Append ``nbytes`` bytes of the file ``source_fd`` from ``offset``."""
+        self.flush()
+        copy_range(source_fd, offset, self.fd, nbytes)
+        self.position += nbytes
+
+    def write_at(self, data: bytes, position: int) -> None:
+        """Overwrite bytes already written (a header whose checksum is known only now)."""
+        self.flush()
+        if os.pwrite(self.fd, data, position) != len(data):
+            raise OSError(errno.EIO, "short write")
+
+    def flush(self) -> None:
+        if self._gathered:
+            _write_all(self.fd, memoryview(self._gathered))
+            self._gathered = bytearray()
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view.nbytes:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def copy_range(source_fd: int, offset: int, dest_fd: int, nbytes: int) -> None:
+    """Copy ``nbytes`` of ``source_fd`` from ``offset`` to ``dest_fd`` at its position, the
+    fastest way this system and these files allow."""
+    end = offset + nbytes
+    ways = _ways()
+    for way in ways:
+        try:
+            while offset < end:
+                n = way(source_fd, dest_fd, offset, end - offset)
+                if n == 0:
+                    raise _shorter()
+                offset += n
+            return
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED or way is ways[-1]:
+                raise
+
+
+def _ways() -> list[Callable[[int, int, int, int], int]]:
+    """Each ``(source, dest, offset, at most) -> bytes copied``, kernel copies first."""
+    ways: list[Callable[[int, int, int, int], int]] = []
+    if hasattr(os, "copy_file_range"):
+        ways.append(lambda s, d, at, n: os.copy_file_range(s, d, min(n, _COPY_STEP), at))
+    if hasattr(os, "sendfile"):
+        ways.append(lambda s, d, at, n: os.sendfile(d, s, at, min(n, _COPY_STEP)))
+    ways.append(_read_and_write)
+    return ways
+
+
+def _read_and_write(source_fd: int, dest_fd: int, offset: int, most: int) -> int:
+    data = os.pread(source_fd, min(most, _BUFFER), offset)
+    _write_all(dest_fd, memoryview(data))
+    return len(data)
+
+
+def _shorter() -> ExportError:
+    return ExportError("the source file became shorter while it was being exported")
