@@ -22,7 +22,7 @@ from ckpt_gui.core.chunks import (
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.file_compare import iter_compare_in_files
 from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
-from ckpt_gui.core.export.spans import FileMaps, Files
+from ckpt_gui.core.export.spans import FileMaps, Files, advise_sequential
 from ckpt_gui.core.export.writers import (
     CHUNK_ELEMENTS,
     CancelCheck,
@@ -205,6 +205,8 @@ def _compare(
         return
     if broadcast_dims(a) and broadcast_dims(a) == broadcast_dims(b):
         (a, _), (b, _) = compact(a), compact(b)  # the same repetition: compare what repeats
+    advise_sequential(a)
+    advise_sequential(b)
     for chunk_a, chunk_b in paired_chunks(a, b, CHUNK_ELEMENTS):
         check_cancel(cancel)
         expected = cast(chunk_a, dtype, policy)

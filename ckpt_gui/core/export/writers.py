@@ -31,7 +31,7 @@ from ckpt_gui.core.errors import Cancelled
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
-from ckpt_gui.core.export.spans import FileMaps, Files
+from ckpt_gui.core.export.spans import FileMaps, Files, advise_sequential
 from ckpt_gui.core.export.torch_zip import TorchZip
 from ckpt_gui.core.tree import join_key
 
@@ -115,6 +115,7 @@ def _write_tensor(
             sink.copy(fd, offset + done, n)
             yield name, n
         return
+    advise_sequential(tensor)
     for chunk in row_pieces(tensor, CHUNK_ELEMENTS):
         check_cancel(cancel)
         data = cast(chunk, dtype, on_overflow)
