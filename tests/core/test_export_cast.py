@@ -114,3 +114,35 @@ def test_broadcast_view_counts_every_repeated_value(tmp_path: Path) -> None:
         plan = plan_export(ckpt, ExportOptions(dtype="float16", format="pt"))
         effects = drain(iter_cast_check(plan, ckpt))
     assert effects["model.w"].overflow == 1000
+
+
+@pytest.mark.parametrize("target", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("source", [torch.float32, torch.float64, torch.bfloat16])
+def test_the_measured_cast_is_the_float64_figure_at_every_magnitude(
+    source: torch.dtype, target: torch.dtype
+) -> None:
+    from ckpt_gui.core.export.casting import cast
+    from ckpt_gui.core.export.verify import Verification, _measure_cast
+
+    g = torch.Generator().manual_seed(5)
+    scales = torch.logspace(-45, 38, 200_000, dtype=torch.float64)
+    values = (torch.randn(200_000, generator=g, dtype=torch.float64) * scales).to(source)
+    values[:6] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-40])
+    values[6:9] = torch.finfo(source).max  # beyond every target's range
+    # In the targets' normal range nothing flushes (a ratio of exactly 1): the largest ratio is
+    # then a rounding error, which float32 alone would not give to float64's last bit.
+    normal = (torch.randn(200_000, generator=g, dtype=torch.float64) * 100).to(source)
+    for values, policy in ((values, "inf"), (values, "clamp"), (normal, "inf")):
+        written = cast(values, target, policy)
+        measured = Verification(0, 0, None)
+        _measure_cast(values, written, measured)
+        limit = torch.finfo(target).max
+        a, b = values.double(), written.double()
+        finite, kept = a.isfinite(), a.isfinite() & b.isfinite() & (a != 0)
+        expected_rel = ((b - a).abs() / a.abs())[kept].max().item()
+        assert measured.max_rel_error == expected_rel  # the same float64 figure, exactly
+        assert measured.became_inf == int((finite & b.isinf()).sum())
+        assert measured.clamped == int((finite & (a.abs() > limit) & b.isfinite()).sum())
+        assert measured.flushed == int(((a != 0) & (b == 0)).sum())
+        if policy == "clamp" and limit < torch.finfo(source).max:
+            assert measured.clamped >= 3 and measured.became_inf == 0

@@ -42,14 +42,22 @@ def cast(chunk: torch.Tensor, dtype: torch.dtype, on_overflow: str = "inf") -> t
     return out
 
 
+# Counting runs over blocks this long: the handful of passes over each stay in the cache
+# (over a 16 MB chunk, each pass went to memory; measured 5x slower).
+BLOCK = 1 << 15
+
+
 def cast_effect(chunk: torch.Tensor, dtype: torch.dtype) -> CastEffect:
-    """How many finite values of ``chunk`` overflow, and how many non-zero ones flush to zero,
-    when cast to ``dtype``."""
+    """How many finite values of ``chunk`` (1-D) overflow, and how many non-zero ones flush to
+    zero, when cast to ``dtype``."""
     if chunk.dtype == dtype or not (chunk.is_floating_point() and dtype.is_floating_point):
         return CastEffect()
-    out = chunk.to(dtype)
-    overflow = int((out.isinf() & chunk.isfinite()).sum())
-    underflow = int(((out == 0) & (chunk != 0)).sum())
+    overflow = underflow = 0
+    for start in range(0, chunk.numel(), BLOCK):
+        a = chunk[start : start + BLOCK]
+        out = a.to(dtype)
+        overflow += int((out.isinf() & a.isfinite()).count_nonzero())
+        underflow += int(((out == 0) & (a != 0)).count_nonzero())
     return CastEffect(overflow, underflow)
 
 
