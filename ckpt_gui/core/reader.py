@@ -24,6 +24,7 @@ from ckpt_gui.core.formats.folders import (
 from ckpt_gui.core.formats.folders import read_config as read_config_file
 from ckpt_gui.core.memory import gc_paused
 from ckpt_gui.core.recognise import recognise
+from ckpt_gui.core.remote.location import RemotePath, is_remote
 from ckpt_gui.core.safety.filecheck import check_regular_file
 from ckpt_gui.core.safety.scan import ScanReport
 from ckpt_gui.core.tree import Node, TensorInfo, join_key
@@ -44,8 +45,17 @@ def open_checkpoint(
     structural view (``structural=True``) or an ``UnsafeError``. ``trust=True`` allows a real
     load instead, and must only come from an explicit decision of the user.
     Raises a ``CheckpointError`` subclass with a one-line message for anything that is not a
-    readable checkpoint.
+    readable checkpoint. A URL (``https://``, ``s3://``, ``gs://``, ``hf://``) opens where it
+    lives (``core/remote``), fetching only what describes it.
     """
+    if is_remote(path):
+        from ckpt_gui.core.remote.open import open_remote
+
+        url = path.url if isinstance(path, RemotePath) else os.fspath(path)
+        with gc_paused():
+            ckpt = open_remote(url, trust=trust)
+            _describe(ckpt)
+        return ckpt
     path = Path(path)
     with gc_paused():  # the tree is millions of small objects for a file of tiny tensors
         if path.is_dir():
@@ -59,15 +69,20 @@ def open_checkpoint(
                     opened[0].close()
             if fmt in SHARDED:  # an index file: its folder's config.json, as for the folder
                 _add_config(ckpt, path.parent, "", hf=True)
-        kind = recognise(ckpt.root)
-        if ckpt.kind == "object":
-            ckpt.kind = kind
         if _is_adapter(ckpt):  # core/adapters reads its config when it is analysed
             ckpt.kind = "lora-adapter"
-        nodes = list(ckpt.root.walk())
-        _note_optimizer_mapping(ckpt, nodes)
-        _note_overrides(ckpt, nodes)
+        _describe(ckpt)
     return ckpt
+
+
+def _describe(ckpt: Checkpoint) -> None:
+    """What the tree is (a state_dict, a training checkpoint, ...) and what to tell about it."""
+    kind = recognise(ckpt.root)
+    if ckpt.kind == "object":
+        ckpt.kind = kind
+    nodes = list(ckpt.root.walk())
+    _note_optimizer_mapping(ckpt, nodes)
+    _note_overrides(ckpt, nodes)
 
 
 def _is_adapter(ckpt: Checkpoint) -> bool:
@@ -280,7 +295,7 @@ def _note_overrides(ckpt: Checkpoint, nodes: Sequence[Node]) -> None:
 def _open_safetensors(path: Path, fmt: str) -> Checkpoint:
     entries, metadata = safetensors_file.read_header(path)
     mapped = safetensors_file.MappedFile(path)
-    root = _flat_root(safetensors_file.tensor_infos(path, entries, mapped).items())
+    root = flat_root(safetensors_file.tensor_infos(path, entries, mapped).items())
     ckpt = Checkpoint(path=path, format=fmt, root=root, size_on_disk=size_on_disk(path))
     ckpt._closers.append(mapped.close)
     if metadata:
@@ -344,7 +359,7 @@ def _open_sharded(path: Path, fmt: str, shard_set: Sequence[str] = ()) -> Checkp
         for close in closers:  # the shards opened so far
             close()
         raise
-    root = _flat_root((k, infos[k]) for k in keys)
+    root = flat_root((k, infos[k]) for k in keys)
     kinds = sorted(set(formats), key=formats.index)
     ckpt = FolderCheckpoint(
         path=folder,
@@ -404,7 +419,7 @@ def _open_tar(path: Path, fmt: str) -> Checkpoint:
     )
 
 
-def _flat_root(items: object) -> Node:
+def flat_root(items: object) -> Node:
     root = Node(name="", key="", kind="dict")
     for key, info in items:  # type: ignore[attr-defined]
         root.add(Node(name=key, key=key, kind="tensor", tensor=info))

@@ -53,13 +53,15 @@ def detect_and_open(path: Path) -> tuple[str, tuple[BinaryIO, int] | None]:
         raise NotACheckpointError(f"{path}: the file is empty")
     fp, size = open_regular_file(path)  # non-blocking, re-checked: a swapped-in FIFO can't hang
     try:
-        return _detect_file(path, fp, size), (fp, size)
+        return detect_stream(path, fp, size), (fp, size)
     except BaseException:
         fp.close()
         raise
 
 
-def _detect_file(path: Path, fp: BinaryIO, size: int) -> str:
+def detect_stream(path: Path | str, fp: BinaryIO, size: int) -> str:
+    """The format of the file ``fp`` (``size`` bytes, read from where it is), which ``path``
+    names in errors: a local file, or a remote one read through ranges."""
     head = fp.read(512)
     kind = sniff(head, size)  # the scan's rules: zip, then tar (by checksum, as torch.load)
     if kind == "zip":
@@ -82,7 +84,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return head[8:9] == b"{" and 2 <= n
 
 
-def _detect_zip(path: Path, fp: BinaryIO) -> str:
+def _detect_zip(path: Path | str, fp: BinaryIO) -> str:
     try:
         with zipfile.ZipFile(fp) as zf:
             names = zf.namelist()
@@ -123,8 +125,13 @@ def read_small_file(path: Path, limit: int, what: str) -> bytes:
 
 def read_index(path: Path) -> dict[str, str]:
     """The ``weight_map`` of a Hugging Face index file, every shard a plain file name."""
+    return parse_index(path, read_small_file(path, MAX_INDEX_BYTES, "an index file"))
+
+
+def parse_index(path: Path | str, data: bytes) -> dict[str, str]:
+    """``read_index`` of an index file's bytes (``path`` names it in errors)."""
     try:
-        index = json.loads(read_small_file(path, MAX_INDEX_BYTES, "an index file").decode("utf-8"))
+        index = json.loads(data.decode("utf-8"))
         weight_map = index["weight_map"]
         if not isinstance(weight_map, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()

@@ -87,12 +87,16 @@ def open_pickled(
     return ckpt
 
 
-def check_allocations(path: Path, fmt: str, report: ScanReport) -> None:
+def check_allocations(
+    path: Path | str, fmt: str, report: ScanReport, on_disk: int | None = None
+) -> None:
     """Refuse, before any loader runs, a file whose pickles would make it allocate memory the
     file does not hold: ``bytearray(10**9)`` or ``torch.FloatTensor(2**32)`` from a few hundred
     bytes, or a legacy file declaring storages larger than itself (torch allocates a legacy
-    storage whole before reading it)."""
-    on_disk = size_on_disk(path)
+    storage whole before reading it). ``on_disk``: the file's size (read from ``path`` when
+    not given)."""
+    if on_disk is None:
+        on_disk = size_on_disk(Path(path))
     if report.allocated_bytes > on_disk + MAX_ALLOCATED_BYTES:
         what, nbytes, _ = max(report.allocations, key=lambda a: a[1])
         calls = len(report.allocations)

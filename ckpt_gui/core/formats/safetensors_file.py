@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ckpt_gui.core.errors import CorruptError, UnsupportedFormatError
 from ckpt_gui.core.formats.detect import MAX_SAFETENSORS_HEADER
@@ -72,14 +72,28 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
     f, size = open_regular_file(path)  # a FIFO swapped in after detection cannot block
     with f:
         raw = f.read(8)
-        if len(raw) < 8:
-            raise CorruptError(f"{path}: truncated safetensors file (no header)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_SAFETENSORS_HEADER or n > size - 8:
-            raise CorruptError(
-                f"{path}: safetensors header claims {n} bytes but the file has {size - 8}"
-            )
+        n = header_length(path, raw, size)
         text = f.read(n)
+    return parse_header(path, text, n, size)
+
+
+def header_length(path: Path | str, first: bytes, size: int) -> int:
+    """The header's length from the file's first 8 bytes, checked against its size."""
+    if len(first) < 8:
+        raise CorruptError(f"{path}: truncated safetensors file (no header)")
+    (n,) = struct.unpack("<Q", first[:8])
+    if n > MAX_SAFETENSORS_HEADER or n > size - 8:
+        raise CorruptError(
+            f"{path}: safetensors header claims {n} bytes but the file has {size - 8}"
+        )
+    return int(n)
+
+
+def parse_header(
+    path: Path | str, text: bytes, n: int, size: int
+) -> tuple[list[Entry], dict[str, str]]:
+    """The entries and metadata of the header ``text`` (``n`` bytes after the first 8) of a
+    file of ``size`` bytes; ``path`` names it in errors (a URL for a remote file)."""
     try:
         with gc_paused():  # a header of 500,000 entries is a million small containers
             header = json.loads(text)
@@ -96,7 +110,7 @@ def read_header(path: Path) -> tuple[list[Entry], dict[str, str]]:
     return entries, metadata if isinstance(metadata, dict) else {}
 
 
-def _entries(path: Path, header: dict[str, Any], start: int, data_size: int) -> list[Entry]:
+def _entries(path: Path | str, header: dict[str, Any], start: int, data_size: int) -> list[Entry]:
     """Every entry of the header, checked. This loop runs once per tensor (half a million in a
     hostile file), so the plain case is checked inline; anything else (a packed dtype, or an
     entry that is wrong in any way) goes through ``_entry``, which accepts it or says why not."""
@@ -129,7 +143,7 @@ def _entries(path: Path, header: dict[str, Any], start: int, data_size: int) -> 
     return entries
 
 
-def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> Entry:
+def _entry(path: Path | str, name: str, spec: Any, start: int, data_size: int) -> Entry:
     # Runs once per tensor, so the common case is checked with as few calls as possible; the
     # name is made printable only for an error message.
     if not (
@@ -182,13 +196,21 @@ def _ints(values: Any, limit: int) -> bool:
     return True
 
 
-def _check_no_overlap(path: Path, entries: list[Entry]) -> None:
+def _check_no_overlap(path: Path | str, entries: list[Entry]) -> None:
     ordered = [e for e in entries if e.end > e.begin]
     if any(a.begin > b.begin for a, b in zip(ordered, ordered[1:])):  # usually in file order
         ordered.sort(key=lambda e: e.begin)
     for a, b in zip(ordered, ordered[1:]):
         if b.begin < a.end:
             raise CorruptError(f"{path}: tensors {a.name!r} and {b.name!r} overlap in the file")
+
+
+class TensorSource(Protocol):
+    """Where a safetensors file's tensors are read from: a ``MappedFile``, or a remote file."""
+
+    def tensor(self, name: str, shape: tuple[int, ...], begin: int, end: int) -> torch.Tensor: ...
+
+    def byte_view(self, begin: int, end: int) -> torch.Tensor: ...
 
 
 class MappedFile:
@@ -228,7 +250,9 @@ class MappedFile:
             self._map = None
 
 
-def tensor_infos(path: Path, entries: list[Entry], mapped: MappedFile) -> dict[str, TensorInfo]:
+def tensor_infos(
+    path: Path | str, entries: list[Entry], mapped: TensorSource
+) -> dict[str, TensorInfo]:
     infos = {}
     # Files with many tensors repeat a few shapes and dtypes: their strides and names are
     # computed once (tuples and strings are immutable, so the infos can share them).

@@ -1,0 +1,239 @@
+"""Checkpoints read over HTTP from a local server with Range support (no internet): only the
+bytes a question needs cross the wire, the results equal the local file's, and every network
+failure is one line."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ckpt_gui.cli import main
+from ckpt_gui.core.errors import CheckpointError, UnsafeError
+from ckpt_gui.core.reader import open_checkpoint
+from ckpt_gui.core.remote.cache import Cache
+from ckpt_gui.core.remote.location import is_remote, shown
+from ckpt_gui.core.remote.store import RemoteFile
+from tests.core.remote.server import serving
+
+pytest.importorskip("aiohttp")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with an empty cache of its own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - (root, url, behaviour)
+    root = tmp_path_factory.mktemp("served")
+    g = torch.Generator().manual_seed(0)
+    big = {f"layers.{i}.weight": torch.randn(1024, 1024, generator=g) for i in range(25)}
+    big["tiny"] = torch.arange(12.0).reshape(3, 4)
+    save_file(big, root / "big.safetensors")  # 100 MB
+    torch.save({"model": big, "epoch": 3, "step": torch.tensor(10)}, root / "train.pt")
+    (root / "shards").mkdir()
+    weight_map = {}
+    for shard in range(100):
+        name = f"model-{shard + 1:05d}-of-00100.safetensors"
+        tensors = {f"h.{shard}.{k}": torch.full((8, 8), float(shard + k)) for k in range(3)}
+        save_file(tensors, root / "shards" / name)
+        weight_map.update(dict.fromkeys(tensors, name))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (root / "shards" / "model.safetensors.index.json").write_text(json.dumps(index))
+    with serving(root) as (url, behaviour):
+        yield root, url, behaviour
+
+
+@pytest.fixture
+def server(served):  # noqa: ANN001, ANN201
+    root, url, behaviour = served
+    behaviour.reset()
+    behaviour.drop_after = behaviour.status = None
+    yield root, url, behaviour
+    behaviour.drop_after = behaviour.status = None
+    behaviour.etag_salt = ""
+
+
+def _json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    assert main(args) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _same_statistics(a: list[dict], b: list[dict]) -> None:
+    """The same statistics: counts, extremes and names exactly; sums (mean, std, norm) to the
+    last bits, which vary from run to run with the order the two workers' partial sums meet."""
+    assert [sorted(x) for x in a] == [sorted(x) for x in b]
+    for x, y in zip(a, b):
+        for name, value in x.items():
+            if name in ("mean", "std", "l2"):
+                assert value == pytest.approx(y[name], rel=1e-12, abs=1e-300), name
+            else:
+                assert value == y[name], name
+
+
+def _error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    return err
+
+
+def test_urls_are_told_from_paths_and_shown_without_credentials() -> None:
+    assert is_remote("https://huggingface.co/x") and is_remote("s3://bucket/key")
+    assert is_remote("hf://org/repo@main/model.safetensors") and is_remote("gs://b/k")
+    assert not is_remote("/tmp/model.pt") and not is_remote("model.safetensors")
+    assert not is_remote("C:/models/x.pt") and not is_remote("file.pt://odd")
+    url = "https://user:secret@example.com:8443/m.safetensors?X-Amz-Signature=abc#frag"
+    assert shown(url) == "https://example.com:8443/m.safetensors"
+
+
+def test_inspect_reads_under_one_percent_and_matches_the_local_file(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, url, behaviour = server
+    remote = _json(["inspect", f"{url}/big.safetensors", "--json"], capsys)
+    size = (root / "big.safetensors").stat().st_size
+    assert behaviour.sent < size / 100
+    local = _json(["inspect", str(root / "big.safetensors"), "--json"], capsys)
+    assert remote["path"] == f"{url}/big.safetensors"
+    for doc in (remote, local):
+        doc.pop("path"), doc.pop("notes", None)
+    assert remote == local
+
+
+def test_stats_of_one_tensor_fetches_its_bytes_and_headers_only(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, url, behaviour = server
+    key = "layers.7.weight"
+    remote = _json(["stats", f"{url}/big.safetensors", "--filter", key, "--json"], capsys)
+    tensor_bytes = 1024 * 1024 * 4
+    assert tensor_bytes <= behaviour.sent <= tensor_bytes + (64 << 10)
+    local = _json(["stats", str(root / "big.safetensors"), "--filter", key, "--json"], capsys)
+    _same_statistics(remote["tensors"], local["tensors"])
+    behaviour.reset()  # a second look is served from the cache
+    _json(["stats", f"{url}/big.safetensors", "--filter", key, "--json"], capsys)
+    assert behaviour.sent == 0
+
+
+def test_a_torch_zip_reads_its_pickle_not_its_tensors(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, url, behaviour = server
+    with open_checkpoint(f"{url}/train.pt") as ckpt:
+        assert ckpt.view == "weights_only" and ckpt.kind == "training checkpoint"
+        assert behaviour.sent < (root / "train.pt").stat().st_size / 100
+        local = torch.load(root / "train.pt", weights_only=True)
+        keys = sorted(n.key for n in ckpt.root.tensors())
+        assert keys == sorted([*(f"model.{k}" for k in local["model"]), "step"])
+        assert ckpt.find("epoch").value == 3
+        before = behaviour.sent
+        tiny = ckpt.find("model.tiny")
+        assert torch.equal(tiny.load(), local["model"]["tiny"])
+        assert behaviour.sent - before < 4096
+        assert torch.equal(
+            ckpt.find("model.layers.3.weight").load(), local["model"]["layers.3.weight"]
+        )
+
+
+def test_a_remote_pickle_gets_the_local_safety_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Payload:
+        def __reduce__(self):  # noqa: ANN204
+            return (print, ("ran code from the file",))
+
+    torch.save({"w": torch.ones(2), "evil": Payload()}, tmp_path / "evil.pt")
+    with serving(tmp_path) as (url, _):
+        with pytest.raises(UnsafeError, match="download it to see it in the structural view"):
+            open_checkpoint(f"{url}/evil.pt")
+        err = _error(["inspect", f"{url}/evil.pt"], capsys)
+    assert "ran code" not in capsys.readouterr().out
+    assert "refused" in err
+
+
+def test_a_folder_of_100_shards_opens_from_its_index_and_headers(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, url, behaviour = server
+    remote = _json(["inspect", f"{url}/shards/", "--json"], capsys)
+    local = _json(["inspect", str(root / "shards"), "--json"], capsys)
+    assert [t["key"] for t in remote["tensors"]] == [t["key"] for t in local["tensors"]]
+    assert remote["format"] == "safetensors-sharded"
+    stats = _json(["stats", f"{url}/shards/", "--filter", "h.41.2", "--json"], capsys)
+    assert stats["tensors"][0]["max"] == 43.0
+
+
+def test_diff_takes_a_local_and_a_remote_checkpoint(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, url, _ = server
+    assert main(["diff", str(root / "train.pt"), f"{url}/train.pt"]) == 0
+    assert "no differences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status", [404, 403, 500])
+def test_refusals_are_one_line(server, capsys: pytest.CaptureFixture[str], status: int) -> None:
+    _, url, behaviour = server
+    behaviour.status = status
+    err = _error(["inspect", f"{url}/big.safetensors"], capsys)
+    assert err.startswith(f"ckpt-gui: error: {url}/big.safetensors: ")
+
+
+def test_a_connection_dropped_mid_tensor_is_one_line_and_nothing_half_read_is_kept(
+    server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url, behaviour = server
+    behaviour.drop_after = 100_000
+    err = _error(["stats", f"{url}/big.safetensors", "--filter", "layers.1.weight"], capsys)
+    assert "reading failed" in err or "the server sent" in err
+    behaviour.drop_after = None
+    behaviour.reset()
+    _json(["stats", f"{url}/big.safetensors", "--filter", "layers.1.weight", "--json"], capsys)
+    assert behaviour.sent >= 1024 * 1024 * 4  # fetched whole again: no partial range was kept
+
+
+def test_a_file_that_changes_on_the_server_is_not_mixed(server) -> None:
+    _, url, behaviour = server
+    with open_checkpoint(f"{url}/big.safetensors") as ckpt:
+        behaviour.etag_salt = "a new upload"
+        with pytest.raises(CheckpointError, match="changed on the server"):
+            ckpt.find("layers.2.weight").load()
+
+
+def test_credentials_never_reach_a_message(server, capsys: pytest.CaptureFixture[str]) -> None:
+    _, url, behaviour = server
+    behaviour.status = 403
+    secret = url.replace("http://", "http://alice:hunter2@") + "/big.safetensors?token=s3cr3t"
+    err = _error(["inspect", secret], capsys)
+    assert "hunter2" not in err and "s3cr3t" not in err and "alice" not in err
+
+
+def test_the_cache_stays_within_its_limit(server, tmp_path: Path) -> None:
+    _, url, _ = server
+    cache = Cache(tmp_path / "small", limit=6 << 20)
+    first = RemoteFile(f"{url}/big.safetensors", cache=cache)
+    first.read(0, 5 << 20)
+    second = RemoteFile(f"{url}/train.pt", cache=cache)
+    second.read(50 << 20, 55 << 20)  # the least recently used file goes
+    assert cache.usage() == 5 << 20
+    assert first.cached.missing(0, 5 << 20) == [(0, 5 << 20)]  # fetched again if read again
+    cache.clear()
+    assert cache.usage() == 0
+
+
+def test_formats_that_need_the_whole_file_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open(tmp_path / "legacy.pt", "wb") as f:
+        torch.save({"w": torch.ones(2)}, f, _use_new_zipfile_serialization=False)
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"a": 1}))
+    with serving(tmp_path) as (url, _):
+        err = _error(["inspect", f"{url}/legacy.pt"], capsys)
+        assert "download it and open the copy" in err
