@@ -126,13 +126,13 @@ def test_the_measured_cast_is_the_float64_figure_at_every_magnitude(
 
     g = torch.Generator().manual_seed(5)
     scales = torch.logspace(-45, 38, 200_000, dtype=torch.float64)
-    values = (torch.randn(200_000, generator=g, dtype=torch.float64) * scales).to(source)
-    values[:6] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-40])
-    values[6:9] = torch.finfo(source).max  # beyond every target's range
+    wide = (torch.randn(200_000, generator=g, dtype=torch.float64) * scales).to(source)
+    wide[:6] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-40])
+    wide[6:9] = torch.finfo(source).max  # beyond every target's range
     # In the targets' normal range nothing flushes (a ratio of exactly 1): the largest ratio is
     # then a rounding error, which float32 alone would not give to float64's last bit.
     normal = (torch.randn(200_000, generator=g, dtype=torch.float64) * 100).to(source)
-    for values, policy in ((values, "inf"), (values, "clamp"), (normal, "inf")):
+    for values, policy in ((wide, "inf"), (wide, "clamp"), (normal, "inf")):
         written = cast(values, target, policy)
         measured = Verification(0, 0, None)
         _measure_cast(values, written, measured)
