@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
     tensors = []
+    part_of = {part: lt.key for lt in ckpt.logical for part in lt.parts}
     for node in ckpt.root.tensors():
         info = node.tensor
         assert info is not None
@@ -66,6 +67,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
                 "param": node.param,
                 "stride": list(info.stride) if info.stride else None,
                 "contiguous": info.contiguous,
+                "part_of": part_of.get(node.key),  # the quantized weight it is part of
             }
         )
     values = [{"key": n.key, "value": json_value(n.value)} for n in value_nodes(ckpt.root)]
@@ -78,6 +80,7 @@ def inspect_json(ckpt: Checkpoint) -> dict[str, Any]:
         "view": ckpt.view,
         "size_on_disk": ckpt.size_on_disk,
         "tensors": tensors,
+        "quantized": [lt.to_json() | {"label": lt.label()} for lt in ckpt.logical],
         "values": values,
         "totals": {"tensors": totals.tensors, "numel": totals.numel, "nbytes": totals.nbytes},
         "by_role": {k: vars(v) for k, v in ckpt.totals_by("role").items()},
@@ -117,6 +120,7 @@ def print_report(ckpt: Checkpoint) -> None:
     if rows:
         echo()
         print_table(["key", "role", "dtype", "shape", "elements", "size", ""], rows, right={4, 5})
+    print_quantized(ckpt)
     values = value_nodes(ckpt.root)
     if values:
         echo()
@@ -140,6 +144,27 @@ def print_report(ckpt: Checkpoint) -> None:
             echo(f"  {title}: " + " · ".join(parts))
     for note in ([ckpt.view_note] if ckpt.view_note else []) + ckpt.notes:
         echo(f"  note: {note}")
+
+
+def print_quantized(ckpt: Checkpoint) -> None:
+    """The logical tensors of a quantized checkpoint: one row per weight."""
+    if not ckpt.logical:
+        return
+    echo()
+    echo(f"quantized weights ({len(ckpt.logical)}), read dequantized by stats and diff:")
+    rows = [
+        [
+            lt.key,
+            lt.scheme,
+            lt.dtype,
+            shape_text(lt.shape),
+            str(lt.bits),
+            str(lt.group_size or "-"),
+            ", ".join(p.removeprefix(lt.key.rpartition(".")[0] + ".") for p in lt.parts),
+        ]
+        for lt in ckpt.logical
+    ]
+    print_table(["key", "scheme", "dtype", "shape", "bits", "group", "parts"], rows, right={4, 5})
 
 
 def value_nodes(root: Node) -> list[Node]:

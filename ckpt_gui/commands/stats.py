@@ -61,18 +61,20 @@ def run(args: argparse.Namespace) -> int:
             if n.tensor and (n.tensor.no_data or not has_statistics(n.tensor.dtype))
         }
         results: list[tuple[str, TensorStats]] = []
-        for event in iter_stats([n for n in nodes if n.key not in empty]):
+        measured_nodes = [n for n in nodes if n.key not in empty]
+        for event in iter_stats(measured_nodes):
             if isinstance(event, StatsFailed):
                 raise CorruptError(f"{event.message} (tensor {event.key})")
             if isinstance(event, StatsResult):
                 results.append((event.key, event.stats))
         by_name = optimizer_state_rollups(ckpt.root, dict(results))
         if args.json:
-            measured = {k: to_json(s, k) for k, s in results}
+            # By node: a quantized weight's logical tensor can share its key with a raw part.
+            measured = {id(n): _entry(n, key, s) for n, (key, s) in zip(measured_nodes, results)}
             entries = [
-                measured[n.key] if n.key in measured else _no_data_json(n, empty[n.key])
+                measured[id(n)] if id(n) in measured else _no_data_json(n, empty[n.key])
                 for n in nodes
-                if n.key in measured or n.key in empty
+                if id(n) in measured or n.key in empty
             ]
             optimizers = {
                 opt: {name: _rollup_json(r) for name, r in table.items()}
@@ -119,6 +121,17 @@ def _rollup_json(r: Rollup) -> dict[str, Any]:
     }
 
 
+def _entry(node: Node, key: str, stats: TensorStats) -> dict[str, Any]:
+    """``to_json``, and for a quantized weight's logical tensor its scheme and label."""
+    out = to_json(stats, key)
+    lt = node.tensor.quant if node.tensor is not None else None
+    if lt is not None:
+        out.update(scheme=lt.scheme, bits=lt.bits, group_size=lt.group_size, label=lt.label())
+    elif node.role == "quantization":
+        out["role"] = node.role
+    return out
+
+
 def _no_data_json(node: Node, why: str) -> dict[str, Any]:
     """A tensor with nothing to measure: every statistic null, and why."""
     assert node.tensor is not None
@@ -151,7 +164,7 @@ def print_report(path: str, results: list[tuple[str, TensorStats]], glob: str | 
 
 
 def _row(key: str, s: TensorStats) -> list[str]:
-    dtype = s.dtype + (" |z|" if s.complex_magnitude else "")
+    dtype = s.dtype + (" |z|" if s.complex_magnitude else "") + (" dequant." * s.dequantized)
     zeros = f"{s.sparsity:.1%}" if s.sparsity is not None and s.zeros else "0"
     bad = [
         f"{n} {name}" for n, name in ((s.nan, "nan"), (s.posinf, "+inf"), (s.neginf, "-inf")) if n

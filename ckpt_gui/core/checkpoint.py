@@ -46,12 +46,28 @@ class Checkpoint:
     # The loaded object itself (tensors memory-mapped) for the "weights_only" and "trusted"
     # views, so that an export writes exactly what was opened without loading the file again.
     obj: Any = field(default=None, repr=False)
+    # The quantized weights (``core/quant`` ``LogicalTensor``s), found when it was opened.
+    logical: list[Any] = field(default_factory=list)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _view: Node | None = field(default=None, repr=False)
     _by_key: dict[str, Node] | None = field(default=None, repr=False)
     _counts: dict[str, dict[str, list[int]]] | None = field(default=None, repr=False)
 
     def tensors(self) -> list[Node]:
-        return list(self.root.tensors())
+        """The tensors as the window shows and measures them: the file's tensors, each
+        quantized weight's logical tensor (dequantized) in place of its raw parts, which follow
+        it with role "quantization". The same as ``root.tensors()`` without quantized weights."""
+        return list(self.view_root().tensors())
+
+    def view_root(self) -> Node:
+        """``root`` with the quantized weights folded into logical tensors (``quant.view``)."""
+        if not self.logical:
+            return self.root
+        if self._view is None:
+            from ckpt_gui.core.quant.view import folded_tree
+
+            self._view = folded_tree(self.root, self.logical)[0]
+        return self._view
 
     def find(self, key: str) -> Node | None:
         """The node at ``key`` (the tree does not change once opened, so the index is kept)."""
@@ -100,6 +116,7 @@ class Checkpoint:
             close()
         self._closers.clear()
         self.root = Node(name="", key="", kind="dict")
+        self.logical, self._view = [], None
         self.obj = None
         self._by_key = None
         self._counts = None

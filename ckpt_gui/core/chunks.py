@@ -70,7 +70,7 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 # float4_e2m1fn_x2 packs two e2m1 values a byte (the low nibble first); torch cannot convert it,
 # so its values are looked up: sign, two exponent bits, one mantissa bit.
-_FP4_VALUES = torch.tensor(
+FP4_VALUES = torch.tensor(
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
 )
 # Dtypes whose elements are raw bits with no numeric meaning: nothing to measure.
@@ -87,7 +87,7 @@ def values_per_element(dtype: torch.dtype) -> int:
 def unpack_fp4(raw: torch.Tensor) -> torch.Tensor:
     """The float32 values of packed float4 bytes (a uint8 tensor), two per byte."""
     pairs = torch.stack((raw & 0x0F, raw >> 4), dim=-1).reshape(-1)
-    return _FP4_VALUES[pairs.long()]
+    return FP4_VALUES[pairs.long()]
 
 
 def dense_flat(t: torch.Tensor) -> torch.Tensor | None:
@@ -231,7 +231,7 @@ def submit(fn: Callable[..., R], *args: Any) -> Future[R]:
 
 
 def map_chunks(
-    t: torch.Tensor,
+    t: torch.Tensor | Any,
     chunk_elems: int,
     make_state: Callable[[int], S],
     step: Callable[[S, torch.Tensor], None],
@@ -240,22 +240,31 @@ def map_chunks(
     """Call ``step(state, chunk)`` on every chunk of ``t`` (``flat_chunks``), spread over the
     worker threads, each with its own ``make_state(chunk_elems)``; the generator yields the
     number of elements done about 20 times a second and returns the states. ``cancel`` is
-    called between chunks. Closing the generator stops the workers before it returns."""
+    called between chunks. Closing the generator stops the workers before it returns.
+
+    ``t`` may also be a quantized weight's ``LogicalTensor``: its row blocks are dequantized
+    on the worker threads, each chunk as long as ``chunk_elems`` or one row, if longer."""
     pool, workers, cap = _workers()
+    lazy = not isinstance(t, torch.Tensor)
     if t.numel() <= 2 * chunk_elems or workers == 1:  # small: run it here
-        state, done = make_state(chunk_elems), 0
-        for chunk in flat_chunks(t, chunk_elems):
+        state, done = make_state(_room(t, chunk_elems)), 0
+        every = (
+            flat_chunks(t, chunk_elems) if isinstance(t, torch.Tensor) else t.chunks(chunk_elems)
+        )
+        for chunk in every:
             _check(cancel)
             step(state, chunk)
             done += chunk.numel()
             yield done
         return [state]
     chunk_elems = min(chunk_elems, cap)
-    pieces = flat_chunks(t, chunk_elems)
+    pieces: Iterator[Any] = (
+        flat_chunks(t, chunk_elems) if isinstance(t, torch.Tensor) else t.lazy_chunks(chunk_elems)
+    )
     lock, stop, done_box = threading.Lock(), threading.Event(), [0]
 
     def work() -> S:
-        state = make_state(chunk_elems)
+        state = make_state(_room(t, chunk_elems))
         try:
             while True:
                 with lock:
@@ -263,6 +272,8 @@ def map_chunks(
                     if chunk is None:
                         return state
                     _check(cancel)
+                if lazy:
+                    chunk = chunk()  # dequantized here, outside the lock
                 step(state, chunk)
                 with lock:
                     done_box[0] += chunk.numel()
@@ -280,6 +291,12 @@ def map_chunks(
         stop.set()
         wait(futures)  # no chunk is still being read once this returns
     return [f.result() for f in futures]
+
+
+def _room(t: torch.Tensor | Any, chunk_elems: int) -> int:
+    """The longest chunk ``map_chunks`` hands a state: a quantized weight's chunks are whole
+    rows, so one row at least."""
+    return chunk_elems if isinstance(t, torch.Tensor) else max(chunk_elems, t.cols)
 
 
 def _check(cancel: CancelCheck | None) -> None:
@@ -345,6 +362,25 @@ def paired_chunks(
         return
     for pa, pb in zip(row_pieces(a, chunk_elems), row_pieces(b, chunk_elems)):
         yield pa.reshape(-1), pb.reshape(-1)
+
+
+def paired_rows(
+    a: torch.Tensor | Any, b: torch.Tensor | Any, chunk_elems: int = DEFAULT_CHUNK_ELEMS
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``paired_chunks`` where one side (or both) is a quantized weight's ``LogicalTensor``:
+    the same row blocks of both, 1-D, the logical side dequantized block by block."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    lazy: Any = a if not isinstance(a, torch.Tensor) else b
+    for start, stop in lazy.row_blocks(max(chunk_elems, lazy.cols)):
+        yield _row_block(a, start, stop), _row_block(b, start, stop)
+
+
+def _row_block(t: torch.Tensor | Any, start: int, stop: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        return t.block(start, stop).reshape(-1)
+    rows = t.reshape(-1, t.shape[-1]) if t.dim() else t.reshape(1, 1)
+    return rows[start:stop].reshape(-1)
 
 
 def _aligned_flat(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

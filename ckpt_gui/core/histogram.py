@@ -67,7 +67,7 @@ class Histogram:
 
 
 def histogram(
-    t: torch.Tensor,
+    t: torch.Tensor | Any,
     bins: int = DEFAULT_BINS,
     *,
     exact: bool = False,
@@ -76,13 +76,16 @@ def histogram(
     chunk_elems: int = DEFAULT_CHUNK_ELEMS,
     cancel: CancelCheck | None = None,
 ) -> Histogram:
-    """Histogram of the finite values of CPU tensor ``t`` (complex: of the magnitude).
+    """Histogram of the finite values of CPU tensor ``t`` (complex: of the magnitude), or of
+    a quantized weight's dequantized values (``t`` its ``LogicalTensor``).
 
     ``exact=False`` counts a deterministic sample of about ``sample`` elements (the whole tensor
     when it is that small) and returns at once; ``exact=True`` streams every element in chunks,
     calling ``cancel`` between them (a true result stops with ``Cancelled``). ``stats`` from
     ``tensor_stats`` supplies the range and saves the exact mode its first pass.
     """
+    if not isinstance(t, torch.Tensor):  # a quantized weight's LogicalTensor: row blocks
+        return _histogram(t, bins, exact, stats, sample, chunk_elems, cancel)
     t, repeat = compact(t)
     result = _histogram(t, bins, exact, stats, sample, chunk_elems, cancel)
     if repeat == 1:
@@ -102,7 +105,7 @@ def histogram(
 
 
 def _histogram(
-    t: torch.Tensor,
+    t: torch.Tensor | Any,
     bins: int,
     exact: bool,
     stats: TensorStats | None,
@@ -114,8 +117,11 @@ def _histogram(
         raise ValueError("bins must be at least 1")
     numel = t.numel()
     sampled = not exact and numel > sample
-    source = _sample(t, sample) if sampled else t
-    dtype = torch.float32 if source.is_quantized else source.dtype
+    lazy = not isinstance(t, torch.Tensor)
+    source = t
+    if sampled:
+        source = _sample(t, sample) if isinstance(t, torch.Tensor) else t.sample(sample)
+    dtype = _work(source) if lazy else torch.float32 if source.is_quantized else source.dtype
     integer = not (dtype.is_floating_point or dtype.is_complex)
     nonfinite = (0, 0, 0)
     if stats is not None and stats.min is not None and stats.max is not None:
@@ -127,7 +133,7 @@ def _histogram(
         numel=numel,
         elements=source.numel(),
         integer=integer,
-        complex_magnitude=t.is_complex(),
+        complex_magnitude=not lazy and t.is_complex(),
     )
     if lo_hi is None:
         return _make(np.zeros(0), np.zeros(0, np.int64), nonfinite, result)
@@ -341,5 +347,7 @@ def _drop_nonfinite(w: torch.Tensor, bad: list[int]) -> torch.Tensor:
     return w[torch.isfinite(w)]
 
 
-def _work(t: torch.Tensor) -> torch.dtype:
+def _work(t: torch.Tensor | Any) -> torch.dtype:
+    if not isinstance(t, torch.Tensor):  # a LogicalTensor's chunks are float32
+        return torch.float32
     return work_dtype(torch.float32 if t.is_quantized else t.dtype)

@@ -71,6 +71,8 @@ def open_checkpoint(
                 _add_config(ckpt, path.parent, "", hf=True)
         if _is_adapter(ckpt):  # core/adapters reads its config when it is analysed
             ckpt.kind = "lora-adapter"
+        if not ckpt.logical:  # GGUF finds its own
+            _find_quantized(ckpt)
         _describe(ckpt)
     return ckpt
 
@@ -83,6 +85,21 @@ def _describe(ckpt: Checkpoint) -> None:
     nodes = list(ckpt.root.walk())
     _note_optimizer_mapping(ckpt, nodes)
     _note_overrides(ckpt, nodes)
+
+
+def _find_quantized(ckpt: Checkpoint) -> None:
+    """The quantized weights (``core/quant``), with a note saying how many of which scheme."""
+    from ckpt_gui.core.quant.detect import config_beside, find_quantized, might_be_quantized
+
+    nodes = list(ckpt.root.tensors())
+    if not might_be_quantized(nodes):
+        return
+    config = config_beside(ckpt.path, getattr(ckpt, "configs", None))
+    ckpt.logical = find_quantized(nodes, config)
+    if ckpt.logical:
+        from ckpt_gui.core.quant.view import summary
+
+        ckpt.notes.append(summary(ckpt.logical))
 
 
 def _is_adapter(ckpt: Checkpoint) -> bool:
@@ -413,6 +430,12 @@ def _dcp_path(meta: object, key: str) -> list[str]:
     return [key]
 
 
+def _open_gguf(path: Path, fmt: str) -> Checkpoint:
+    from ckpt_gui.core.formats.gguf_file import open_gguf  # numpy and gguf: only for GGUF
+
+    return open_gguf(path, fmt)
+
+
 def _open_tar(path: Path, fmt: str) -> Checkpoint:
     raise UnsupportedFormatError(
         f"{path}: a pre-1.6 tar-format torch file; torch cannot read it without running code"
@@ -445,4 +468,5 @@ _OPENERS = {
     "torch-sharded": _open_sharded,
     "dcp": _open_dcp,
     "torch-tar": _open_tar,
+    "gguf": _open_gguf,
 }

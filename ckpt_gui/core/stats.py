@@ -248,7 +248,23 @@ def _stats_steps(
     his = [r.int_hi for r in reducers if r.int_hi is not None]
     is_int = not (source.is_floating_point or source.is_complex)
     lo_hi = (min(los), max(his)) if los and his else None
-    return _repeated(_finish(acc, t, is_int, lo_hi), repeat)
+    numel = t.numel() * values_per_element(t.dtype)
+    kind = (t.is_complex(), t.is_quantized)
+    return _repeated(_finish(acc, dtype_name(t.dtype), numel, is_int, lo_hi, *kind), repeat)
+
+
+def _logical_steps(
+    lt: Any, chunk_elems: int, cancel: CancelCheck | None
+) -> Generator[int, None, TensorStats]:
+    """``_stats_steps`` of a quantized weight's ``LogicalTensor``: its row blocks are
+    dequantized to float32 and reduced on the chunk workers, never the whole weight at once."""
+    reducers = yield from map_chunks(
+        lt, chunk_elems, lambda n: _Reducer(torch.float32, n, False), _Reducer.add, cancel
+    )
+    acc = _Moments()
+    for r in reducers:
+        acc.absorb(r.acc)
+    return _finish(acc, lt.dtype, lt.numel(), False, None, False, True)
 
 
 def _repeated(s: TensorStats, k: int) -> TensorStats:
@@ -273,7 +289,13 @@ def _repeated(s: TensorStats, k: int) -> TensorStats:
 
 
 def _finish(
-    acc: _Moments, t: torch.Tensor, is_int: bool, int_lo_hi: tuple[int, int] | None
+    acc: _Moments,
+    dtype: str,
+    numel: int,
+    is_int: bool,
+    int_lo_hi: tuple[int, int] | None,
+    complex_magnitude: bool = False,
+    dequantized: bool = False,
 ) -> TensorStats:
     n = acc.n
     lo: float | None = None
@@ -286,10 +308,10 @@ def _finish(
     if n:
         l2: float | None = math.sqrt(acc.m2 + n * acc.mean * acc.mean)
     else:
-        l2 = 0.0 if t.numel() == 0 else None
+        l2 = 0.0 if numel == 0 else None
     return TensorStats(
-        dtype=dtype_name(t.dtype),
-        numel=t.numel() * values_per_element(t.dtype),
+        dtype=dtype,
+        numel=numel,
         min=lo,
         max=hi,
         mean=mean,
@@ -300,8 +322,8 @@ def _finish(
         nan=acc.nan,
         posinf=acc.posinf,
         neginf=acc.neginf,
-        complex_magnitude=t.is_complex(),
-        dequantized=t.is_quantized,
+        complex_magnitude=complex_magnitude,
+        dequantized=dequantized,
     )
 
 
@@ -372,20 +394,27 @@ def iter_stats(
             yield Progress(done, total, node.key)
             continue
         try:
-            t = node.load()
+            t = None if node.tensor.quant is not None else node.load()
         except CheckpointError as exc:
             done += nbytes
             yield StatsFailed(node.key, str(exc))
             yield Progress(done, total, node.key)
             continue
-        steps = _stats_steps(t, chunk_elems, cancel)
+        if t is None:
+            steps = _logical_steps(node.tensor.quant, chunk_elems, cancel)
+        else:
+            steps = _stats_steps(t, chunk_elems, cancel)
         last = time.monotonic()
+        failed: str | None = None
         try:
             while True:
                 try:
                     elems = next(steps)
                 except StopIteration as stop:
                     stats = stop.value
+                    break
+                except CheckpointError as exc:  # a quantized weight's parts that disagree
+                    failed = str(exc)
                     break
                 if time.monotonic() - last >= progress_interval:
                     last = time.monotonic()
@@ -394,7 +423,7 @@ def iter_stats(
             steps.close()  # on a cancel, the workers stop before the generator does
         del t, steps  # let the mapping go before the next tensor
         done += nbytes
-        yield StatsResult(node.key, stats)
+        yield StatsFailed(node.key, failed) if failed is not None else StatsResult(node.key, stats)
         yield Progress(done, total, node.key)
 
 

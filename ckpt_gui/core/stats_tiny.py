@@ -48,6 +48,7 @@ def is_tiny(info: TensorInfo | None) -> bool:
         info is not None
         and info.layout == "strided"
         and not info.no_data
+        and info.quant is None
         and info.dtype in _BATCHED_DTYPES
         and info.numel <= TINY_ELEMS
     )

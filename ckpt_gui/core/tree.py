@@ -63,6 +63,9 @@ class TensorInfo:
     # statistics then read thousands of tiny tensors in one step (safetensors files). None
     # where each tensor has to be loaded on its own.
     bytes_at: tuple[Any, int] | None = field(default=None, repr=False, compare=False)
+    # For a quantized weight's logical tensor (``core/quant``): the ``LogicalTensor`` its
+    # values are dequantized through, chunk by chunk; ``loader`` gives a small one whole.
+    quant: Any = field(default=None, repr=False, compare=False)
 
     @property
     def uninitialised(self) -> bool:

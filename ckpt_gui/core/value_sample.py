@@ -56,8 +56,27 @@ def _converted(t: torch.Tensor) -> tuple[np.ndarray, bool]:
 def sample_tensor(node: Node, index: tuple[int, ...] | None = None) -> ValueSample:
     """Read just enough of ``node``'s tensor to show it. A tensor of more than 2 dimensions
     is viewed as [first dimension, the rest], or with ``index`` (one number per leading
-    dimension) as the 2-D slice ``t[index]``: ``(3, 1)`` shows ``t[3, 1, :, :]``."""
-    t = node.load()
+    dimension) as the 2-D slice ``t[index]``: ``(3, 1)`` shows ``t[3, 1, :, :]``.
+    A quantized weight's logical tensor shows dequantized values, and says so."""
+    lt = node.tensor.quant if node.tensor is not None else None
+    if lt is None:
+        return _sample_tensor(node.load(), index)
+    if len(lt.shape) == 2 and lt.numel() > MAX_SIDE * MAX_SIDE:  # only the rows shown are read
+        n_rows, n_cols = lt.shape
+        rows, cols = _spaced(n_rows, MAX_SIDE), _spaced(n_cols, MAX_SIDE)
+        picked = lt.rows_at(rows.tolist())
+        if len(cols) < n_cols:
+            picked = picked.index_select(1, torch.from_numpy(cols))
+        values, integer = _as_numpy(picked)
+        note, sampled = _grid_note(len(rows), n_rows, len(cols), n_cols)
+        shown = ValueSample(values, rows, cols, (n_rows, n_cols), note, sampled, integer)
+    else:
+        shown = _sample_tensor(node.load(), index)
+    shown.note = f"{lt.label()}; {shown.note}"
+    return shown
+
+
+def _sample_tensor(t: torch.Tensor, index: tuple[int, ...] | None) -> ValueSample:
     shape = tuple(t.shape)
     if index is not None and t.dim() > 2:
         if len(index) != t.dim() - 2 or not all(0 <= i < n for i, n in zip(index, shape)):
@@ -104,11 +123,13 @@ def sample_2d(t: torch.Tensor) -> ValueSample:
     if len(cols) < n_cols:
         picked = picked.index_select(1, torch.from_numpy(cols))
     values, integer = _as_numpy(picked)
-    sampled = len(rows) < n_rows or len(cols) < n_cols
-    if sampled:
-        note += (
-            f"{len(rows):,} of {n_rows:,} rows × {len(cols):,} of {n_cols:,} columns, evenly spaced"
-        )
-    else:
-        note += "all values"
+    grid, sampled = _grid_note(len(rows), n_rows, len(cols), n_cols)
+    note += grid
     return ValueSample(values, rows, cols, (n_rows, n_cols), note + complex_note, sampled, integer)
+
+
+def _grid_note(rows: int, n_rows: int, cols: int, n_cols: int) -> tuple[str, bool]:
+    """What part of a [rows, columns] view is shown, and whether it is a sample."""
+    if rows < n_rows or cols < n_cols:
+        return f"{rows:,} of {n_rows:,} rows × {cols:,} of {n_cols:,} columns, evenly spaced", True
+    return "all values", False

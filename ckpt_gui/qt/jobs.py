@@ -45,7 +45,8 @@ def open_with_rows(path: Path, trust: bool) -> tuple[Checkpoint, Item, bool]:
         try:
             # Counted here, on the worker, for the summary bar on the GUI thread.
             big = ckpt.totals().tensors > FREEZE_TENSORS
-            items = build_items(ckpt.root)
+            # Quantized weights as logical tensors, their raw parts below them (core/quant).
+            items = build_items(ckpt.view_root())
         except BaseException:
             ckpt.close()
             raise
@@ -103,20 +104,19 @@ class NodeFailed:
 
 
 def stats_events(nodes: list[Node], cancel: Callable[[], bool]) -> Iterator[Any]:
-    """``iter_stats`` over ``nodes`` with results mapped back to their nodes (keys can repeat
-    across files but not within one tree, so the first node with a key wins)."""
-    by_key: dict[str, Node] = {}
-    for node in nodes:
-        by_key.setdefault(node.key, node)
+    """``iter_stats`` over ``nodes`` with results mapped back to their nodes. ``iter_stats``
+    gives one result (or failure) per tensor node, in the order given, so results are matched
+    by position: a quantized weight's logical tensor can share its key with a raw part."""
+    measured = iter(n for n in nodes if n.tensor is not None)
     for event in iter_stats(nodes, cancel=cancel):
         if isinstance(event, StatsResult):
-            found = by_key.get(event.key)
-            if found is not None:
-                yield NodeStats(found, event.stats)
+            node = next(measured)
+            assert node.key == event.key
+            yield NodeStats(node, event.stats)
         elif isinstance(event, StatsFailed):
-            found = by_key.get(event.key)
-            if found is not None:
-                yield NodeFailed(found, event.message)
+            node = next(measured)
+            assert node.key == event.key
+            yield NodeFailed(node, event.message)
         else:
             yield event
 
@@ -156,6 +156,9 @@ def histogram_events(
             return
         known = stats.get(node) if stats is not None and exact else None
         try:
-            yield node, histogram(node.load(), bins=bins, exact=exact, stats=known)
+            # A quantized weight's logical tensor is read dequantized, in row blocks.
+            data = node.tensor.quant if node.tensor is not None else None
+            data = data if data is not None else node.load()
+            yield node, histogram(data, bins=bins, exact=exact, stats=known)
         except Exception as exc:  # noqa: BLE001 - one unreadable tensor must not end the others
             yield node, error_text(exc)[0]

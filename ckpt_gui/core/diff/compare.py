@@ -236,7 +236,7 @@ def iter_diff(
         nbytes = entry.nbytes
         try:
             assert entry.node_a is not None and entry.node_b is not None
-            ta, tb = entry.node_a.load(), entry.node_b.load()
+            ta, tb = _source(entry.node_a), _source(entry.node_b)
         except CheckpointError as exc:
             failure = DiffFailed(entry.key, str(exc))
             report.failed.append(failure)
@@ -267,6 +267,13 @@ def iter_diff(
     report.entries = [entries[i] for i in sorted(entries)] + only + only_b
     yield report
     return report
+
+
+def _source(node: Node) -> Any:
+    """What a tensor is compared through: its data, or a quantized weight's ``LogicalTensor``
+    (dequantized block by block)."""
+    assert node.tensor is not None
+    return node.tensor.quant if node.tensor.quant is not None else node.load()
 
 
 def diff_checkpoints(ckpt_a: Checkpoint, ckpt_b: Checkpoint, **options: Any) -> DiffReport:

@@ -16,6 +16,7 @@ import torch
 from ckpt_gui.core.diff.compare import DiffEntry
 from ckpt_gui.core.diff.metrics import compare_dtype
 from ckpt_gui.core.histogram import DEFAULT_BINS, Histogram, histogram
+from ckpt_gui.core.tree import Node
 
 DEFAULT_SAMPLE = 1 << 20
 _BLOCK = 1024  # consecutive elements read together: few page faults on a memory-mapped file
@@ -52,8 +53,8 @@ def entry_histograms(entry: DiffEntry) -> EntryHistograms:
     """The histograms of one compared key (reads its tensors: the window runs it on a worker).
     A pair of the same shape gets common bins and a real A − B; otherwise each side alone."""
     na, nb = entry.node_a, entry.node_b
-    ta = na.load() if na is not None and na.tensor is not None else None
-    tb = nb.load() if nb is not None and nb.tensor is not None else None
+    rows = _sample_rows(na, nb)
+    ta, tb = _side(na, rows), _side(nb, rows)
     if ta is None and tb is None:
         return EntryHistograms(None, None, None)
     bins = bins_for(max(t.numel() for t in (ta, tb) if t is not None))
@@ -65,6 +66,35 @@ def entry_histograms(entry: DiffEntry) -> EntryHistograms:
         b=histogram(tb, bins=bins) if tb is not None else None,
         diff=None,
     )
+
+
+def _sample_rows(na: Node | None, nb: Node | None) -> list[int] | None:
+    """For a large quantized weight's logical tensor (either side): about ``DEFAULT_SAMPLE``
+    values' worth of evenly spaced rows, the same on both sides, so that its histogram and its
+    difference never need the whole weight dequantized. None otherwise."""
+    infos = [n.tensor for n in (na, nb) if n is not None and n.tensor is not None]
+    lts = [i.quant for i in infos if i.quant is not None]
+    if not lts or lts[0].numel() <= DEFAULT_SAMPLE or len({i.shape for i in infos}) > 1:
+        return None
+    lt = lts[0]
+    picks = torch.linspace(0, lt.rows - 1, max(1, DEFAULT_SAMPLE // lt.cols)).round().long()
+    return picks.unique().tolist()
+
+
+def _side(node: Node | None, rows: list[int] | None) -> torch.Tensor | None:
+    """A side's tensor, or its ``rows`` (of the tensor seen as (rows, last dimension)); a
+    quantized weight's logical tensor dequantized."""
+    if node is None or node.tensor is None:
+        return None
+    lt = node.tensor.quant
+    if rows is None:
+        return (
+            node.load() if lt is None or lt.numel() <= DEFAULT_SAMPLE else lt.sample(DEFAULT_SAMPLE)
+        )
+    if lt is not None:
+        return lt.rows_at(rows)
+    t = node.load()
+    return t.reshape(-1, t.shape[-1])[rows] if t.dim() else t
 
 
 def paired_sample(

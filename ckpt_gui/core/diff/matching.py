@@ -10,7 +10,7 @@ so two files whose keys already agree are matched exactly.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.tree import Node
@@ -133,9 +133,44 @@ def match_leaves(
 
 def match_checkpoints(a: Checkpoint, b: Checkpoint, match: str | KeyMatch = "auto") -> Matching:
     """``match_leaves`` over two opened checkpoints."""
+    leaves_a, leaves_b = checkpoint_leaves(a), checkpoint_leaves(b)
+    if (a.format == "gguf") != (b.format == "gguf"):  # a GGUF conversion and its original
+        from ckpt_gui.core.quant.gguf_names import hf_leaves
+
+        if a.format == "gguf":
+            renamed = hf_leaves(a, leaves_a, (n.key for n in leaves_b))
+            leaves_a = renamed if renamed is not None else leaves_a
+        else:
+            renamed = hf_leaves(b, leaves_b, (n.key for n in leaves_a))
+            leaves_b = renamed if renamed is not None else leaves_b
+        if renamed is not None:
+            found = match_leaves(leaves_a, leaves_b, match)
+            found.match = replace(found.match, mode=f"gguf names, {found.match.mode}")
+            return found
     return match_leaves(
-        leaves(a.root), leaves(b.root), match, model_prefixes(a.root), model_prefixes(b.root)
+        leaves_a,
+        leaves_b,
+        match,
+        model_prefixes(a.root),
+        model_prefixes(b.root),
     )
+
+
+def checkpoint_leaves(ckpt: Checkpoint) -> list[Node]:
+    """``leaves`` of a checkpoint, each quantized weight as its logical tensor (compared
+    dequantized) in place of its raw parts."""
+    if not ckpt.logical:
+        return leaves(ckpt.root)
+    root = ckpt.view_root()
+    out: list[Node] = []
+    stack = list(reversed(root.children))
+    while stack:
+        node = stack.pop()
+        if node.kind in ("tensor", "value"):
+            out.append(node)
+        if node.tensor is None or node.tensor.quant is None:  # not a logical tensor's parts
+            stack.extend(reversed(node.children))
+    return out
 
 
 def _strip(key: str, prefix: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from ckpt_gui.core.chunks import (
     compact,
     drain,
     paired_chunks,
+    paired_rows,
     scale_pow2,
     serial_torch,
 )
@@ -339,8 +341,8 @@ def _square_sum(w: torch.Tensor, bufs: _Buffers) -> float:
 
 
 def diff_steps(
-    a: torch.Tensor,
-    b: torch.Tensor,
+    a: torch.Tensor | Any,
+    b: torch.Tensor | Any,
     *,
     atol: float = 0.0,
     rtol: float = 0.0,
@@ -349,19 +351,27 @@ def diff_steps(
 ) -> Generator[int, None, TensorDiff]:
     """Compare ``a`` with ``b`` chunk by chunk, yielding the number of elements done after each
     chunk (a progress and cancel point); the generator's return value is the ``TensorDiff``."""
-    if a.device.type != "cpu" or b.device.type != "cpu":
-        raise ValueError("tensor diffs need CPU tensors")
-    a, b, repeat = _compact_pair(a, b)
-    same_dtype = a.dtype == b.dtype and not a.is_quantized and not b.is_quantized
-    src_a = torch.float32 if a.is_quantized else a.dtype
-    src_b = torch.float32 if b.is_quantized else b.dtype
+    # A quantized weight's LogicalTensor on either side: compared row block by row block.
+    lazy = not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor)
+    if lazy:
+        repeat, same_dtype = 1, False
+        src_a, src_b = (_source_dtype(t) for t in (a, b))
+        room = max(chunk_elems, a.shape[-1] if a.shape else 1)
+    else:
+        if a.device.type != "cpu" or b.device.type != "cpu":
+            raise ValueError("tensor diffs need CPU tensors")
+        a, b, repeat = _compact_pair(a, b)
+        same_dtype = a.dtype == b.dtype and not a.is_quantized and not b.is_quantized
+        src_a, src_b = _source_dtype(a), _source_dtype(b)
+        room = chunk_elems
     work = compare_dtype(src_a, src_b)
-    bufs = _Buffers(work, min(chunk_elems, max(a.numel(), 1)))
+    bufs = _Buffers(work, min(room, max(a.numel(), 1)))
     acc = _Sums()
     identical = same_dtype
     done = 0
     with serial_torch():
-        for ca, cb in paired_chunks(a, b, chunk_elems):
+        pairs = paired_rows(a, b, chunk_elems) if lazy else paired_chunks(a, b, chunk_elems)
+        for ca, cb in pairs:
             if cancel is not None and cancel():
                 raise Cancelled()
             same = same_dtype and _same_bits(ca, cb)
@@ -391,6 +401,13 @@ def diff_steps(
         complex_magnitude=work.is_complex,
     )
     return _repeated(diff, repeat)
+
+
+def _source_dtype(t: torch.Tensor | Any) -> torch.dtype:
+    """The dtype ``t``'s chunks come in: float32 for quantized and logical tensors."""
+    if not isinstance(t, torch.Tensor) or t.is_quantized:
+        return torch.float32
+    return t.dtype
 
 
 # Beyond this, a broadcast view is compared only against one that repeats the same way.

@@ -70,6 +70,8 @@ def detect_stream(path: Path | str, fp: BinaryIO, size: int) -> str:
         return "torch-tar"
     if head.startswith(LEGACY_PREFIX):
         return "torch-legacy"
+    if head.startswith(b"GGUF"):  # llama.cpp's format, read by the gguf package
+        return "gguf"
     # A header longer than the file is still a safetensors file: a truncated one, which the
     # reader then says.
     if kind == "safetensors" or _looks_like_safetensors(head, size):

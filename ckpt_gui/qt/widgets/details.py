@@ -34,8 +34,9 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         rows.append(("kind", "module (grouped by dotted name)"))
     elif node.kind == "tensor" and node.tensor is not None:
         info = node.tensor
+        lt = info.quant  # a quantized weight's logical tensor: what its figures are of
         rows += [
-            ("kind", "tensor"),
+            ("kind", f"tensor, {lt.label()}" if lt is not None else "tensor"),
             ("role", node.role.replace("_", " ")),
             ("dtype", info.dtype),
             ("shape", format_shape(info.shape)),
@@ -57,6 +58,8 @@ def detail_rows(item: Item, stats: Any) -> list[tuple[str, str]]:
         else:
             storage = "own"
         rows.append(("storage", storage))
+        if lt is not None:
+            rows.append(("stored as", f"{len(lt.parts)} raw tensors ({', '.join(lt.parts)})"))
         if info.container == "numpy":
             rows.append(("saved as", "a NumPy array (shown and measured as a tensor)"))
         if info.layout != "strided":
