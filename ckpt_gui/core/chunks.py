@@ -261,36 +261,54 @@ def map_chunks(
     pieces: Iterator[Any] = (
         flat_chunks(t, chunk_elems) if isinstance(t, torch.Tensor) else t.lazy_chunks(chunk_elems)
     )
-    lock, stop, done_box = threading.Lock(), threading.Event(), [0]
+    # Chunk j always goes to state j % workers, and each state takes its chunks in order,
+    # whichever thread reads them: the states, and so the sums merged from them, are the same
+    # in every run (threads grabbing chunks into their own state made the last bits of a mean
+    # depend on which thread was faster).
+    states = [make_state(_room(t, chunk_elems)) for _ in range(workers)]
+    served = [0] * workers  # per state: chunks stepped into it so far
+    turn = threading.Condition()
+    stop, done_box, taken = threading.Event(), [0], [0]
 
-    def work() -> S:
-        state = make_state(_room(t, chunk_elems))
+    def work() -> None:
         try:
             while True:
-                with lock:
+                with turn:
                     chunk = None if stop.is_set() else next(pieces, None)
                     if chunk is None:
-                        return state
+                        return
+                    j = taken[0]
+                    taken[0] += 1
                     _check(cancel)
                 if lazy:
                     chunk = chunk()  # dequantized here, outside the lock
-                step(state, chunk)
-                with lock:
+                which, place = j % workers, j // workers
+                with turn:
+                    while served[which] != place and not stop.is_set():
+                        turn.wait(PROGRESS_INTERVAL)
+                    if stop.is_set():
+                        return
+                step(states[which], chunk)  # its predecessor is done, its successor waits
+                with turn:
+                    served[which] += 1
                     done_box[0] += chunk.numel()
+                    turn.notify_all()
         except BaseException:
             stop.set()
             raise
 
     futures = [pool.submit(work) for _ in range(workers)]
     try:
-        pending: set[Future[S]] = set(futures)
+        pending: set[Future[None]] = set(futures)
         while pending:
             _, pending = wait(pending, timeout=PROGRESS_INTERVAL)
             yield done_box[0]
     finally:
         stop.set()
         wait(futures)  # no chunk is still being read once this returns
-    return [f.result() for f in futures]
+    for f in futures:
+        f.result()  # a worker's error, raised here
+    return states
 
 
 def _room(t: torch.Tensor | Any, chunk_elems: int) -> int:
