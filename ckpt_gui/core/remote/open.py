@@ -177,7 +177,7 @@ def _open_folder(url: str, fs: Any, path: str, index: str | None = None) -> Chec
         format_label=label,
     )
     ckpt.notes.append(f"remote: {shown(url)} (bytes fetched as needed)")
-    ckpt.notes.append(f"{len(shards)} shards")
+    ckpt.notes.append(f"{len(shards)} shard{'s' * (len(shards) != 1)}")
     return ckpt
 
 
