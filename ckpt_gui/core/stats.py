@@ -394,6 +394,11 @@ def iter_stats(
             yield Progress(done, total, node.key)
             continue
         try:
+            fetched = 0
+            for n in node.tensor.fetch() if node.tensor.fetch is not None else ():
+                _check(cancel)  # a download is cancelled between its steps
+                fetched += n
+                yield Progress(done + min(fetched, nbytes), total, node.key)
             t = None if node.tensor.quant is not None else node.load()
         except CheckpointError as exc:
             done += nbytes
@@ -416,8 +421,8 @@ def iter_stats(
                 except CheckpointError as exc:  # a quantized weight's parts that disagree
                     failed = str(exc)
                     break
-                if time.monotonic() - last >= progress_interval:
-                    last = time.monotonic()
+                if time.monotonic() - last >= progress_interval and not fetched:
+                    last = time.monotonic()  # (after a download, its steps were the progress)
                     yield Progress(done + elems * nbytes // max(numel, 1), total, node.key)
         finally:
             steps.close()  # on a cancel, the workers stop before the generator does

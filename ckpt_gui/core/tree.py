@@ -73,6 +73,10 @@ class TensorInfo:
 
     # Reads the tensor as a CPU tensor, memory-mapped from the file wherever the format allows.
     loader: Callable[[], torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    # For a tensor of a remote checkpoint: fetches the bytes ``loader`` will read, in steps,
+    # yielding the bytes each step brought (nothing when they are cached); a caller that
+    # reports progress or can be cancelled runs it first. None for local data.
+    fetch: Callable[[], Iterator[int]] | None = field(default=None, repr=False, compare=False)
 
     @_cached
     def numel(self) -> int:

@@ -8,7 +8,6 @@ then fetches its own bytes when loaded. Other formats must be downloaded first.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -115,7 +114,10 @@ def placed(data: bytes, offset: int) -> torch.Tensor:
 
 def _infos(remote: RemoteFile, entries: list[Any]) -> list[tuple[str, TensorInfo]]:
     label = shown(remote.url)
-    return list(safetensors_file.tensor_infos(label, entries, _Fetched(remote)).items())
+    infos = safetensors_file.tensor_infos(label, entries, _Fetched(remote))
+    for e in entries:
+        infos[e.name].fetch = partial(remote.fetch_steps, e.begin, e.end)
+    return list(infos.items())
 
 
 def _checkpoint(
@@ -227,9 +229,7 @@ def _describe_fake(remote: RemoteFile, t: Any) -> TensorInfo:
         )
     dtype = str(t.dtype).removeprefix("torch.")
     shape, stride, first = tuple(t.shape), tuple(t.stride()), int(t.storage_offset())
-    fetch: Callable[[], torch.Tensor] = partial(
-        _fetch_view, remote, offset, storage.nbytes(), dtype, shape, stride, first
-    )
+    begin, end = _span(offset, dtype_from_name(dtype).itemsize, shape, stride, first)
     return TensorInfo(
         dtype=dtype,
         shape=shape,
@@ -237,8 +237,17 @@ def _describe_fake(remote: RemoteFile, t: Any) -> TensorInfo:
         device=str(getattr(storage, "_fake_device", "cpu")),
         storage_id=offset,
         storage_offset=first,
-        loader=fetch,
+        loader=partial(_fetch_view, remote, offset, storage.nbytes(), dtype, shape, stride, first),
+        fetch=partial(remote.fetch_steps, begin, end),
     )
+
+
+def _span(
+    offset: int, size: int, shape: tuple[int, ...], stride: tuple[int, ...], first: int
+) -> tuple[int, int]:
+    """The file range of a view's elements, ``first`` to its last, in a storage at ``offset``."""
+    last = first + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else first - 1
+    return offset + first * size, offset + (last + 1) * size
 
 
 def _fetch_view(
@@ -255,9 +264,7 @@ def _fetch_view(
     import torch
 
     torch_dtype = dtype_from_name(dtype)
-    size = torch_dtype.itemsize
-    last = first + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else first - 1
-    begin, end = offset + first * size, offset + (last + 1) * size
+    begin, end = _span(offset, torch_dtype.itemsize, shape, stride, first)
     if end > offset + nbytes:
         raise CorruptError(f"{shown(remote.url)}: a tensor reaches past its storage")
     data = placed(remote.read(begin, end), begin) if end > begin else None

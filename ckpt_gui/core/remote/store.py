@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ckpt_gui.core.errors import Cancelled, CheckpointError, NotFoundError
@@ -142,6 +142,14 @@ class RemoteFile:
                 if progress is not None:
                     progress(len(data))
         return self.cached.get(begin, end)
+
+    def fetch_steps(self, begin: int, end: int) -> Iterator[int]:
+        """Fetch ``[begin, end)`` into the cache a step at a time, yielding each step's bytes
+        (nothing for what is cached): a caller's progress and cancel points."""
+        for lo, hi in self.cached.missing(max(0, begin), min(end, self.size)):
+            for at in range(lo, hi, FETCH_STEP):
+                self.read(at, min(hi, at + FETCH_STEP))
+                yield min(hi, at + FETCH_STEP) - at
 
     def _check_version(self) -> None:
         info = call(self.url, "checking its version", self.fs.info, self.path)

@@ -225,3 +225,31 @@ def test_formats_that_need_the_whole_file_say_so(
     with serving(tmp_path) as (url, _):
         err = _error(["inspect", f"{url}/legacy.pt"], capsys)
         assert "download it and open the copy" in err
+
+
+def test_statistics_report_the_download_and_can_stop_it(
+    server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckpt_gui.core.errors import Cancelled
+    from ckpt_gui.core.remote import store
+    from ckpt_gui.core.stats import Progress, StatsResult, iter_stats
+
+    _, url, behaviour = server
+    monkeypatch.setattr(store, "FETCH_STEP", 1 << 20)
+    with open_checkpoint(f"{url}/big.safetensors") as ckpt:
+        node = ckpt.find("layers.5.weight")
+        events = list(iter_stats([node]))
+        steps = [e.done_bytes for e in events if isinstance(e, Progress)]
+        assert steps[:5] == [0, 1 << 20, 2 << 20, 3 << 20, 4 << 20]  # one per megabyte fetched
+        assert isinstance(events[-2], StatsResult)
+        other = ckpt.find("layers.6.weight")
+        polls = []
+
+        def cancel() -> bool:
+            polls.append(1)
+            return len(polls) > 2
+
+        behaviour.reset()
+        with pytest.raises(Cancelled):
+            list(iter_stats([other], cancel=cancel))
+        assert behaviour.sent < 4 << 20  # stopped part way through the download (4 MB)
