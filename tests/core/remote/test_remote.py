@@ -253,3 +253,33 @@ def test_statistics_report_the_download_and_can_stop_it(
         with pytest.raises(Cancelled):
             list(iter_stats([other], cancel=cancel))
         assert behaviour.sent < 4 << 20  # stopped part way through the download (4 MB)
+
+
+def test_a_file_that_needs_reading_whole_downloads_in_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ckpt_gui.core.remote import store
+    from ckpt_gui.core.remote.download import iter_download
+
+    monkeypatch.setattr(store, "FETCH_STEP", 1 << 16)
+    with open(tmp_path / "legacy.pt", "wb") as f:
+        torch.save({"w": torch.arange(100_000.0)}, f, _use_new_zipfile_serialization=False)
+    with serving(tmp_path) as (url, behaviour):
+        steps = iter_download(f"{url}/legacy.pt")
+        seen = []
+        while True:
+            try:
+                seen.append(next(steps))
+            except StopIteration as stop:
+                copy = stop.value
+                break
+        size = (tmp_path / "legacy.pt").stat().st_size
+        assert seen[0] == (0, size) and seen[-1] == (size, size) and len(seen) > 5
+        assert copy.name.endswith("-legacy.pt")
+        assert copy.read_bytes() == (tmp_path / "legacy.pt").read_bytes()
+        with open_checkpoint(copy) as ckpt:
+            assert torch.equal(ckpt.find("w").load(), torch.arange(100_000.0))
+        behaviour.reset()
+        again = iter_download(f"{url}/legacy.pt")
+        assert next(again) == (size, size)  # cached: nothing fetched again
+        assert behaviour.sent == 0
