@@ -7,13 +7,18 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ckpt_gui.core.remote.location import RemotePath
 
-def name_key(path: str | os.PathLike[str]) -> Path:
-    """The key ``short_names`` files a path under (absolute, symlinks left as they are)."""
+
+def name_key(path: str | os.PathLike[str] | RemotePath) -> Path:
+    """The key ``short_names`` files a path under (absolute, symlinks left as they are; a
+    remote location as it is)."""
+    if isinstance(path, RemotePath):
+        return path  # type: ignore[return-value]  # it has the name and parts of a Path
     return Path(os.path.abspath(path))
 
 
-def short_names(paths: Iterable[str | os.PathLike[str]]) -> dict[Path, str]:
+def short_names(paths: Iterable[str | os.PathLike[str] | RemotePath]) -> dict[Path, str]:
     """For each path, its name, prefixed with the fewest parent folders that make it unique
     among ``paths`` with the same name (keyed by ``name_key``)."""
     keys = list(dict.fromkeys(name_key(p) for p in paths))

@@ -42,6 +42,13 @@ class RemotePath:
         return urlsplit(self.url).path.rstrip("/").rpartition("/")[2]
 
     @property
+    def parts(self) -> tuple[str, ...]:
+        """``("https://host", "folder", "model.safetensors")``, as ``Path.parts`` splits."""
+        split = urlsplit(self.url)
+        top = f"{split.scheme}://{split.hostname or ''}"
+        return (top, *[p for p in split.path.split("/") if p])
+
+    @property
     def suffix(self) -> str:
         name = self.name
         return name[name.rfind(".") :] if "." in name.lstrip(".") else ""
