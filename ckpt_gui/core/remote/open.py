@@ -19,7 +19,7 @@ from ckpt_gui.core.formats.detect import INDEX_SUFFIXES, MAX_INDEX_BYTES, detect
 from ckpt_gui.core.formats.folders import FolderCheckpoint
 from ckpt_gui.core.reader import flat_root
 from ckpt_gui.core.remote.location import RemotePath, shown
-from ckpt_gui.core.remote.store import RemoteError, RemoteFile, call, filesystem
+from ckpt_gui.core.remote.store import Fetch, RemoteError, RemoteFile, call, filesystem
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
 from ckpt_gui.core.units import human_bytes
 
@@ -116,7 +116,7 @@ def _infos(remote: RemoteFile, entries: list[Any]) -> list[tuple[str, TensorInfo
     label = shown(remote.url)
     infos = safetensors_file.tensor_infos(label, entries, _Fetched(remote))
     for e in entries:
-        infos[e.name].fetch = partial(remote.fetch_steps, e.begin, e.end)
+        infos[e.name].fetch = Fetch(remote, e.begin, e.end)
     return list(infos.items())
 
 
@@ -238,7 +238,7 @@ def _describe_fake(remote: RemoteFile, t: Any) -> TensorInfo:
         storage_id=offset,
         storage_offset=first,
         loader=partial(_fetch_view, remote, offset, storage.nbytes(), dtype, shape, stride, first),
-        fetch=partial(remote.fetch_steps, begin, end),
+        fetch=Fetch(remote, begin, end),
     )
 
 

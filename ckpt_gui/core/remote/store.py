@@ -164,6 +164,20 @@ class RemoteFile:
         return io.BufferedReader(_Raw(self), buffer_size=64 << 10)
 
 
+class Fetch:
+    """``TensorInfo.fetch`` of a remote tensor: calling it fetches its range in steps;
+    ``missing()`` says how many of its bytes the cache lacks."""
+
+    def __init__(self, remote: RemoteFile, begin: int, end: int) -> None:
+        self.remote, self.begin, self.end = remote, begin, end
+
+    def __call__(self) -> Iterator[int]:
+        return self.remote.fetch_steps(self.begin, self.end)
+
+    def missing(self) -> int:
+        return sum(hi - lo for lo, hi in self.remote.cached.missing(self.begin, self.end))
+
+
 class _Raw(io.RawIOBase):
     def __init__(self, remote: RemoteFile) -> None:
         self.remote, self.position = remote, 0

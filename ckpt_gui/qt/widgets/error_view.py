@@ -38,11 +38,16 @@ class ErrorView(QWidget):
         self._toggle.setCheckable(True)
         self._toggle.toggled.connect(self._show_details)
         self.retry_button = QPushButton("Try again")
+        # What else may help (Download and Open, for a remote file read only whole): the page
+        # that shows the error sets its text and connects it.
+        self.action_button = QPushButton()
+        self.action_button.setVisible(False)
         self._details = QPlainTextEdit()
         self._details.setReadOnly(True)
         self._details.setVisible(False)
 
         buttons = QHBoxLayout()
+        buttons.addWidget(self.action_button)
         buttons.addWidget(self.retry_button)
         buttons.addWidget(self._toggle)
         buttons.addStretch(1)
@@ -57,11 +62,16 @@ class ErrorView(QWidget):
         layout.addStretch(0)
         self._stretch_when_hidden = layout.count() - 1
 
-    def set_error(self, title: str, message: str, details: str = "") -> None:
+    def set_error(
+        self, title: str, message: str, details: str = "", action: str | None = None
+    ) -> None:
+        """Show an error; ``action``: the text of the action button, shown only when given."""
         self._title.setText(title)
         self._message.setText(message)
         self._details.setPlainText(details or message)
         self._toggle.setChecked(False)
+        self.action_button.setText(action or "")
+        self.action_button.setVisible(action is not None)
 
     def message(self) -> str:
         return self._message.text()
