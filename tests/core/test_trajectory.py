@@ -271,6 +271,30 @@ def test_reopening_reads_the_cache_only(tmp_path: Path, states) -> None:
     assert [o.norm for o in again.optimizer] == [o.norm for o in first.optimizer]
 
 
+def test_a_trusted_run_has_its_own_cache_units(tmp_path: Path, states) -> None:
+    _training_run(tmp_path / "run", states)
+    compute_trajectory([tmp_path / "run"])
+    trusted = compute_trajectory([tmp_path / "run"], trust=True)
+    assert trusted.computed["checkpoints"] == list(range(EPOCHS))  # not the safe view's units
+    again = compute_trajectory([tmp_path / "run"], trust=True)
+    assert again.opened == []
+
+
+def test_the_cache_drops_the_least_recently_used_units(tmp_path: Path, states) -> None:
+    _training_run(tmp_path / "run", states)
+    compute_trajectory([tmp_path / "run"])
+    folder = _cache_dir(tmp_path)
+    units = sorted(folder.glob("*.json"))
+    sizes = {p: p.stat().st_size for p in units}
+    for age, path in enumerate(units):  # the first oldest
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    keep = sum(sizes.values()) - sizes[units[0]] - sizes[units[1]]
+    RunCache(folder, limit=keep).prune()
+    assert sorted(folder.glob("*.json")) == units[2:]
+    compute_trajectory([tmp_path / "run"], cache=RunCache(folder))  # reads what is left
+    assert len(list(folder.glob("*.json"))) == len(units)
+
+
 def _figures(report) -> list:
     out = []
     for t in report.tensors:

@@ -7,7 +7,9 @@ One JSON file per unit: a checkpoint (its manifest and per-tensor statistics), a
 identities (resolved path, size, modification time) of the checkpoints in it, which the file
 repeats and which is checked on reading. A changed file has a new identity and so new units.
 Writes go to a temporary file renamed into place; a file that cannot be read or parsed, or
-whose identity does not match, counts as absent and is written again.
+whose identity does not match, counts as absent and is written again. A unit read is marked
+used (its modification time); past ``MAX_CACHE_BYTES`` in all, the least recently used units
+are removed, once per run opened.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 CACHE_VERSION = 1
 # Above this a cache file is not read (a real one holds a few numbers per tensor).
 MAX_CACHE_FILE = 512 << 20
+MAX_CACHE_BYTES = 1 << 30  # all unit files together
 
 
 def default_cache_dir() -> Path:
@@ -34,10 +37,11 @@ def default_cache_dir() -> Path:
 class RunCache:
     """Unit files under ``folder``; ``folder=None`` keeps nothing (``--no-cache``)."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path | None, limit: int = MAX_CACHE_BYTES) -> None:
+        self.folder, self.limit = folder, limit
         self.reads = 0  # unit files found valid
         self.writes = 0
+        self._pruned = False
 
     @property
     def enabled(self) -> bool:
@@ -69,6 +73,10 @@ class RunCache:
         ):
             return {}
         self.reads += 1
+        try:
+            os.utime(path)  # used: the last to go when the cache is pruned
+        except OSError:
+            pass
         return content["data"]  # type: ignore[no-any-return]
 
     def store(self, kind: str, ident: list[Any], data: dict[str, Any]) -> None:
@@ -88,6 +96,9 @@ class RunCache:
             os.replace(tmp, path)
             tmp = None
             self.writes += 1
+            if not self._pruned:
+                self._pruned = True
+                self.prune()
         except OSError:
             pass
         finally:
@@ -96,3 +107,24 @@ class RunCache:
                     os.unlink(tmp)
                 except OSError:
                     pass
+
+    def prune(self) -> None:
+        """Remove the least recently used unit files until all of them fit in ``limit``."""
+        if self.folder is None:
+            return
+        units = []
+        for path in self.folder.glob("*.json"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            units.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in units)
+        for _, size, path in sorted(units):
+            if total <= self.limit:
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= size

@@ -53,7 +53,8 @@ class RunSession:
 
     def __init__(self, paths: list[Path], cache: RunCache, trust: bool) -> None:
         self.paths, self.cache, self.trust = paths, cache, trust
-        self.ids = [identity(p) for p in paths]
+        # A trusted load can read a file differently from the safe views: its own units.
+        self.ids = [[*identity(p), "trusted"] if trust else identity(p) for p in paths]
         self.units = [Unit(cache, "checkpoint", [ident]) for ident in self.ids]
         self.opened: dict[int, Checkpoint] = {}
         self._pairs: dict[Pair, Unit] = {}
