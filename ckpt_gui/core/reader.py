@@ -54,6 +54,7 @@ def open_checkpoint(
         url = path.url if isinstance(path, RemotePath) else os.fspath(path)
         with gc_paused():
             ckpt = open_remote(url, trust=trust)
+            _find_quantized(ckpt)
             _describe(ckpt)
         return ckpt
     path = Path(path)
@@ -94,7 +95,12 @@ def _find_quantized(ckpt: Checkpoint) -> None:
     nodes = list(ckpt.root.tensors())
     if not might_be_quantized(nodes):
         return
-    config = config_beside(ckpt.path, getattr(ckpt, "configs", None))
+    if isinstance(ckpt.path, RemotePath):
+        from ckpt_gui.core.remote.open import remote_config
+
+        config = remote_config(ckpt.path)
+    else:
+        config = config_beside(ckpt.path, getattr(ckpt, "configs", None))
     ckpt.logical = find_quantized(nodes, config)
     if ckpt.logical:
         from ckpt_gui.core.quant.view import summary

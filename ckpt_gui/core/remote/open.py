@@ -13,7 +13,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.errors import CorruptError, NotACheckpointError, UnsupportedFormatError
+from ckpt_gui.core.errors import (
+    CheckpointError,
+    CorruptError,
+    NotACheckpointError,
+    UnsupportedFormatError,
+)
 from ckpt_gui.core.formats import safetensors_file
 from ckpt_gui.core.formats.detect import INDEX_SUFFIXES, MAX_INDEX_BYTES, detect_stream, parse_index
 from ckpt_gui.core.formats.folders import FolderCheckpoint
@@ -127,6 +132,22 @@ def _checkpoint(
     ckpt = Checkpoint(path=where, format=fmt, root=root, size_on_disk=size, **extra)  # type: ignore[arg-type]
     ckpt.notes.append(f"remote: {shown(where.url)} (bytes fetched as needed)")
     return ckpt
+
+
+def remote_config(where: RemotePath) -> dict[str, Any] | None:
+    """The config.json of a remote checkpoint (in its folder, or beside its file), or None
+    when there is none or it is not a small JSON object; fetched only when asked for."""
+    import json
+
+    folder = where if where.is_dir() else where.parent
+    try:
+        remote = RemoteFile((folder / "config.json").url)
+        if remote.size > MAX_INDEX_BYTES:
+            return None
+        config = json.loads(remote.read(0, remote.size))
+    except (CheckpointError, ValueError, RecursionError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def _open_folder(url: str, fs: Any, path: str, index: str | None = None) -> Checkpoint:

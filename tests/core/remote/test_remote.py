@@ -283,3 +283,20 @@ def test_a_file_that_needs_reading_whole_downloads_in_steps(
         again = iter_download(f"{url}/legacy.pt")
         assert next(again) == (size, size)  # cached: nothing fetched again
         assert behaviour.sent == 0
+
+
+def test_a_quantized_model_reads_its_remote_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.core.quant import writers
+
+    path, reference = writers.gptq(tmp_path / "gptq")
+    with serving(tmp_path) as (url, _):
+        remote = _json(["inspect", f"{url}/gptq/model.safetensors", "--json"], capsys)
+        local = _json(["inspect", str(path), "--json"], capsys)
+        assert remote["quantized"] == local["quantized"] and remote["quantized"]
+        with open_checkpoint(f"{url}/gptq/") as ckpt:
+            (logical,) = ckpt.logical
+            key = "model.layers.0.mlp.down_proj.weight"
+            values = logical.dequantize().numpy()
+        assert logical.key == key and (values == reference[key]).all()
