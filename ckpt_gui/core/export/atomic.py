@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from ckpt_gui.core.export.options import ExportError
+from ckpt_gui.core.remote.location import RemotePath
 
 TEMP_SUFFIX = ".partial"
 
@@ -36,6 +37,10 @@ def check_destination(
     index, DCP storage files, wherever their links lead); no file written may be one of them,
     however it is spelled. ``names``: the files a sharded export writes. Without ``overwrite``,
     an existing destination file (or shard, or index) is refused too."""
+    if isinstance(source, RemotePath):
+        raise ExportError(
+            f"{source}: a remote checkpoint; download it first, then export the local copy"
+        )
     src, dst = source.resolve(), destination.resolve()
     if src == dst or _same_file(source, destination):
         raise ExportError(f"{destination}: this is the source file; choose another destination")

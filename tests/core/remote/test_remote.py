@@ -300,3 +300,12 @@ def test_a_quantized_model_reads_its_remote_config(
             key = "model.layers.0.mlp.down_proj.weight"
             values = logical.dequantize().numpy()
         assert logical.key == key and (values == reference[key]).all()
+
+
+def test_export_of_a_remote_checkpoint_is_refused_in_one_line(
+    server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url, _ = server
+    err = _error(["export", f"{url}/train.pt", str(tmp_path / "out.safetensors")], capsys)
+    assert err.endswith("a remote checkpoint; download it first, then export the local copy")
+    assert not (tmp_path / "out.safetensors").exists()
