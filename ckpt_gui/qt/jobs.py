@@ -4,12 +4,21 @@ nobody wants it (a ``discard`` of ``ckpt_gui.qt.workers``). Qt-free."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.core.diff import (
+    DiffEvent,
+    DiffReport,
+    KeyMatch,
+    LayerChange,
+    iter_diff,
+    layer_changes,
+)
+from ckpt_gui.core.diff.layers import by_block
 from ckpt_gui.core.memory import freeze_heap, gc_paused, thaw_heap
 from ckpt_gui.core.stats import Progress, StatsFailed, StatsResult, TensorStats, iter_stats
 from ckpt_gui.core.tree import Node
@@ -88,6 +97,41 @@ def scan(path: Path) -> Any:
     from ckpt_gui.core.safety.scan import scan_path
 
     return scan_path(path)
+
+
+# --- comparing --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DiffOutcome:
+    """A finished comparison as the window shows it: the report, its change per layer (and
+    grouped by block, as the chart draws more than ``max_bars`` of them) and its summary line.
+    Each is a walk over every entry: worked out on the worker, not on the GUI thread."""
+
+    report: DiffReport
+    layers: list[LayerChange]
+    grouped: list[LayerChange]
+    summary: str
+
+
+def diff_outcome(report: DiffReport, max_bars: int) -> DiffOutcome:
+    layers = layer_changes(report.entries)
+    return DiffOutcome(report, layers, by_block(list(layers), max_bars), report.summary())
+
+
+def diff_pair(
+    ckpt_a: Checkpoint,
+    ckpt_b: Checkpoint,
+    match: str | KeyMatch,
+    cancel: Callable[[], bool],
+    max_bars: int,
+) -> Generator[DiffEvent, None, DiffOutcome]:
+    """``iter_diff``'s events, then the ``DiffOutcome``. The cyclic collector is kept out of
+    the way meanwhile: comparing thousands of small tensors allocates in bursts that set off
+    full collections, each walking both trees and all of torch with every thread waiting (a
+    third of a second, the window frozen); what the diff makes is freed by reference counting
+    or kept (its entries)."""
+    with gc_paused():
+        report = yield from iter_diff(ckpt_a, ckpt_b, match=match, cancel=cancel)
+    return diff_outcome(report, max_bars)
 
 
 # --- statistics -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``MainWindow``: tabs of checkpoints, menus and shortcuts, drag and drop, recent files, and the
 status bar with progress and Cancel. It knows its tabs only as ``Page``s (``ckpt_gui.qt.page``):
-what a menu command does is the current page's business."""
+what a menu command does is the current page's business. The File commands that ask something
+first (dialogs, the drop question) are ``FileCommands``."""
 
 from __future__ import annotations
 
@@ -20,11 +21,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QDialog,
-    QFileDialog,
     QLabel,
-    QMainWindow,
     QMenu,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QStackedWidget,
@@ -34,7 +32,8 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.display_names import short_names
 from ckpt_gui.qt import recent, theme, workers
-from ckpt_gui.qt.export_choice import ExportChoice
+from ckpt_gui.qt.file_commands import FILE_FILTERS as FILE_FILTERS  # the adapter panel's too
+from ckpt_gui.qt.file_commands import FileCommands
 from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.plain_text import plain_tooltip
 
@@ -42,21 +41,13 @@ if TYPE_CHECKING:  # the pages import torch: the window imports them once it is 
     from ckpt_gui.qt.compare import CompareView
     from ckpt_gui.qt.run.view import RunView
 
-FILE_FILTERS = ";;".join(
-    (
-        "Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.tar *.pkl *.index.json *.distcp)",
-        "PyTorch files (*.pt *.pth *.bin *.ckpt *.tar)",
-        "safetensors (*.safetensors *.safetensors.index.json)",
-        "All files (*)",
-    )
-)
 WELCOME = (
     "<p style='font-size:15pt'>Open a checkpoint</p>"
     "<p style='color:{grey}'>File ▸ Open (Ctrl+O), or drop a file or a folder here.</p>"
 )
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileCommands):
     def __init__(self) -> None:
         super().__init__()
         self.setWindowTitle("ckpt-gui")
@@ -240,38 +231,6 @@ class MainWindow(QMainWindow):
         self.add_page(page)
         return page
 
-    def open_run_dialog(self) -> None:
-        """File > Open Run…: a folder of checkpoints (a Trainer's output folder too)."""
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of checkpoints as a run")
-        if path:
-            self.open_run([path])
-
-    def open_dropped(self, paths: Sequence[str | Path]) -> None:
-        """Several files dropped at once: offer to open them as one training run."""
-        if len(paths) < 2:
-            for path in paths:
-                self.open_path(path)
-            return
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle("Open checkpoints")
-        box.setText(f"Open these {len(paths)} checkpoints as one training run?")
-        box.setInformativeText("A run shows how every tensor moved from checkpoint to checkpoint.")
-        as_run = box.addButton("Open as a Run", QMessageBox.ButtonRole.AcceptRole)
-        each = box.addButton("Open Each in a Tab", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(as_run)
-
-        def chosen() -> None:
-            if box.clickedButton() is as_run:
-                self.open_run(list(paths))
-            elif box.clickedButton() is each:
-                for path in paths:
-                    self.open_path(path)
-
-        box.finished.connect(chosen)
-        self.drop_question = box
-        box.open()
-
     def add_page(self, page: Page) -> Page:
         """Show ``page`` in a new tab, follow its progress in the status bar, and start it."""
         page.progress.connect(lambda *_: self._sync_status(page))
@@ -295,75 +254,6 @@ class MainWindow(QMainWindow):
         """A row's Compare This Tensor With…: a compare tab showing that key."""
         page = self.open_compare(a, b)
         page.results.filter_bar.filter_edit.setText(key)
-
-    def compare_dialog(self) -> None:
-        """File > Compare With…: the current checkpoint is A, the chosen file is B (in a
-        compare tab, the chosen file replaces B)."""
-        page = self.current_page()
-        sources = [] if page is None else page.paths()
-        if not sources:
-            self.statusBar().showMessage("Open a checkpoint first, then compare it", 4000)
-            return
-        title = f"Compare {sources[0].name} with"
-        if page is not None and len(sources) == 2:  # a compare tab: the choice replaces B
-            title = f"Replace B ({page.name_of(sources[1])}) with"
-        path, _ = QFileDialog.getOpenFileName(self, title, str(sources[-1].parent), FILE_FILTERS)
-        if path:
-            self.compare_current_with(path)
-
-    def compare_current_with(self, path: str | Path) -> Page | None:
-        """Compare the current checkpoint (A) with ``path`` (B) in a new tab; a compare tab
-        takes ``path`` as its new B."""
-        page = self.current_page()
-        if page is not None and page.compare_with(Path(path)):
-            return page
-        source = self._current_source()
-        return None if source is None else self.open_compare(source, path)
-
-    def adapter_base_dialog(self) -> None:
-        """File > Open With Base Model…: pair the current tab's LoRA adapter with a base."""
-        page = self.current_page()
-        panel = getattr(page, "adapter_panel", None)  # a checkpoint tab of a LoRA adapter
-        if panel is None or panel.checkpoint is None:
-            self.statusBar().showMessage("Open a LoRA adapter first, then its base model", 4000)
-            return
-        panel.show_tab()
-        panel.choose_base_file()
-
-    def export_dialog(self) -> None:
-        """File > Export Cleaned Copy… for the current checkpoint (a compare tab asks: A or B)."""
-        page = self.current_page()
-        sources = [] if page is None else page.export_sources()
-        if page is None or not sources:
-            self.statusBar().showMessage("Open a checkpoint first, then export it", 4000)
-            return
-        if len(sources) > 1:
-            self.export_choice = ExportChoice(page, sources, self)
-            self.export_choice.chosen.connect(lambda path: self.export_path(page, path))
-            self.export_choice.open()
-            return
-        self.export_path(page, sources[0])
-
-    def export_path(self, page: Page, source: Path) -> None:
-        """The export dialog for ``source``, one of ``page``'s files."""
-        from ckpt_gui.qt.export import ExportDialog
-
-        # A tab the user trusted exports what it shows: the real objects, not the structural view.
-        dialog = ExportDialog(source, parent=self, trust=page.trust)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
-
-    def open_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "", FILE_FILTERS)
-        for path in paths:
-            self.open_path(path)
-
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(
-            self, "Open a sharded or distributed checkpoint folder"
-        )
-        if path:
-            self.open_path(path)
 
     def open_demo(self) -> Page:
         """The demo in a tab at once; its checkpoints are written on the tab's worker."""

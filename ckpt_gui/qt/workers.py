@@ -7,7 +7,10 @@ does not flood the event loop, and they are re-emitted on the GUI thread only if
 been aborted, so work the user abandoned never reaches a widget. A batch is sent only once the GUI
 thread has handled the one before and had ``BATCH_SECONDS`` to itself since: when results come
 faster than the window takes them in (half a million tiny tensors), batches grow instead of
-queueing up, and the event loop still paints and answers between them.
+queueing up, and the event loop still paints and answers between them. A worker also leaves the
+GIL to the GUI thread while that thread takes in a batch and paints what it changed (and, before
+starting, while it paints what started the job): a Python-heavy worker would otherwise make each
+of the GUI thread's many calls into Python wait for the GIL (``GUI_TURN_SECONDS``).
 
 Views never hold a ``Worker`` themselves: each job goes through a ``WorkerSlot``, which starts it,
 drops the one before, clears itself when the job ends and waits for what it aborted on close.
@@ -28,6 +31,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from ckpt_gui.core.errors import Cancelled
+from ckpt_gui.qt.gui_turns import give_turn
 
 BATCH_SECONDS = 0.03
 # A generator that yields many items in quick succession does Python work between its yields
@@ -39,6 +43,10 @@ BATCH_SECONDS = 0.03
 PACE_SECONDS = 0.02
 PAUSE_SECONDS = 0.002
 PACE_ITEMS = 50
+# The GUI thread's turn (``gui_turns``): a worker that has sent a batch (or is about to start)
+# waits, with the GIL free, until the GUI thread has handled it and the repaint it asked for,
+# but never longer than this.
+GUI_TURN_SECONDS = 0.25
 # The range of progress bars fed by workers: their progress is in bytes, which overflow a
 # QProgressBar's int range, so it is shown in thousandths.
 PROGRESS_STEPS = 1000
@@ -83,10 +91,6 @@ class Worker(QObject):
     failed = Signal(object)
     aborted = Signal()
 
-    # Emitted from the worker thread; queued onto the GUI thread by Qt.
-    _batch = Signal(list)
-    _done = Signal(str, object)
-
     def __init__(
         self,
         make_iter: Callable[..., Iterable[Any]],
@@ -103,14 +107,14 @@ class Worker(QObject):
         self._discard = discard
         self._abort = threading.Event()
         self._thread_done = threading.Event()
+        self._gui_turn = threading.Event()  # set: the worker may hold the GIL again
         # When the GUI thread last finished handling a batch; None while one waits for it.
         self._handled_at: float | None = time.monotonic()
-        self._batch.connect(self._deliver_batch)
-        self._done.connect(self._deliver_done)
 
     # --- GUI thread -------------------------------------------------------------------------
     def start(self) -> Worker:
         _live.add(self)
+        self._give_gui_turn()  # what started the job is painted first
         pool().start(_Runnable(self))
         return self
 
@@ -118,6 +122,7 @@ class Worker(QObject):
         """Ask the work to stop at its next yield; nothing it produces is delivered any more."""
         if not self._abort.is_set():
             self._abort.set()
+        self._gui_turn.set()  # a worker waiting for its turn stops at once
 
     def is_aborted(self) -> bool:
         return self._abort.is_set()
@@ -136,6 +141,12 @@ class Worker(QObject):
                 self.yielded.emit(items)
         finally:
             self._handled_at = time.monotonic()  # the worker may send the next one in a while
+            self._give_gui_turn()
+
+    def _give_gui_turn(self) -> None:
+        """Let the worker go on (``_wait_for_gui``) once the GUI thread has handled what is
+        queued for it now, and painted."""
+        give_turn(self._gui_turn)
 
     @Slot(str, object)
     def _deliver_done(self, how: str, payload: object) -> None:
@@ -158,19 +169,24 @@ class Worker(QObject):
             self.finished.emit(payload)
 
     # --- worker thread ----------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, courier: _Courier) -> tuple[str, object]:
+        """The work, its batches sent through ``courier``; what the end is, to be sent last."""
         how, payload = "finished", None
         try:
-            how, payload = self._iterate()
+            how, payload = self._iterate(courier)
         except Cancelled:
             how, payload = "aborted", None
         except BaseException as exc:  # noqa: BLE001 - reported to the GUI, never raised there
             how, payload = ("aborted", None) if self._abort.is_set() else ("failed", exc)
         finally:
             self._thread_done.set()
-        self._done.emit(how, payload)
+        return how, payload
 
-    def _iterate(self) -> tuple[str, object]:
+    def _wait_for_gui(self) -> None:
+        self._gui_turn.wait(GUI_TURN_SECONDS)
+
+    def _iterate(self, courier: _Courier) -> tuple[str, object]:
+        self._wait_for_gui()
         iterable = self._make_iter(self.is_aborted) if self._with_abort else self._make_iter()
         if not isinstance(iterable, Generator):
             iterable = iter(iterable)
@@ -202,15 +218,29 @@ class Worker(QObject):
                     and now - handled >= self._batch_seconds
                 ):
                     self._handled_at = None
-                    self._batch.emit(batch)
-                    batch, last = [], now
+                    self._gui_turn.clear()
+                    courier.batch.emit(batch)
+                    self._wait_for_gui()
+                    batch, last = [], time.monotonic()
+                    paced, items = last, 0
         finally:
             close = getattr(iterable, "close", None)
             if close is not None:
                 close()  # runs the generator's finally blocks on this thread
         if batch:
-            self._batch.emit(batch)
+            courier.batch.emit(batch)
         return "finished", result
+
+
+class _Courier(QObject):
+    """Carries a worker's batches and its end from its pool thread to the GUI thread (queued).
+    Made in the pool thread and gone with it, so that nothing of the worker itself is let go
+    there: a callback a view disconnected from the worker is freed by the worker's next signal,
+    on the thread that sends it, and with it whatever widget it held last (a widget deleted on
+    a pool thread crashes the window)."""
+
+    batch = Signal(list)
+    done = Signal(str, object)
 
 
 class _Runnable(QRunnable):
@@ -223,8 +253,16 @@ class _Runnable(QRunnable):
         # PySide keeps the Python side of a pool's runnables after Qt deletes them: let go of
         # the worker, or it (and whatever its signals' receivers hold) would live on with it.
         worker, self._worker = self._worker, None
-        if worker is not None:
-            worker._run()
+        if worker is None:
+            return
+        courier = _Courier()
+        courier.batch.connect(worker._deliver_batch)
+        courier.done.connect(worker._deliver_done)
+        how, payload = worker._run(courier)
+        # This thread's reference goes before the end is sent: the GUI thread, which keeps the
+        # worker until it has delivered the end, lets go of it last.
+        del worker
+        courier.done.emit(how, payload)
 
 
 def _spent(*_: object) -> Iterable[Any]:

@@ -15,7 +15,7 @@ from ckpt_gui.core.diff import diff_checkpoints, layer_changes
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.compare import CompareView, DiffFilterProxy, DiffTableModel
-from ckpt_gui.qt.compare.table_model import REL, SORT_ROLE
+from ckpt_gui.qt.compare.table_model import REL, SORT_ROLE, change_of, status_text
 
 TIMEOUT = 30_000
 
@@ -223,3 +223,65 @@ def test_cancel_stops_the_work(qtbot, pair) -> None:
     assert view.state == "cancelled" and view.is_idle()
     qtbot.waitUntil(lambda: workers.active_workers() == 0, timeout=TIMEOUT)
     assert view.report is None and view.visible_keys() == []
+
+
+def test_rows_arriving_in_batches_end_sorted(qtmodeltester, pair) -> None:
+    """The first batch shows sorted; later ones wait at the end until ``ensure_sorted`` puts
+    every row in its place, as one sort of all rows would (rows without a value last)."""
+    with open_checkpoint(pair[0]) as a, open_checkpoint(pair[1]) as b:
+        entries = diff_checkpoints(a, b).entries
+    model = DiffTableModel()
+    model.sort(REL, Qt.SortOrder.DescendingOrder)
+    model.add_entries(entries[3:])
+    changes = [change_of(model.entry(r)) for r in range(model.rowCount())]
+    measured = [c for c in changes if c is not None]
+    assert measured == sorted(measured, reverse=True)
+    assert all(c is None for c in changes[len(measured) :])  # the rows without a measure last
+    model.add_entries(entries[:3])
+    assert model.entry(model.rowCount() - 1) is entries[2]  # at the end until the diff is done
+    model.ensure_sorted()
+    keys = [model.entry(r).key for r in range(model.rowCount())]
+    assert keys[:4] == ["layer.0.weight", "layer.0.bias", "layer.1.weight", "embed.weight"]
+    assert set(keys[4:]) == {"head.weight", "removed.weight", "added.weight", "epoch"}
+    model.sort(0, Qt.SortOrder.DescendingOrder)  # text, the other way round
+    assert [model.entry(r).key for r in range(model.rowCount())] == sorted(keys, reverse=True)
+    qtmodeltester.check(model)
+
+
+def test_column_widths_come_from_a_sample_gathered_as_rows_arrive(pair) -> None:
+    with open_checkpoint(pair[0]) as a, open_checkpoint(pair[1]) as b:
+        entries = diff_checkpoints(a, b).entries
+    model = DiffTableModel()
+    for entry in entries:
+        model.add_entries([entry])
+    sample = model.widths
+    assert sample.statuses == {status_text(e) for e in entries}
+    assert sample.keys[0] == max((e.key for e in entries), key=len)  # the longest first
+    shapes = {(e.dtype_a, e.shape_a, e.dtype_b, e.shape_b) for e in entries if e.kind == "tensor"}
+    assert {k[:4] for k in sample.sides if k[4] == 0} == shapes  # one row per dtypes and shapes
+    model.clear()
+    assert not model.widths.statuses and model.widths.keys == []
+
+
+def test_sorting_moves_the_selection_without_drawing_it_again(view: CompareView) -> None:
+    entry = view.selected_entry()
+    assert entry is not None and view.results.histograms.entry() is entry
+    view.results.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    assert view.selected_entry() is entry and view.visible_keys() == sorted(view.visible_keys())
+    assert not view.panels_busy()  # the histograms shown are the selected row's already
+
+
+def test_plots_are_made_once_the_comparison_is_done(qtbot, pair) -> None:
+    """Opening a compare tab makes no plot (each takes tens of milliseconds to make and first
+    paint); the finished comparison makes the chart and the histograms, one step at a time."""
+    import pyqtgraph as pg
+
+    widget = CompareView(*pair)
+    qtbot.addWidget(widget)
+    widget.show()
+    assert widget.results.findChildren(pg.PlotWidget) == []
+    finish(qtbot, widget)
+    assert len(widget.results.findChildren(pg.PlotWidget)) == 3
+    assert widget.results.histograms.ab_plot.isVisible()  # the largest change, drawn
+    assert len(widget.results.chart.heights()) == 3
+    widget.shutdown()

@@ -173,3 +173,32 @@ def test_trust_dialog_and_export_preview_follow_the_theme(
     brush = model.index(dropped[0], 1).data(Qt.ItemDataRole.ForegroundRole)
     assert brush.color().name() == theme.colour("grey")
     assert worst_contrast(brush.color()) >= TEXT_AA
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_safety_banner_takes_the_theme(qtbot, window: MainWindow, tmp_path: Path, mode) -> None:
+    """The structural view's banner is tinted from the theme's base (dark in the dark theme),
+    its text and the verdicts it names keep AA contrast on it, and it follows a live change."""
+    import re
+
+    from tests.core.hostile import write_corpus
+
+    window.set_theme(mode)
+    hostile = {h.name: h for h in write_corpus(tmp_path / "hostile")}["zip_protocol4"]
+    view = files.opened(qtbot, window, hostile.path)
+    banner = view.banner
+    assert banner.isVisible() and banner.view == "structural"
+    background, border, text = banner.colours()
+    assert (QColor(background).lightness() < 128) == (mode == "dark")
+    assert background in banner.styleSheet() and text in banner.styleSheet()
+    assert theme.contrast(text, background) >= TEXT_AA
+    assert theme.contrast(border, background) >= MARK_AA  # the icon and the border
+    named = re.findall(r"color:(#[0-9a-f]{6})", banner._label.text())
+    assert named  # the globals torch does not allow, in their verdict's colour
+    for colour in named:
+        assert theme.contrast(colour, background) >= TEXT_AA, colour
+    other = "light" if mode == "dark" else "dark"
+    window.set_theme(other)
+    assert (QColor(banner.colours()[0]).lightness() < 128) == (other == "dark")
+    assert banner.colours()[0] in banner.styleSheet()
+    assert not hostile.sentinel.exists()

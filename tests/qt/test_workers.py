@@ -88,3 +88,46 @@ def test_abort_all_waits_for_every_thread(qtbot) -> None:
     assert workers.abort_all(10_000)
     assert all(w.is_done() for w in started)
     assert workers.active_workers() == 0
+
+
+def test_a_worker_starts_once_the_gui_thread_has_had_its_turn(qtbot, monkeypatch) -> None:
+    """What started a job is painted before the job holds the GIL: the worker waits for the
+    event loop (here it would wait 30 s without one)."""
+    monkeypatch.setattr(workers, "GUI_TURN_SECONDS", 30.0)
+    started = threading.Event()
+
+    def job() -> Iterator[int]:
+        started.set()
+        yield 1
+
+    worker = workers.Worker(job)
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        worker.start()
+        assert not started.wait(0.3)  # no event loop yet: the worker has not begun
+    assert started.is_set()
+
+
+def test_a_worker_waits_while_the_gui_thread_takes_in_a_batch(qtbot, monkeypatch) -> None:
+    """After each batch the worker stops until the GUI thread has handled it: without an
+    event loop, an endless generator makes no progress at all."""
+    monkeypatch.setattr(workers, "GUI_TURN_SECONDS", 30.0)
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    batches: list[list[int]] = []
+    worker = workers.Worker(endless, batch_seconds=0.01)
+    worker.yielded.connect(batches.append)
+    worker.start()
+    qtbot.waitUntil(lambda: len(batches) >= 3, timeout=10_000)
+    time.sleep(0.2)  # no event loop from here: the worker parks after at most one more batch
+    before = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == before
+    worker.abort()  # wakes it: it stops at once
+    assert worker.wait(5.0)

@@ -269,8 +269,10 @@ class SummaryLines(QWidget):
     def set_details(self, text: str) -> None:
         self._details.setText(text)
 
-    def set_report(self, report: DiffReport) -> None:
-        headline = report.summary()
+    def set_report(self, report: DiffReport, summary: str | None = None) -> None:
+        """The finished comparison's lines (``summary``: ``report.summary()``, when already
+        worked out)."""
+        headline = report.summary() if summary is None else summary
         if report.failed:
             headline += f"; {len(report.failed)} tensors could not be read"
         self._headline.setText(headline)

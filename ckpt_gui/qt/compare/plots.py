@@ -4,6 +4,7 @@ selected key, A's and B's histograms overlaid with the histogram of A − B unde
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -43,15 +44,11 @@ class LayerChart(QWidget):
         self.hover = QLabel("")
         self.hover.setTextFormat(Qt.TextFormat.PlainText)  # layer names come from the file
         theme.style_secondary(self.hover)
-        self.plot = _plot("‖A−B‖/‖A‖", "")
-        self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.scene().sigMouseMoved.connect(self._on_move)
-        self.plot.scene().sigMouseClicked.connect(self._on_click)
+        self._plot: pg.PlotWidget | None = None  # made when first needed (``plot``)
         self._bars: pg.BarGraphItem | None = None
         self._layers: list[LayerChange] = []  # as drawn (grouped by block when many)
         self._all_layers: list[LayerChange] = []  # as given
         self._label_step = 1
-        self.plot.getPlotItem().vb.sigXRangeChanged.connect(lambda *_: self._set_ticks())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(2)
@@ -62,20 +59,45 @@ class LayerChart(QWidget):
         row.addStretch(1)
         row.addWidget(self.hover)
         layout.addWidget(top)
-        layout.addWidget(self.plot, 1)
+        layout.addStretch(1)  # the plot's place, until it is made
+        self._layout = layout
         theme.follow_theme(self, lambda: self.set_layers(self._all_layers))
 
-    def set_layers(self, layers: list[LayerChange]) -> None:
-        """Draw ``layers`` (grouped by block when there are too many to read); the y-axis
-        starts at 0, and at most ``VISIBLE_BARS`` bars show at once (drag to scroll)."""
+    @property
+    def plot(self) -> pg.PlotWidget:
+        """The chart, made on first use: a plot takes tens of milliseconds to make and to paint
+        first, too long to add to opening a compare tab (``prepare`` makes it ahead)."""
+        if self._plot is None:
+            plot = _plot("‖A−B‖/‖A‖", "")
+            plot.setMouseEnabled(x=True, y=False)
+            plot.scene().sigMouseMoved.connect(self._on_move)
+            plot.scene().sigMouseClicked.connect(self._on_click)
+            plot.getPlotItem().vb.sigXRangeChanged.connect(lambda *_: self._set_ticks())
+            self._layout.insertWidget(1, plot, 1)
+            self._layout.setStretch(2, 0)
+            self._plot = plot
+        return self._plot
+
+    def prepare(self) -> None:
+        """Make the plot ahead of its first use."""
+        self.plot  # noqa: B018
+
+    def set_layers(
+        self, layers: list[LayerChange], grouped: list[LayerChange] | None = None
+    ) -> None:
+        """Draw ``layers`` (grouped by block when there are too many to read: ``grouped``, when
+        already worked out); the y-axis starts at 0, and at most ``VISIBLE_BARS`` bars show at
+        once (drag to scroll)."""
         self._all_layers = list(layers)
-        layers = by_block(list(layers), MAX_BARS)
+        layers = by_block(list(layers), MAX_BARS) if grouped is None else grouped
         self._layers = layers
-        self.plot.clear()
         self._bars = None
+        if self._plot is not None:
+            self._plot.clear()
         if not layers:
             self.hover.setText("no compared tensors")
             return
+        self.plot.clear()
         finite = [x.rel_l2 for x in layers if x.rel_l2 is not None]
         # Nothing changed: a unit axis with empty bars, not a range of zero height.
         top = max(finite, default=0.0) or 1.0
@@ -96,8 +118,8 @@ class LayerChart(QWidget):
             self.hover.setText("nothing changed")
             return
         biggest = max(range(len(layers)), key=lambda i: heights[i])
-        grouped = " (grouped by block)" if len(layers) < len(self._all_layers) else ""
-        self.hover.setText(f"largest: {self._describe(biggest)}{grouped}")
+        note = " (grouped by block)" if len(layers) < len(self._all_layers) else ""
+        self.hover.setText(f"largest: {self._describe(biggest)}{note}")
 
     def layers(self) -> list[LayerChange]:
         return list(self._layers)
@@ -178,20 +200,53 @@ class PairHistogramPanel(QWidget):
         self.title = QLabel("Select a row to see A's and B's histograms and that of A − B.")
         self.title.setWordWrap(True)
         theme.style_secondary(self.title)
-        self.ab_plot = _plot("count", "value")
-        self.ab_legend = self.ab_plot.addLegend(offset=(-10, 10))
-        style_plot(self.ab_plot)
-        self.diff_plot = _plot("count", "A − B")
+        # A's and B's plot with its legend, and A − B's plot: made on first use.
+        self._ab: tuple[pg.PlotWidget, pg.LegendItem] | None = None
+        self._diff: pg.PlotWidget | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.title)
-        layout.addWidget(self.ab_plot, 1)
-        layout.addWidget(self.diff_plot, 1)
+        layout.addStretch(1)  # the plots' place, until they show
+        self._layout = layout
         self._entry: DiffEntry | None = None
         self._result: EntryHistograms | None = None
         self._names = ("A", "B")
         self._work = workers.WorkerSlot()
         theme.follow_theme(self, self._restyle)
+
+    @property
+    def ab_plot(self) -> pg.PlotWidget:
+        return self._ab_made()[0]
+
+    @property
+    def ab_legend(self) -> pg.LegendItem:
+        return self._ab_made()[1]
+
+    @property
+    def diff_plot(self) -> pg.PlotWidget:
+        if self._diff is None:
+            self._diff = self._place(_plot("count", "A − B"), 1 + (self._ab is not None))
+        return self._diff
+
+    def preparations(self) -> list[Callable[[], object]]:
+        """Steps that make the plots ahead of their first use, one plot each (making one
+        takes tens of milliseconds: one per turn of the event loop)."""
+        return [self._ab_made, lambda: self.diff_plot]
+
+    def _ab_made(self) -> tuple[pg.PlotWidget, pg.LegendItem]:
+        """A's and B's plot and its legend. The plots are made on first use and hidden until
+        they first draw: making and first painting them is too long to add to opening a tab."""
+        if self._ab is None:
+            plot = _plot("count", "value")
+            legend = plot.addLegend(offset=(-10, 10))
+            style_plot(plot)
+            self._ab = (self._place(plot, 1), legend)
+        return self._ab
+
+    def _place(self, plot: pg.PlotWidget, index: int) -> pg.PlotWidget:
+        plot.setVisible(False)
+        self._layout.insertWidget(index, plot, 1)
+        return plot
 
     def _restyle(self) -> None:
         """Draw again in the new theme's colours."""
@@ -203,6 +258,10 @@ class PairHistogramPanel(QWidget):
         if (name_a, name_b) != self._names:
             self._names = (name_a, name_b)
             self._restyle()
+
+    def entry(self) -> DiffEntry | None:
+        """The entry shown (or being computed)."""
+        return self._entry
 
     def show_entry(self, entry: DiffEntry | None) -> None:
         """Show ``entry``'s histograms, computed on a worker; earlier requests are dropped."""
@@ -243,9 +302,11 @@ class PairHistogramPanel(QWidget):
         self.histograms_ready.emit()
 
     def _clear(self) -> None:
-        self.ab_plot.clear()
-        self.ab_legend.clear()
-        self.diff_plot.clear()
+        if self._ab is not None:
+            self._ab[0].clear()
+            self._ab[1].clear()
+        if self._diff is not None:
+            self._diff.clear()
 
     def _say(self, text: str) -> None:
         """A line of plain text (it quotes keys and values from the files)."""
@@ -256,6 +317,10 @@ class PairHistogramPanel(QWidget):
         entry = self._entry
         assert entry is not None
         self._clear()
+        if not self.ab_plot.isVisibleTo(self):  # the first drawing: the plots take their place
+            self.ab_plot.setVisible(True)
+            self.diff_plot.setVisible(True)
+            self._layout.setStretch(self._layout.count() - 1, 0)
         notes = []
         colour_a, colour_b = theme.colour("a"), theme.colour("b")
         # The legend is rich text: the file names in it are escaped.

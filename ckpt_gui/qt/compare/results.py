@@ -4,21 +4,17 @@ and B's histograms beside it and the per-layer chart below. It filters, counts a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer
 from PySide6.QtWidgets import QAbstractItemView, QMenu, QSplitter, QVBoxLayout, QWidget
 
-from ckpt_gui.core.diff import DiffEntry, DiffReport, layer_changes
+from ckpt_gui.core.diff import DiffEntry, DiffReport
+from ckpt_gui.qt import jobs
 from ckpt_gui.qt.compare.bars import FilterBar, SummaryLines
-from ckpt_gui.qt.compare.plots import LayerChart, PairHistogramPanel
-from ckpt_gui.qt.compare.table_model import (
-    ENTRY_ROLE,
-    HEADERS,
-    KEY,
-    DiffFilterProxy,
-    DiffTableModel,
-    fit_widths,
-    make_table,
-)
+from ckpt_gui.qt.compare.plots import MAX_BARS, LayerChart, PairHistogramPanel
+from ckpt_gui.qt.compare.table import DiffFilterProxy, fit_widths, make_table
+from ckpt_gui.qt.compare.table_model import ENTRY_ROLE, HEADERS, KEY, DiffTableModel
 from ckpt_gui.qt.header import ColumnHeader, restore_splitter
 from ckpt_gui.qt.widgets.row_menu import diff_row_menu
 from ckpt_gui.qt.widgets.tree_panel import FILTER_AT_ONCE_ROWS, FILTER_PAUSE_MS
@@ -102,12 +98,26 @@ class DiffResults(QWidget):
         self.columns.fit(fit_widths(self.table, self.model))
 
     def show_report(self, report: DiffReport) -> None:
-        """The comparison is complete: its summary, the per-layer chart and the final counts."""
-        self.summary.set_report(report)
-        self.chart.set_layers(layer_changes(report.entries))
-        self.model.resort()  # rows arrived unsorted at the end while the diff ran
-        self.update_counts()
-        self.fit_columns()
+        """The comparison is complete: its summary, the per-layer chart and the final order."""
+        for step in self.report_steps(jobs.diff_outcome(report, MAX_BARS)):
+            step()
+
+    def report_steps(self, outcome: jobs.DiffOutcome) -> list[Callable[[], object]]:
+        """``show_report`` in steps that each take a small part of a big comparison's time, for
+        the view to run one per turn of the event loop."""
+
+        def summary() -> None:
+            self.summary.set_report(outcome.report, outcome.summary)
+            self.update_counts()
+
+        return [
+            summary,
+            self.chart.prepare,  # the plots are made now, not while the tab opened
+            lambda: self.chart.set_layers(outcome.layers, outcome.grouped),
+            *self.histograms.preparations(),
+            self.model.ensure_sorted,  # rows that arrived while the diff ran, in their places
+            self.fit_columns,
+        ]
 
     def update_counts(self) -> None:
         """Counts on the toggles: rows of each category, values included when they are shown."""
@@ -181,7 +191,10 @@ class DiffResults(QWidget):
         self.update_counts()
 
     def _on_selection(self, *_: object) -> None:
-        self.histograms.show_entry(self.selected_entry())
+        entry = self.selected_entry()
+        # Rows sorted or filtered move the selection without changing it: nothing to redraw.
+        if entry is None or entry is not self.histograms.entry():
+            self.histograms.show_entry(entry)
 
     def _on_layer_clicked(self, name: str) -> None:
         layer = next((x for x in self.chart.layers() if x.name == name), None)

@@ -1,9 +1,12 @@
-"""``DiffTableModel``: one row per compared key, A and B side by side with the change metrics;
-``DiffFilterProxy``: category toggles and the browser's key filter, numeric sorting."""
+"""``DiffTableModel``: one row per compared key, A and B side by side with the change metrics,
+sorted in one Python sort; what each cell shows, and the texts that decide the columns' widths.
+The proxy and the view over it are in ``table.py``."""
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import (
@@ -12,17 +15,15 @@ from PySide6.QtCore import (
     QModelRoleData,
     QModelRoleDataSpan,
     QPersistentModelIndex,
-    QSortFilterProxyModel,
     Qt,
 )
 from PySide6.QtGui import QColor, QFont
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
 
 from ckpt_gui.core.diff import CATEGORIES, CATEGORY_TITLES, CHANGED, DTYPE, DiffEntry
 from ckpt_gui.qt import theme
+from ckpt_gui.qt.compare.sort_keys import sort_key
 from ckpt_gui.qt.formatting import format_count, format_float, format_shape, format_value
-from ckpt_gui.qt.header import header_width, room, set_elide_modes, text_width
-from ckpt_gui.qt.models.filter_proxy import TreeFilterProxy
+from ckpt_gui.qt.header import MEASURED
 from ckpt_gui.qt.plain_text import plain_tooltip
 
 KEY, STATUS, SIDE_A, SIDE_B, MAX_ABS, MEAN_ABS, REL, COSINE = range(8)
@@ -134,15 +135,41 @@ def change_of(entry: DiffEntry) -> float | None:
     return math.inf if rel is None else rel
 
 
+class WidthSample:
+    """The texts that decide the columns' widths, gathered as rows arrive, so that fitting the
+    columns never walks every row of a big comparison: each distinct status, one row per
+    distinct pair of dtypes and shapes (each plain value: values differ), and the longest keys.
+    The figure columns need no sample: their widest text is bounded (``BOUNDED``)."""
+
+    def __init__(self) -> None:
+        self.statuses: set[str] = set()
+        self.sides: dict[object, DiffEntry] = {}
+        self.keys: list[str] = []  # the MEASURED longest, longest first
+
+    def add(self, entries: Iterable[DiffEntry]) -> None:
+        keys = self.keys
+        for e in entries:
+            self.statuses.add(status_text(e))
+            value = id(e) if e.kind == "value" else 0
+            self.sides.setdefault((e.dtype_a, e.shape_a, e.dtype_b, e.shape_b, value), e)
+            keys.append(e.key)
+        self.keys = heapq.nlargest(MEASURED, keys, key=len)
+
+
 class DiffTableModel(QAbstractTableModel):
     """Rows are ``DiffEntry`` objects, appended as the diff produces them."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._entries: list[DiffEntry] = []
+        # The sort keys of the rows, in row order (``_key``); None when the rows are in no
+        # order that new rows could be sorted into.
+        self._keys: list[tuple[Any, ...]] | None = []
+        self._sorted_rows = 0  # the rows before this one are in order; those after, not yet
         self._sort: tuple[int, Qt.SortOrder] = (-1, Qt.SortOrder.AscendingOrder)
         self._cells: dict[int, list[dict[int, Any] | None]] = {}  # by id(entry)
         self._counts: dict[tuple[str, str], int] = {}  # (kind, category) -> rows
+        self.widths = WidthSample()
         self._colours: dict[str, QColor] = {}
         self._bold = QFont()
         self._bold.setBold(True)
@@ -150,49 +177,104 @@ class DiffTableModel(QAbstractTableModel):
 
     # --- content ----------------------------------------------------------------------------
     def add_entries(self, entries: list[DiffEntry]) -> None:
+        """Add rows at the end (the first batch sorted), each with its sort key: a big
+        comparison's rows arrive in batches while it runs, and ``ensure_sorted`` puts them in
+        their places at the end, in one sort of the keys gathered here. (Sorting each batch in
+        would cost an insertion, and a proxy and view update, per place.)"""
         if not entries:
             return
-        first = len(self._entries)
-        self.beginInsertRows(QModelIndex(), first, first + len(entries) - 1)
-        self._entries.extend(entries)
         for e in entries:  # counted as they come: the toggles ask after every batch
             key = (e.kind, e.category)
             self._counts[key] = self._counts.get(key, 0) + 1
+        self.widths.add(entries)
+        column, order = self._sort
+        keys: list[tuple[Any, ...]] | None = None
+        if column >= 0 and self._keys is not None:
+            try:
+                keys = [self._key(e, column, order) for e in entries]
+                if not self._entries:  # nothing shown yet: the first rows in order
+                    ranked = sorted(zip(keys, range(len(keys))), key=lambda pair: pair[0])
+                    entries = [entries[i] for _, i in ranked]
+                    keys = [k for k, _ in ranked]
+            except TypeError:  # values that compare only as text: ``resort`` at the end
+                keys = None
+        first = len(self._entries)
+        self.beginInsertRows(QModelIndex(), first, first + len(entries) - 1)
+        self._entries.extend(entries)
+        if keys is None or self._keys is None:
+            self._keys = None
+        else:
+            self._keys.extend(keys)
+        if first == 0 and keys is not None:
+            self._sorted_rows = len(entries)
         self.endInsertRows()
 
     def clear(self) -> None:
         self.beginResetModel()
         self._entries = []
+        self._keys = []
+        self._sorted_rows = 0
         self._cells.clear()
         self._counts.clear()
+        self.widths = WidthSample()
         self.endResetModel()
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort the rows by ``column``'s raw values, rows without a value last (either order);
-        rows added later stay at the end until ``resort``."""
+        rows added later are sorted in as they come."""
         self._sort = (column, order)
         self.resort()
 
     def resort(self) -> None:
-        """Sort again as last asked (the comparison is complete: the rows added since)."""
+        """Sort every row again as last asked."""
         column, order = self._sort
         if column < 0 or not self._entries:
             return
+        try:
+            self._reorder([self._key(e, column, order) for e in self._entries])
+        except TypeError:  # mixed kinds of value: as text, and rows added later at the end
+            self._reorder([self._key(e, column, order, str) for e in self._entries])
+            self._keys = None
+
+    def ensure_sorted(self) -> None:
+        """Put the rows added since the last sort in their places (the comparison is done)."""
+        if self._sort[0] < 0 or self._sorted_rows == len(self._entries):
+            return
+        try:
+            if self._keys is not None:
+                self._reorder(self._keys)
+                return
+        except TypeError:
+            pass
+        self.resort()
+
+    def _reorder(self, keys: list[tuple[Any, ...]]) -> None:
+        """Order the rows by ``keys`` (one per row, ascending; the sort is stable), keeping
+        what Qt holds on to (selection, current row) on the same entries."""
+        order = sorted(range(len(keys)), key=keys.__getitem__)
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
-        held = [(self._entries[i.row()], i.column()) for i in persistent]
-        values = [(self._sort_value(e, column), n, e) for n, e in enumerate(self._entries)]
-        present = [v for v in values if v[0] is not None]
-        missing = [v for v in values if v[0] is None]
-        descending = order == Qt.SortOrder.DescendingOrder
-        try:
-            present.sort(key=lambda v: v[0], reverse=descending)
-        except TypeError:  # mixed kinds of value: as text
-            present.sort(key=lambda v: str(v[0]), reverse=descending)
-        self._entries = [v[2] for v in present + missing]
-        rows = {id(e): row for row, e in enumerate(self._entries)}
-        self.changePersistentIndexList(persistent, [self.index(rows[id(e)], c) for e, c in held])
+        entries = self._entries
+        self._entries = [entries[i] for i in order]
+        self._keys = [keys[i] for i in order]
+        self._sorted_rows = len(order)
+        if persistent:
+            moved_to = [0] * len(order)
+            for row, old in enumerate(order):
+                moved_to[old] = row
+            self.changePersistentIndexList(
+                persistent, [self.index(moved_to[i.row()], i.column()) for i in persistent]
+            )
         self.layoutChanged.emit()
+
+    def _key(
+        self, entry: DiffEntry, column: int, order: Qt.SortOrder, convert: Any = None
+    ) -> tuple[Any, ...]:
+        """The ascending key that puts ``entry`` in its place: rows without a value last."""
+        value = self._sort_value(entry, column)
+        if value is not None and convert is not None:
+            value = convert(value)
+        return sort_key(value, descending=order == Qt.SortOrder.DescendingOrder)
 
     def entries(self) -> list[DiffEntry]:
         return list(self._entries)
@@ -214,6 +296,18 @@ class DiffTableModel(QAbstractTableModel):
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
         return 0 if parent.isValid() else len(HEADERS)
+
+    def index(
+        self,
+        row: int,
+        column: int,
+        parent: _Index = QModelIndex(),  # noqa: B008
+    ) -> QModelIndex:
+        """Qt's own asks ``rowCount`` and ``columnCount`` first, two calls into Python where
+        this is one: the proxy maps every painted cell through here."""
+        if parent.isValid() or not (0 <= row < len(self._entries) and 0 <= column < len(HEADERS)):
+            return QModelIndex()
+        return self.createIndex(row, column)
 
     def headerData(  # noqa: N802 - Qt override
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
@@ -326,114 +420,3 @@ class DiffTableModel(QAbstractTableModel):
                 parts.append("complex: |A−B| is the magnitude of the difference")
             return "\n".join(parts)
         return None
-
-
-class DiffFilterProxy(TreeFilterProxy):
-    """Rows whose category is switched on and whose key matches the filter (substring, glob or
-    regex, as in the browser); sorting uses raw numbers, rows without a value last."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._categories: set[str] = set(CATEGORIES)
-        self._values = True
-        self.setSortRole(SORT_ROLE)
-
-    def set_categories(self, categories: set[str]) -> None:
-        self._refilter(lambda: setattr(self, "_categories", set(categories)))
-
-    def categories(self) -> set[str]:
-        return set(self._categories)
-
-    def set_show_values(self, shown: bool) -> None:
-        self._refilter(lambda: setattr(self, "_values", shown))
-
-    def _refilter(self, change: Any) -> None:
-        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.9
-        if begin is not None:
-            begin()
-        change()
-        if begin is not None:
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self.invalidateRowsFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
-        model = self.sourceModel()
-        if not isinstance(model, DiffTableModel) or source_parent.isValid():
-            return False
-        entry = model.entry(source_row)
-        if entry.category not in self._categories:
-            return False
-        if entry.kind == "value" and not self._values:
-            return False
-        return self.matches(entry)
-
-    def multiData(  # noqa: N802 - Qt override
-        self, index: _Index, span: QModelRoleDataSpan | QModelRoleData
-    ) -> None:
-        """Forward the delegate's many-roles query to the source in one call."""
-        model = self.sourceModel()
-        if index.isValid() and isinstance(model, DiffTableModel):
-            model.multiData(self.mapToSource(index), span)
-        else:
-            super().multiData(index, span)
-
-    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        """The rows are sorted by the model itself, in one Python sort (a proxy sorting would
-        call ``lessThan`` back into Python tens of thousands of times for a big comparison)."""
-        model = self.sourceModel()
-        if isinstance(model, DiffTableModel):
-            model.sort(column, order)
-        else:
-            super().sort(column, order)
-
-
-def make_table(proxy: DiffFilterProxy) -> QTableView:
-    """The table view over ``proxy``: sorted by relative change, largest first."""
-    table = QTableView()
-    table.setModel(proxy)
-    table.setSortingEnabled(True)
-    table.sortByColumn(REL, Qt.SortOrder.DescendingOrder)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-    table.setAlternatingRowColors(True)
-    table.setWordWrap(False)
-    set_elide_modes(table, ELIDE)
-    table.verticalHeader().setVisible(False)
-    table.verticalHeader().setDefaultSectionSize(22)
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-    header.setStretchLastSection(False)  # every column is fitted to its content
-    return table
-
-
-def fit_widths(table: QTableView, model: DiffTableModel, limit: int = 50_000) -> dict[int, int]:
-    """Each column's width for its content: every text in full, the Key column within its
-    bounds and what the other columns leave of the table's width."""
-    entries = model.entries()[:limit]
-    # Formatting every figure of a big comparison would stall the window: the figures have a
-    # bounded width (BOUNDED), the sides are measured once per distinct dtype and shape.
-    sides: dict[object, DiffEntry] = {}
-    for e in entries:
-        sides.setdefault(
-            (e.kind, e.dtype_a, e.shape_a, e.dtype_b, e.shape_b, id(e) * (e.kind == "value")), e
-        )
-    distinct = list(sides.values())
-    statuses = {status_text(e) for e in entries}
-    widths = {}
-    for column in range(1, len(HEADERS)):
-        if column in BOUNDED:
-            texts = [BOUNDED[column]]
-        elif column == STATUS:
-            texts = list(statuses)
-        else:
-            texts = [cell_text(e, column) for e in distinct]
-        widths[column] = text_width(table, texts)
-    header = table.horizontalHeader()
-    others = sum(
-        max(w, header_width(table, c)) for c, w in widths.items() if not header.isSectionHidden(c)
-    )
-    low, high = KEY_WIDTH
-    space = room(table) - others
-    widths[KEY] = max(low, min(text_width(table, (e.key for e in entries)), space, high))
-    return widths

@@ -9,11 +9,11 @@ relative change per layer in model order. Dropping a file on the view compares A
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
@@ -26,10 +26,10 @@ from ckpt_gui.core.diff import (
     KeyMatch,
     MatchFound,
     Progress,
-    iter_diff,
 )
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.compare.bars import PathsBar, match_text
+from ckpt_gui.qt.compare.plots import MAX_BARS
 from ckpt_gui.qt.compare.results import DiffResults
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
@@ -39,6 +39,9 @@ from ckpt_gui.qt.workers import PROGRESS_STEPS
 
 LOADING, COMPARING, READY = "loading", "comparing", "ready"
 FAILED, CANCELLED = "failed", "cancelled"
+# The diff's results reach the table at most this often: each batch lays the table out and
+# repaints it, and four times a second still reads as rows streaming in.
+DIFF_BATCH_SECONDS = 0.25
 
 
 class CompareView(Page):
@@ -67,6 +70,12 @@ class CompareView(Page):
         # starts, the slot's threads are waited for: they may be reading the files.
         self._work = workers.WorkerSlot()
         self._failures: list[DiffFailed] = []
+        # Showing a finished comparison, one step per turn of the event loop (``_next_step``).
+        self._steps: list[Callable[[], object]] = []
+        self._step_timer = QTimer(self)
+        self._step_timer.setSingleShot(True)
+        self._step_timer.setInterval(0)
+        self._step_timer.timeout.connect(self._next_step)
         self.setAcceptDrops(True)
         self._build()
 
@@ -172,6 +181,7 @@ class CompareView(Page):
     def cancel(self) -> None:
         if not self.is_idle():
             self._work.abort()
+            self._steps = []
             self._report("Comparison cancelled", 0, 0)
             self.paths_bar.set_progress(None)
             summary = self.results.summary
@@ -251,6 +261,7 @@ class CompareView(Page):
     def _start_diff(self) -> None:
         assert self.checkpoints is not None
         self._work.shutdown()
+        self._steps = []
         self.report, self._failures = None, []
         self.results.clear()
         self.results.summary.set_headline("Comparing…")
@@ -260,11 +271,12 @@ class CompareView(Page):
         ckpt_a, ckpt_b = self.checkpoints
         match = self.match
         self._work.start(
-            lambda cancel: iter_diff(ckpt_a, ckpt_b, match=match, cancel=cancel),
+            lambda cancel: jobs.diff_pair(ckpt_a, ckpt_b, match, cancel, MAX_BARS),
             on_yield=self._on_events,
             on_finish=self._on_diff_done,
             on_error=self._on_diff_failed,
             with_abort=True,
+            batch_seconds=DIFF_BATCH_SECONDS,
         )
 
     def _on_events(self, batch: list[Any]) -> None:
@@ -288,11 +300,22 @@ class CompareView(Page):
             self.results.summary.set_headline(text)
             self._report(text, done, PROGRESS_STEPS)
 
-    def _on_diff_done(self, report: DiffReport) -> None:
-        self.report = report
+    def _on_diff_done(self, outcome: jobs.DiffOutcome) -> None:
+        self.report = outcome.report
         self.paths_bar.set_progress(None)
-        self.results.show_report(report)
         self._report("", 0, 0)
+        # The summary, the chart, the final sort and the widths each take a part of a big
+        # comparison's time: one per turn of the event loop, which paints in between.
+        self._steps = [*self.results.report_steps(outcome), self._on_report_shown]
+        self._step_timer.start()
+
+    def _next_step(self) -> None:
+        if self._steps:
+            self._steps.pop(0)()
+        if self._steps:
+            self._step_timer.start()
+
+    def _on_report_shown(self) -> None:
         self._set_state(READY)
         if self.selected_entry() is None:
             self.select_largest_change()
@@ -316,6 +339,7 @@ class CompareView(Page):
     # --- helpers ----------------------------------------------------------------------------
     def _release(self) -> None:
         """Wait for every thread that may read the files, then close them."""
+        self._steps = []
         self._work.shutdown()
         self.results.histograms.shutdown()
         if self.checkpoints is not None:

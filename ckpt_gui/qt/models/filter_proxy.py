@@ -1,10 +1,12 @@
-"""``TreeFilterProxy``: filters rows by key (substring, glob or regex), keeping the parents of
-matching rows, and sorts by raw numbers rather than by the text shown."""
+"""``KeyFilterProxy``: filters rows by key (substring, glob or regex). ``TreeFilterProxy``: a
+tree's rows by key, keeping the parents of matching rows, sorted by raw numbers rather than by
+the text shown."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from PySide6.QtCore import (
@@ -35,8 +37,9 @@ class Keyed(Protocol):
     def name(self) -> str: ...
 
 
-class TreeFilterProxy(QSortFilterProxyModel):
-    """Keeps rows whose key (or name) matches, with all their parents."""
+class KeyFilterProxy(QSortFilterProxyModel):
+    """Filters rows by key (substring, glob or regex); what a row is, and which rows a pattern
+    shows, is the subclass's (``_filter_changing``, ``filterAcceptsRow``)."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -44,6 +47,71 @@ class TreeFilterProxy(QSortFilterProxyModel):
         self._mode = "substring"
         self._matcher: re.Pattern[str] | None = None
         self._error = ""
+
+    def set_filter(self, pattern: str, mode: str = "substring") -> str:
+        """Apply a filter; returns an error message for an invalid regex, or ``""``."""
+        if mode not in MODES:
+            raise ValueError(f"unknown filter mode {mode!r}")
+        self._refilter(lambda: self._set_pattern(pattern.strip(), mode))
+        return self._error
+
+    def _set_pattern(self, pattern: str, mode: str) -> None:
+        self._pattern, self._mode, self._error = pattern, mode, ""
+        self._matcher = None
+        if self._pattern:
+            try:
+                if mode == "regex":
+                    self._matcher = re.compile(self._pattern, re.IGNORECASE)
+                elif mode == "glob":
+                    glob = (
+                        self._pattern
+                        if any(c in self._pattern for c in "*?[")
+                        else f"*{self._pattern}*"
+                    )
+                    self._matcher = re.compile(fnmatch.translate(glob), re.IGNORECASE)
+            except re.error as exc:
+                self._error = f"invalid regular expression: {exc}"
+                self._matcher = re.compile(r"(?!)")  # matches nothing until fixed
+        self._filter_changing()
+
+    def _refilter(self, change: Callable[[], None]) -> None:
+        """Make ``change`` to what the filter shows, and have Qt ask again row by row."""
+        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.9
+        if begin is not None:
+            begin()
+        change()
+        if begin is not None:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateRowsFilter()
+
+    def _filter_changing(self) -> None:
+        """The pattern changed, and Qt is about to ask again which rows to show."""
+
+    def pattern(self) -> str:
+        return self._pattern
+
+    def mode(self) -> str:
+        return self._mode
+
+    def matches(self, item: Keyed) -> bool:
+        if not self._pattern:
+            return True
+        key = item.key or item.name
+        if self._mode == "substring":
+            needle = self._pattern.lower()
+            return needle in key.lower()
+        assert self._matcher is not None
+        if self._mode == "glob":
+            return bool(self._matcher.match(key)) or bool(self._matcher.match(item.name))
+        return bool(self._matcher.search(key))
+
+
+class TreeFilterProxy(KeyFilterProxy):
+    """Keeps rows whose key (or name) matches, with all their parents."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
         self._checkpoint_model: CheckpointModel | None = None
         # With a tree model and a filter: the rows shown (matches, their parents, and the rows
         # below a match). None: every row.
@@ -71,53 +139,8 @@ class TreeFilterProxy(QSortFilterProxyModel):
         # Qt takes nullptr (TreePanel detaches the model with None); PySide's stub omits it.
         super().setSourceModel(model)  # type: ignore[arg-type]
 
-    def set_filter(self, pattern: str, mode: str = "substring") -> str:
-        """Apply a filter; returns an error message for an invalid regex, or ``""``."""
-        if mode not in MODES:
-            raise ValueError(f"unknown filter mode {mode!r}")
-        begin = getattr(self, "beginFilterChange", None)  # Qt >= 6.9
-        if begin is not None:
-            begin()
-        self._pattern, self._mode, self._error = pattern.strip(), mode, ""
-        self._matcher = None
-        if self._pattern:
-            try:
-                if mode == "regex":
-                    self._matcher = re.compile(self._pattern, re.IGNORECASE)
-                elif mode == "glob":
-                    glob = (
-                        self._pattern
-                        if any(c in self._pattern for c in "*?[")
-                        else f"*{self._pattern}*"
-                    )
-                    self._matcher = re.compile(fnmatch.translate(glob), re.IGNORECASE)
-            except re.error as exc:
-                self._error = f"invalid regular expression: {exc}"
-                self._matcher = re.compile(r"(?!)")  # matches nothing until fixed
+    def _filter_changing(self) -> None:
         self._shown = self._decide() if self._checkpoint_model is not None else None
-        if begin is not None:
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self.invalidateRowsFilter()
-        return self._error
-
-    def pattern(self) -> str:
-        return self._pattern
-
-    def mode(self) -> str:
-        return self._mode
-
-    def matches(self, item: Keyed) -> bool:
-        if not self._pattern:
-            return True
-        key = item.key or item.name
-        if self._mode == "substring":
-            needle = self._pattern.lower()
-            return needle in key.lower()
-        assert self._matcher is not None
-        if self._mode == "glob":
-            return bool(self._matcher.match(key)) or bool(self._matcher.match(item.name))
-        return bool(self._matcher.search(key))
 
     def _decide(self) -> set[int] | None:
         """Which rows the filter shows, decided in one pass over the tree: every match, the

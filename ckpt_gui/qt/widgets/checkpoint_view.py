@@ -8,14 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
-    QDialog,
-    QFileDialog,
     QLabel,
-    QMenu,
     QSplitter,
     QStackedWidget,
     QTabWidget,
@@ -34,15 +31,17 @@ from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.tree_model import CheckpointModel
 from ckpt_gui.qt.page import Page
+from ckpt_gui.qt.widgets.adapter_tabs import AdapterTabs
 from ckpt_gui.qt.widgets.changed_bar import ChangedBar, FileWatch
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
-from ckpt_gui.qt.widgets.row_menu import tree_row_menu
+from ckpt_gui.qt.widgets.safety_actions import SafetyActions
 from ckpt_gui.qt.widgets.safety_banner import SafetyBanner
 from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
 from ckpt_gui.qt.widgets.summary_bar import SummaryBar
 from ckpt_gui.qt.widgets.tree_panel import TreePanel, ViewState
+from ckpt_gui.qt.widgets.tree_row_actions import TreeRowActions
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from ckpt_gui.qt.widgets.values import ValuesPanel
 from ckpt_gui.qt.workers import PROGRESS_STEPS
@@ -57,8 +56,10 @@ TREE_MINIMUM_WIDTH = 300
 LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
-class CheckpointView(Page):
-    """Summary bar, tree and the panels beside it for one checkpoint."""
+class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
+    """Summary bar, tree and the panels beside it for one checkpoint (its rows' menu:
+    ``TreeRowActions``; the scan report and trust dialog: ``SafetyActions``; a LoRA adapter's
+    tabs: ``AdapterTabs``)."""
 
     load_failed = Signal(str)
     stats_finished = Signal()
@@ -83,9 +84,7 @@ class CheckpointView(Page):
         self.model: CheckpointModel | None = None
         self.state = LOADING
         self.error_message = ""
-        # Why the last trusted load (from the trust dialog) failed; the tab then shows the
-        # structural view again, and the banner says why trusting did not help.
-        self.trust_failure = ""
+        self.trust_failure = ""  # see SafetyActions
         self._trust_retry = False
         self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
@@ -285,50 +284,6 @@ class CheckpointView(Page):
         self.tree.select_item(largest)
         return largest
 
-    # --- row menu ---------------------------------------------------------------------------
-    def row_menu(self, item: Item) -> QMenu | None:
-        """The context menu of ``item``'s row."""
-        if self.model is None:
-            return None
-        kind = self.checkpoint.kind if self.checkpoint is not None else ""
-        return tree_row_menu(
-            self,
-            self.model,
-            item,
-            variable="sd" if kind == "state_dict" else "ckpt",
-            compare=self._ask_compare_tensor,
-            export=lambda it: self.export_subtree(it.key),
-        )
-
-    def _show_row_menu(self, pos: QPoint) -> None:
-        index = self.tree.view.indexAt(pos)
-        if not index.isValid():
-            return
-        menu = self.row_menu(self.tree.proxy.mapToSource(index).internalPointer())
-        if menu is not None:
-            menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            menu.popup(self.tree.view.viewport().mapToGlobal(pos))
-
-    def _ask_compare_tensor(self, item: Item) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, f"Compare {item.key} with the same key in", str(self.path.parent)
-        )
-        if path:
-            self.compare_tensor_with(item.key, Path(path))
-
-    def compare_tensor_with(self, key: str, other: Path) -> None:
-        """Compare this file with ``other`` in a new tab, showing ``key``."""
-        self.compare_requested.emit(self.path, other, key)
-
-    def export_subtree(self, key: str) -> QDialog:
-        """The export dialog for ``key`` and what is below it."""
-        from ckpt_gui.qt.export import ExportDialog
-
-        dialog = ExportDialog(self.path, parent=self.window(), trust=self.trust, subtree=key)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
-        return dialog
-
     # --- loading ----------------------------------------------------------------------------
     def _on_loaded(self, result: tuple[Checkpoint, Item, bool]) -> None:
         self._prepare = None  # written: a reload reads it again, no more
@@ -371,40 +326,6 @@ class CheckpointView(Page):
     def _on_file_changed(self) -> None:
         if self.state in (READY, STATS):
             self.changed_bar.show()
-
-    # --- safety -----------------------------------------------------------------------------
-    def show_scan_report(self) -> ScanReportDialog:
-        """The scan report of this file in a non-modal dialog: the one made while opening, or a
-        fresh scan on a worker (files with no pickle, files that failed to open)."""
-        if self.scan_dialog is not None:
-            self.scan_dialog.shutdown()
-            self.scan_dialog.close()
-        report = self.checkpoint.scan if self.checkpoint is not None else None
-        self.scan_dialog = ScanReportDialog(self.path, report, self)
-        self.scan_dialog.show()
-        self.scan_dialog.raise_()
-        return self.scan_dialog
-
-    def ask_trust(self) -> TrustDialog | None:
-        """The trust dialog (window-modal); only its destructive button reloads trusted."""
-        if self.checkpoint is None or self.checkpoint.view != "structural":
-            return None
-        dialog = TrustDialog(self.path, self.checkpoint.scan, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(self._load_trusted)
-        dialog.finished.connect(self._forget_trust_dialog)
-        self.trust_dialog = dialog
-        dialog.open()
-        return dialog
-
-    def _forget_trust_dialog(self) -> None:
-        self.trust_dialog = None
-
-    def _load_trusted(self) -> None:
-        self.trust = True  # this tab's decision: Reload keeps it, other tabs never see it
-        self.trust_failure = ""
-        self._trust_retry = True
-        self.start()
 
     # --- statistics -------------------------------------------------------------------------
     def _start_stats_if_current(self) -> None:
@@ -486,31 +407,6 @@ class CheckpointView(Page):
         }
         self.histogram.show_tensors(tensors, stats)
         self.values.show_tensor(tensors[0] if len(tensors) == 1 else None)
-
-    # --- adapters ---------------------------------------------------------------------------
-    def _show_adapter(self, ckpt: Checkpoint) -> None:
-        """A LoRA adapter's tab gets an Adapter tab (``qt/adapter``) beside its tensors."""
-        if self.adapter_panel is None:
-            self.adapter_panel = AdapterPanel()
-            self.adapter_panel.reveal_key.connect(self.reveal_key)
-            self.content_tabs = QTabWidget()
-            self.content_tabs.setDocumentMode(True)
-            layout = self._content.layout()
-            assert layout is not None
-            layout.replaceWidget(self.splitter, self.content_tabs)
-            self.content_tabs.addTab(self.adapter_panel, "Adapter")
-            self.content_tabs.addTab(self.splitter, "Tensors")
-        self.adapter_panel.set_checkpoint(ckpt)
-
-    def reveal_key(self, key: str) -> bool:
-        """Show the tensor ``key`` in the tree (the Tensors tab of an adapter)."""
-        rows = self.model.root_item().walk() if self.model is not None else iter(())
-        found = next((it for it in rows if it.is_tensor and it.key == key), None)
-        if found is None:
-            return False
-        if self.content_tabs is not None:
-            self.content_tabs.setCurrentWidget(self.splitter)
-        return self.tree.select_item(found)
 
     # --- helpers ----------------------------------------------------------------------------
     def _release(self) -> None:

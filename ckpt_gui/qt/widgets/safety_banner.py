@@ -1,6 +1,7 @@
 """``SafetyBanner``: one line above the tree that says how a pickle-based file was read, when that
 matters. Amber for the structural view (nothing from the file ran), red for a trusted load (code
-from the file was allowed to run). Hidden for files torch's safe loader read on its own.
+from the file was allowed to run). Hidden for files torch's safe loader read on its own. Its
+colours come from the theme (light or dark, following a change live), with AA contrast.
 """
 
 from __future__ import annotations
@@ -9,17 +10,45 @@ from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextDocument
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ckpt_gui.core.checkpoint import Checkpoint
+from ckpt_gui.qt import theme
 
-VERDICT_COLOURS = {"unsafe": "#c62828", "unknown": "#a15c00", "safe": "#2e7d32"}
+VERDICTS = {"unsafe": "red", "unknown": "amber", "safe": "green"}  # theme colour names
 SHOWN_NAMES = 3  # globals named in the banner itself; the scan report lists them all
-_STYLES = {
-    "structural": ("#fff4dc", "#e0a526", "#5c3c00"),  # background, border, text
-    "trusted": ("#fdecea", "#d32f2f", "#7f1010"),
-}
+ACCENTS = {"structural": "amber", "trusted": "red"}  # the banner's border and icon
+# How much of the accent tints the base behind the banner: light enough (or dark enough, in
+# the dark theme) that text and verdict colours keep 4.5:1 on it.
+TINT = 0.12
+
+
+def verdict_colour(verdict: str) -> str:
+    """A scan verdict's colour in the theme in use (the palette's text for any other)."""
+    name = VERDICTS.get(verdict)
+    if name is None:
+        return QGuiApplication.palette().color(QPalette.ColorRole.Text).name()
+    return theme.colour(name)
+
+
+def banner_colours(view: str) -> tuple[str, str, str]:
+    """Background, border and text of the banner for ``view`` in the theme in use: the base
+    colour tinted with the view's accent, the accent, and the palette's text colour."""
+    palette = QGuiApplication.palette()
+    base = palette.color(QPalette.ColorRole.Base)
+    accent = QColor(theme.colour(ACCENTS.get(view, "amber")))
+    background = QColor(
+        *(
+            round((1 - TINT) * b + TINT * a)
+            for b, a in (
+                (base.red(), accent.red()),
+                (base.green(), accent.green()),
+                (base.blue(), accent.blue()),
+            )
+        )
+    ).name()
+    return background, accent.name(), palette.color(QPalette.ColorRole.Text).name()
 
 
 def qualname(ref: Any) -> str:
@@ -39,7 +68,7 @@ def flagged_globals(report: Any) -> list[Any]:
 def names_html(refs: list[Any], limit: int = SHOWN_NAMES) -> str:
     """``posix.system, gone.Net and 2 more``, each name in its verdict's colour."""
     shown = [
-        f"<b style='color:{VERDICT_COLOURS.get(r.verdict, '#000')}'>{escape(qualname(r))}</b>"
+        f"<b style='color:{verdict_colour(r.verdict)}'>{escape(qualname(r))}</b>"
         for r in refs[:limit]
     ]
     more = len(refs) - limit
@@ -102,10 +131,13 @@ class SafetyBanner(QFrame):
         layout.addWidget(self.scan_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.trust_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setVisible(False)
+        self._shown: tuple[Checkpoint | None, str] = (None, "")
+        theme.follow_theme(self, lambda: self.set_checkpoint(*self._shown))
 
     def set_checkpoint(self, ckpt: Checkpoint | None, trust_failure: str = "") -> None:
         """Show the banner ``ckpt`` needs, or hide it. ``trust_failure``: why a real load the
         user asked for failed (the tab shows the structural view instead)."""
+        self._shown = (ckpt, trust_failure)
         html = banner_html(ckpt) if ckpt is not None else ""
         if html and trust_failure:
             html += f"<br><b>Loading it with code execution failed:</b> {escape(trust_failure)}"
@@ -114,7 +146,7 @@ class SafetyBanner(QFrame):
         if not html:
             return
         assert ckpt is not None
-        background, border, text = _STYLES.get(self.view, _STYLES["structural"])
+        background, border, text = self.colours()
         self.setStyleSheet(
             f"#safetyBanner {{ background: {background}; border-bottom: 1px solid {border}; }}"
             f" #safetyBanner QLabel {{ color: {text}; background: transparent; }}"
@@ -123,6 +155,10 @@ class SafetyBanner(QFrame):
         self._label.setText(html)
         # TorchScript is never handed to torch.load, trusted or not: it would compile its code.
         self.trust_button.setVisible(self.view == "structural" and ckpt.format != "torchscript")
+
+    def colours(self) -> tuple[str, str, str]:
+        """Background, border and text colours the banner paints with now."""
+        return banner_colours(self.view)
 
     def text(self) -> str:
         """The banner's line as plain text (what a user reads)."""

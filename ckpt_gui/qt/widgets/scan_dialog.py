@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.plain_text import plain_tooltip
-from ckpt_gui.qt.widgets.safety_banner import VERDICT_COLOURS, qualname
+from ckpt_gui.qt.widgets.safety_banner import qualname, verdict_colour
 
 HEADERS = ("Global", "Verdict", "Where", "Count")
 VERDICT_ORDER = {"unsafe": 0, "unknown": 1, "safe": 2}
@@ -113,13 +113,13 @@ class ScanReportDialog(QDialog):
         line, _ = error_text(exc)
         self.error_message = line
         self.verdict_label.setText(
-            f"<span style='color:{VERDICT_COLOURS['unsafe']}'>Could not scan: {escape(line)}</span>"
+            f"<span style='color:{verdict_colour('unsafe')}'>Could not scan: {escape(line)}</span>"
         )
         self.report_ready.emit()
 
     def set_report(self, report: Any) -> None:
         self.report = report
-        colour = VERDICT_COLOURS.get(report.verdict, "#000")
+        colour = verdict_colour(report.verdict)
         first, _, rest = verdict_line(report).partition(":")
         counts = Counter(r.verdict for r in report.globals)
         tally = ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
@@ -145,7 +145,7 @@ class ScanReportDialog(QDialog):
                 if ref.written:
                     item.setToolTip(plain_tooltip(f"written in the file as {ref.written}"))
                 if column == 1:
-                    item.setForeground(QBrush(QColor(VERDICT_COLOURS.get(ref.verdict, "#000"))))
+                    item.setForeground(QBrush(QColor(verdict_colour(ref.verdict))))
                     item.setFont(bold)
                 if column == 3:
                     item.setTextAlignment(
