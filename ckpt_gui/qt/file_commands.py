@@ -1,6 +1,6 @@
 """The window's File commands that ask something first (``FileCommands``, part of
-``MainWindow``): the open, compare, export and base-model dialogs, and the question a drop of
-several files asks (one run, or a tab each)."""
+``MainWindow``): the open, open-URL, compare, export, base-model and remote-cache dialogs, and
+the question a drop of several files asks (one run, or a tab each)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QDialog, QFileDialog, QMainWindow, QMessageBox
 
 from ckpt_gui.qt.export_choice import ExportChoice
 from ckpt_gui.qt.page import Page
@@ -137,6 +137,26 @@ class FileCommands(QMainWindow):
         paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoints", "", FILE_FILTERS)
         for path in paths:
             self.open_path(path)
+
+    def open_url_dialog(self) -> QDialog:
+        """File > Open URL…: a checkpoint where it lives (https, s3, gs, hf)."""
+        from ckpt_gui.qt.remote_dialogs import OpenUrlDialog
+
+        dialog = OpenUrlDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.open_path(dialog.url()))
+        dialog.open()
+        return dialog
+
+    def remote_cache_dialog(self) -> QDialog:
+        """File > Remote Cache…: how much the fetched bytes take, their limit, Clear."""
+        from ckpt_gui.qt.remote_dialogs import CacheDialog, apply_cache_limit
+
+        apply_cache_limit()
+        dialog = CacheDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(

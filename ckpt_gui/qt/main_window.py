@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ckpt_gui.core.display_names import short_names
+from ckpt_gui.core.remote.location import RemotePath, as_location, is_remote
 from ckpt_gui.qt import recent, theme, workers
 from ckpt_gui.qt.file_commands import FILE_FILTERS as FILE_FILTERS  # the adapter panel's too
 from ckpt_gui.qt.file_commands import FileCommands
@@ -101,6 +102,8 @@ class MainWindow(FileCommands):
         self.open_action = self._action("&Open…", self.open_dialog, QKeySequence.StandardKey.Open)
         self.open_folder_action = self._action("Open &Folder…", self.open_folder_dialog)
         self.open_run_action = self._action("Open R&un…", self.open_run_dialog, "Ctrl+Shift+R")
+        self.open_url_action = self._action("Open &URL…", self.open_url_dialog, "Ctrl+Shift+O")
+        self.remote_cache_action = self._action("Remote &Cache…", self.remote_cache_dialog)
         self.recent_menu = QMenu("Open &Recent", self)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.demo_action = self._action("Open &Demo Checkpoint", self.open_demo)
@@ -114,12 +117,14 @@ class MainWindow(FileCommands):
             self.open_action,
             self.open_folder_action,
             self.open_run_action,
+            self.open_url_action,
             self.recent_menu,
             self.demo_action,
             None,
             self.compare_action,
             self.adapter_base_action,
             self.export_action,
+            self.remote_cache_action,
             None,
             self.reload_action,
             self.close_action,
@@ -147,6 +152,8 @@ class MainWindow(FileCommands):
         view_menu.addSeparator()
         self.scan_action = self._action("&Scan Report…", self.scan_report, "Ctrl+Shift+S")
         view_menu.addAction(self.scan_action)
+        self.all_stats_action = self._action("Compute All &Statistics", self.compute_all_stats)
+        view_menu.addAction(self.all_stats_action)
         view_menu.addSeparator()
         self.theme_menu = view_menu.addMenu("&Theme")
         self.theme_actions = QActionGroup(self)
@@ -204,8 +211,13 @@ class MainWindow(FileCommands):
     # --- opening ----------------------------------------------------------------------------
     def open_path(self, path: str | Path, *, trust: bool = False) -> Page:
         """Open ``path`` in a new tab (or show the tab that already has it). ``trust=True``
-        allows a real load: only ``--trust`` on the command line passes it."""
-        path = Path(path)
+        allows a real load: only ``--trust`` on the command line passes it. A URL opens where
+        it lives."""
+        path = as_location(path)
+        if isinstance(path, RemotePath):
+            from ckpt_gui.qt.remote_dialogs import apply_cache_limit
+
+            apply_cache_limit()
         for page in self.pages():
             source = page.source()
             if source is not None and source.resolve() == path.resolve():
@@ -219,7 +231,7 @@ class MainWindow(FileCommands):
         """Compare ``a`` with ``b`` in a new tab (``trust``: as for ``open_path``)."""
         from ckpt_gui.qt.compare import CompareView  # torch, once needed
 
-        page = CompareView(Path(a), Path(b), trust=trust)
+        page = CompareView(as_location(a), as_location(b), trust=trust)
         self.add_page(page)
         return page
 
@@ -340,6 +352,13 @@ class MainWindow(FileCommands):
             what = "a checkpoint tab" if page is not None else "a checkpoint"
             self.statusBar().showMessage(f"Open {what} first, then ask for its scan report", 4000)
 
+    def compute_all_stats(self) -> None:
+        """View > Compute All Statistics: a remote tab computes only what is looked at."""
+        page = self.current_page()
+        compute = getattr(page, "compute_all_statistics", None)
+        if compute is not None:
+            compute()
+
     def focus_filter(self) -> None:
         page = self.current_page()
         if page is not None:
@@ -374,13 +393,13 @@ class MainWindow(FileCommands):
 
     # --- drag and drop ----------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if _local_paths(event.mimeData().urls()):
+        if _dropped(event.mimeData().urls()):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
-        paths = _local_paths(event.mimeData().urls())
+        paths = _dropped(event.mimeData().urls())
         self.open_dropped(paths)
         if paths:
             event.acceptProposedAction()
@@ -397,5 +416,12 @@ class MainWindow(FileCommands):
         workers.abort_all()
 
 
-def _local_paths(urls: list[QUrl]) -> list[str]:
-    return [u.toLocalFile() for u in urls if u.isLocalFile() and u.toLocalFile()]
+def _dropped(urls: list[QUrl]) -> list[str]:
+    """Dropped files and folders, and links to remote checkpoints (``https://``, ``s3://``…)."""
+    out = []
+    for url in urls:
+        if url.isLocalFile() and url.toLocalFile():
+            out.append(url.toLocalFile())
+        elif is_remote(url.toString()):
+            out.append(url.toString())
+    return out

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from ckpt_gui.core.remote.location import is_remote
+
 MAX_RECENT = 10
 KEY = "recent_files"
 
@@ -24,8 +26,9 @@ def recent_files() -> list[str]:
 
 
 def remember(path: str | Path) -> list[str]:
-    """Put ``path`` first in the list and return the list."""
-    text = str(Path(path).resolve())
+    """Put ``path`` first in the list and return the list (a URL as it is shown: without
+    credentials, which come from the environment)."""
+    text = str(path) if is_remote(str(path)) else str(Path(path).resolve())
     items = [text] + [p for p in recent_files() if p != text]
     items = items[:MAX_RECENT]
     settings().setValue(KEY, items)

@@ -8,6 +8,6 @@ only when a remote location is opened.
 
 from __future__ import annotations
 
-from ckpt_gui.core.remote.location import RemotePath, is_remote, shown
+from ckpt_gui.core.remote.location import RemotePath, as_location, is_remote, shown
 
-__all__ = ["RemotePath", "is_remote", "shown"]
+__all__ = ["RemotePath", "as_location", "is_remote", "shown"]

@@ -4,6 +4,8 @@ without the credentials or signatures a URL can carry."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 SCHEMES = ("http", "https", "s3", "gs", "gcs", "hf")
@@ -16,6 +18,16 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     text = os.fspath(path) if not isinstance(path, str) else path
     scheme, sep, _ = text.partition("://")
     return bool(sep) and scheme.lower() in SCHEMES
+
+
+def as_location(path: str | os.PathLike[str] | RemotePath) -> Path:
+    """``path`` as the window keeps it: a ``Path``, or for a URL a ``RemotePath``, typed as a
+    ``Path`` because it answers all the window asks of one (``name``, ``parent``, ``parts``,
+    ``resolve``, ``is_dir``, ``str``); what would touch the disk checks ``is_remote`` first.
+    (A URL must arrive as a string: ``Path`` would fold its ``//``.)"""
+    if isinstance(path, RemotePath):
+        return cast(Path, path)
+    return cast(Path, RemotePath(os.fspath(path))) if is_remote(path) else Path(path)
 
 
 def shown(url: str) -> str:

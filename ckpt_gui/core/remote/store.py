@@ -111,6 +111,7 @@ class RemoteFile:
         self.version = version_of(info)
         self.cached = (cache or shared_cache()).file(url, self.size, self.version)
         self.fetched = 0  # bytes transferred by this object
+        self._fetching = threading.Lock()
 
     def read(
         self,
@@ -124,8 +125,19 @@ class RemoteFile:
         begin, end = max(0, begin), min(end, self.size)
         if end <= begin:
             return b""
-        missing = self.cached.missing(begin, end)
-        for lo, hi in missing:
+        if self.cached.missing(begin, end):
+            with self._fetching:  # two threads wanting the same bytes fetch them once
+                self._fetch(begin, end, progress, cancel)
+        return self.cached.get(begin, end)
+
+    def _fetch(
+        self,
+        begin: int,
+        end: int,
+        progress: Callable[[int], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> None:
+        for lo, hi in self.cached.missing(begin, end):
             for at in range(lo, hi, FETCH_STEP):
                 if cancel is not None and cancel():
                     raise Cancelled()
@@ -141,7 +153,6 @@ class RemoteFile:
                 self.fetched += len(data)
                 if progress is not None:
                     progress(len(data))
-        return self.cached.get(begin, end)
 
     def fetch_steps(self, begin: int, end: int) -> Iterator[int]:
         """Fetch ``[begin, end)`` into the cache a step at a time, yielding each step's bytes

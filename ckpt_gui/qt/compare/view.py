@@ -27,6 +27,7 @@ from ckpt_gui.core.diff import (
     MatchFound,
     Progress,
 )
+from ckpt_gui.core.remote.location import as_location
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.compare.bars import PathsBar, match_text
 from ckpt_gui.qt.compare.plots import MAX_BARS
@@ -59,7 +60,7 @@ class CompareView(Page):
         trust: bool = False,
     ) -> None:
         super().__init__(parent)
-        self.path_a, self.path_b = Path(path_a), Path(path_b)
+        self.path_a, self.path_b = as_location(path_a), as_location(path_b)
         self.trust = trust
         self.checkpoints: tuple[Checkpoint, Checkpoint] | None = None
         self.report: DiffReport | None = None
@@ -154,10 +155,10 @@ class CompareView(Page):
 
     def set_paths(self, path_a: str | Path, path_b: str | Path) -> None:
         """Compare other files (a drop, Swap, or File > Compare With…)."""
-        new = {Path(path_a).resolve(), Path(path_b).resolve()}
+        new = {as_location(path_a).resolve(), as_location(path_b).resolve()}
         if new != {self.path_a.resolve(), self.path_b.resolve()}:
             self.trust = False  # --trust named the files on the command line, not these
-        self.path_a, self.path_b = Path(path_a), Path(path_b)
+        self.path_a, self.path_b = as_location(path_a), as_location(path_b)
         self.start()
 
     def swap(self) -> None:

@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.memory import freeze_heap, return_freed_memory, thaw_heap
+from ckpt_gui.core.remote.location import as_location
+from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.adapter import AdapterPanel
 from ckpt_gui.qt.errors import error_text
@@ -36,10 +38,12 @@ from ckpt_gui.qt.widgets.changed_bar import ChangedBar, FileWatch
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
+from ckpt_gui.qt.widgets.remote_actions import REMOTE_STATS, RemoteActions
 from ckpt_gui.qt.widgets.safety_actions import SafetyActions
 from ckpt_gui.qt.widgets.safety_banner import SafetyBanner
 from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
 from ckpt_gui.qt.widgets.summary_bar import SummaryBar
+from ckpt_gui.qt.widgets.tab_states import CANCELLED, FAILED, LOADING, READY, STATS
 from ckpt_gui.qt.widgets.tree_panel import TreePanel, ViewState
 from ckpt_gui.qt.widgets.tree_row_actions import TreeRowActions
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
@@ -53,10 +57,9 @@ STATS_BATCH_SECONDS = 0.25
 FIRST_PAINT_MS = 60
 SIDE_MINIMUM = (200, 120)  # the details and plot panels beside the tree (width, height)
 TREE_MINIMUM_WIDTH = 300
-LOADING, FAILED, STATS, READY, CANCELLED = "loading", "failed", "stats", "ready", "cancelled"
 
 
-class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
+class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, Page):
     """Summary bar, tree and the panels beside it for one checkpoint (its rows' menu:
     ``TreeRowActions``; the scan report and trust dialog: ``SafetyActions``; a LoRA adapter's
     tabs: ``AdapterTabs``)."""
@@ -75,7 +78,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
         """``trust=True`` (``--trust``, or the trust dialog accepted) allows a real load.
         ``prepare``: run on the worker before the first open (writing the demo)."""
         super().__init__(parent)
-        self.path = Path(path)
+        self.path = as_location(path)
         self._prepare = prepare
         self.trust = trust
         self.scan_dialog: ScanReportDialog | None = None
@@ -88,6 +91,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
         self._trust_retry = False
         self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
+        self._asked: set[int] = set()  # see RemoteActions
         self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
         self.adapter_panel: AdapterPanel | None = None  # a LoRA adapter's Adapter tab
         self.content_tabs: QTabWidget | None = None  # Adapter | Tensors, for an adapter
@@ -141,6 +145,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
         theme.style_secondary(self.loading_label, "font-size: 14pt;")
         self.error_view = ErrorView()
         self.error_view.retry_button.clicked.connect(self.reload)
+        self.error_view.action_button.clicked.connect(self.download_and_open)
         self.stack = QStackedWidget()
         for page in (self.loading_label, self.error_view, content):
             self.stack.addWidget(page)
@@ -301,7 +306,8 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
         if self.checkpoint.kind == "lora-adapter":
             self._show_adapter(self.checkpoint)
         self.details.show_item(None, None)
-        self.file_watch.watch(self.path)
+        if not self.remote():  # a remote file has no disk here to watch
+            self.file_watch.watch(self.path)
         if self._kept is not None:
             self.tree.restore_view_state(self._kept)
             self._kept = None
@@ -317,7 +323,9 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
             self.start()
             return
         self.error_message = line
-        self.error_view.set_error(f"Could not open {self.title()}", line, details)
+        whole = self.remote() and "needs the whole file" in line
+        action = "Download and Open" if whole else None
+        self.error_view.set_error(f"Could not open {self.title()}", line, details, action)
         self.stack.setCurrentWidget(self.error_view)
         self._set_state(FAILED)
         self._report("", 0, 0)
@@ -330,11 +338,14 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
     # --- statistics -------------------------------------------------------------------------
     def _start_stats_if_current(self) -> None:
         if self.state == STATS and not self._work.busy() and self.checkpoint is not None:
+            if self.remote():  # every tensor would be downloaded: only the ones looked at
+                self._finish_stats(REMOTE_STATS)
+                return
             self._start_stats()
 
-    def _start_stats(self) -> None:
+    def _start_stats(self, only: list[Node] | None = None) -> None:
         assert self.checkpoint is not None
-        nodes = self.checkpoint.tensors()
+        nodes = self.checkpoint.tensors() if only is None else only
         if not nodes:
             self._finish_stats("")
             return
@@ -397,6 +408,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, Page):
     def _on_selection(self, items: list[Item]) -> None:
         if self.model is None:
             return
+        self.stats_when_looked_at(items)
         current = items[0] if items else None
         self.details.show_item(current, self.model.details_stats(current) if current else None)
         tensors = [it.node for it in items if it.is_tensor and it.node is not None]
