@@ -21,7 +21,8 @@ class Rate:
         self.first: int | None = None
 
     def text(self, done: int, total: int, now: float | None = None) -> str:
-        """``Downloading 120 MB of 1.2 GB (25 MB/s, about 40 s left)``."""
+        """``Downloading 120 MB of 1.2 GB (25 MB/s, about 40 s left)`` (or its first part,
+        until half a second of bytes says how fast they come)."""
         now = time.monotonic() if now is None else now
         if self.first is None:
             self.first, self.started = done, now

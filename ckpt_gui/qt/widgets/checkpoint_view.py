@@ -33,6 +33,7 @@ from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.tree_model import CheckpointModel
 from ckpt_gui.qt.page import Page
+from ckpt_gui.qt.remote_download import Rate
 from ckpt_gui.qt.widgets.adapter_tabs import AdapterTabs
 from ckpt_gui.qt.widgets.changed_bar import ChangedBar, FileWatch
 from ckpt_gui.qt.widgets.details import DetailsPanel
@@ -92,6 +93,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
         self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
         self._asked: set[int] = set()  # see RemoteActions
+        self.fetch_rate = Rate()  # a remote tab's statistics: how fast their bytes arrive
         self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
         self.adapter_panel: AdapterPanel | None = None  # a LoRA adapter's Adapter tab
         self.content_tabs: QTabWidget | None = None  # Adapter | Tensors, for an adapter
@@ -323,7 +325,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
             self.start()
             return
         self.error_message = line
-        whole = self.remote() and "needs the whole file" in line
+        whole = self.remote() and ("needs the whole file" in line or "download it" in line)
         action = "Download and Open" if whole else None
         self.error_view.set_error(f"Could not open {self.title()}", line, details, action)
         self.stack.setCurrentWidget(self.error_view)
@@ -352,6 +354,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
         self._stats_failures = 0
         self._set_state(STATS)
         self._report("Computing statistics…", 0, PROGRESS_STEPS)
+        self.fetch_rate = Rate()
         self._work.start(
             lambda cancel: jobs.stats_events(nodes, cancel),
             on_yield=self._on_stats,
@@ -382,6 +385,8 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
             text = f"Computing statistics… {format_bytes(progress.done_bytes)} of " + format_bytes(
                 progress.total_bytes
             )
+            if self.remote():  # the bytes are fetched: say at what speed, and how long still
+                text = self.fetch_rate.text(progress.done_bytes, progress.total_bytes)
             self._report(text, done, PROGRESS_STEPS)
 
     def _on_stats_done(self) -> None:
