@@ -30,7 +30,13 @@ for path in sys.argv[1:]:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = main(argv)
         results.append({"argv": argv, "code": code, "err": err.getvalue()})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# This process's own high-water mark (VmHWM): ru_maxrss would also count the parent's memory
+# at the fork, which grows with every test the suite ran before this one.
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"results": results, "peak": peak}))
 """
 
