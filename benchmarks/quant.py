@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import print_table, rss_anon_kb, warm_page_cache  # noqa: E402
 from benchmarks.stats import measure  # noqa: E402
-from ckpt_gui.core.chunks import DEFAULT_CHUNK_ELEMS  # noqa: E402
+from ckpt_gui.core.chunks import DEFAULT_CHUNK_ELEMS, serial_torch  # noqa: E402
 from ckpt_gui.core.reader import open_checkpoint  # noqa: E402
 from ckpt_gui.core.stats import StatsResult, iter_stats  # noqa: E402
 from ckpt_gui.core.tree import Node  # noqa: E402
@@ -84,11 +84,14 @@ def stats_of_logical(nodes: list[Node]) -> None:
 
 
 def dequantize_only(nodes: list[Node]) -> None:
-    """The statistics' row blocks dequantized on this thread alone, and nothing else."""
-    for node in nodes:
-        assert node.tensor is not None
-        for call in node.tensor.quant.lazy_chunks(DEFAULT_CHUNK_ELEMS):
-            call()
+    """The statistics' row blocks dequantized on this thread alone (torch single-threaded, as
+    on a chunk worker: with OpenMP's threads on a shared machine it was six times slower),
+    and nothing else."""
+    with serial_torch():
+        for node in nodes:
+            assert node.tensor is not None
+            for call in node.tensor.quant.lazy_chunks(DEFAULT_CHUNK_ELEMS):
+                call()
 
 
 def read_packed(nodes: list[Node]) -> None:

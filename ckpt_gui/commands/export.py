@@ -19,6 +19,7 @@ from ckpt_gui.core.export import (
     parse_size,
 )
 from ckpt_gui.core.export.casting import ON_OVERFLOW
+from ckpt_gui.core.export.dequantize import iter_dequantize_export
 from ckpt_gui.core.export.merge import iter_merge_export
 from ckpt_gui.core.export.options import NUMPY_CHOICES, ExportError
 from ckpt_gui.core.reader import open_checkpoint
@@ -96,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SRC is a LoRA adapter: write BASE with it merged (W + scale·B·A per module)",
     )
     parser.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="SRC is quantized (fp8, mxfp4, gptq, awq, compressed-tensors, bitsandbytes, GGUF): "
+        "write its weights dequantized (their dtype, or --dtype), in place of the raw parts",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace DST if it exists (it is refused otherwise)"
     )
     parser.add_argument(
@@ -133,6 +140,13 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    if args.dequantize and args.merge_into is not None:
+        raise ExportError("--dequantize and --merge-into cannot be combined")
+    if args.dequantize:
+        with open_checkpoint(args.src, trust=args.trust) as ckpt:
+            result = _drain(iter_dequantize_export(ckpt, args.dst, options, overwrite=args.force))
+        echo_lines(result.describe())
+        return 0
     if args.merge_into is not None:
         with (
             open_checkpoint(args.src, trust=args.trust) as adapter,

@@ -69,6 +69,20 @@ class Checkpoint:
             self._view = folded_tree(self.root, self.logical)[0]
         return self._view
 
+    def with_root(self, root: Node, files: list[Path] | None = None) -> Checkpoint:
+        """A view of this checkpoint with another tree (a merge's, a dequantized export's):
+        the same path, format, size, kind and way of reading, reading ``files`` (these
+        files by default). Closing it closes only what is added to its own closers."""
+        return Checkpoint(
+            path=self.path,
+            format=self.format,
+            root=root,
+            size_on_disk=self.size_on_disk,
+            kind=self.kind,
+            files=list(self.files) if files is None else files,
+            view=self.view,
+        )
+
     def find(self, key: str) -> Node | None:
         """The node at ``key`` (the tree does not change once opened, so the index is kept)."""
         if self._by_key is None:

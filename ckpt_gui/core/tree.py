@@ -49,7 +49,8 @@ class TensorInfo:
     storage_id: Any = None  # equal ids mean one shared storage (tied weights)
     storage_offset: int = 0
     # What the file holds: a torch tensor ("tensor") or a NumPy array ("numpy"), which the tree
-    # shows and measures like a tensor but an export must write back as what it was.
+    # shows and measures like a tensor but an export must write back as what it was; or
+    # "quantized": a quantized weight's logical tensor, which a --dequantize export writes.
     container: str = "tensor"
     # Why it has no data to read ("uninitialised (no data in the file)": a legacy constructor
     # called with sizes; "a meta tensor"): never measured, shown or exported; loading raises.

@@ -171,3 +171,29 @@ def test_an_existing_destination_is_replaced_only_when_the_user_says_so(
     with qtbot.waitSignal(dialog.export_finished, timeout=30_000):
         qtbot.mouseClick(replace, Qt.MouseButton.LeftButton)
     assert set(load_file(dest)) == set(torch.load(src, weights_only=True)["model_state_dict"])
+
+
+def test_quantized_weights_export_dequantized_when_asked(qtbot, tmp_path: Path) -> None:
+    from tests.core.quant import writers as W
+
+    src, refs = W.gptq(tmp_path / "q")
+    [(key, ref)] = refs.items()
+    dialog = open_dialog(qtbot, src)
+    box = dialog.form.dequantize_box
+    assert dialog.form._form.isRowVisible(box) and not box.isChecked()
+    assert key not in rows(dialog, "kept")  # the raw parts, as the file holds them
+    with qtbot.waitSignal(dialog.preview_changed, timeout=5_000):
+        box.setChecked(True)
+    assert key in rows(dialog, "kept") and not any("qweight" in r for r in rows(dialog, "kept"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=30_000) as done:
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    result: ExportResult = done.args[0]
+    loaded = load_file(result.destination)
+    assert torch.equal(loaded[key], torch.from_numpy(ref.copy()).to(torch.bfloat16))
+    assert "1 dequantized weight equal their parts dequantized again" in dialog.result_label.text()
+
+
+def test_the_dequantize_choice_is_hidden_without_quantized_weights(qtbot, tmp_path: Path) -> None:
+    dialog = open_dialog(qtbot, training_checkpoint(tmp_path / "train.pt"))
+    assert not dialog.form._form.isRowVisible(dialog.form.dequantize_box)
+    assert not dialog.form.dequantize()

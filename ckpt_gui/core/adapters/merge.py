@@ -275,15 +275,7 @@ def merged_checkpoint(base: Checkpoint, adapter: Adapter, spec: MergeSpec) -> Ch
         assert node.tensor is not None
         loaders[key] = dataclasses.replace(node.tensor, storage_id=None, bytes_at=None)
     root = _copy_tree(base.root, loaders)
-    view = Checkpoint(
-        path=base.path,
-        format=base.format,
-        root=root,
-        size_on_disk=base.size_on_disk,
-        kind=base.kind,
-        files=[*(base.files or [base.path]), *adapter.files],
-        view=base.view,
-    )
+    view = base.with_root(root, [*(base.files or [base.path]), *adapter.files])
     view._closers.append(weights.close)
     return view
 

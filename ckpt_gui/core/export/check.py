@@ -16,9 +16,14 @@ from ckpt_gui.core.tree import dtype_from_name
 
 
 def _narrowed(plan: ExportPlan) -> list[KeptTensor]:
-    """The kept tensors whose cast can overflow or underflow."""
+    """The kept tensors whose cast can overflow or underflow. Dequantized weights (source
+    container "quantized") are measured as they are written, from the values the writer
+    casts (``writers.Streamed``): a pass of their own would dequantize them twice."""
     return [
-        k for k in plan.kept if narrows(dtype_from_name(k.source_dtype), dtype_from_name(k.dtype))
+        k
+        for k in plan.kept
+        if k.source_container != "quantized"
+        and narrows(dtype_from_name(k.source_dtype), dtype_from_name(k.dtype))
     ]
 
 

@@ -31,7 +31,9 @@ from ckpt_gui.core.export.options import ExportError, ExportOptions, ExportPlan,
 from ckpt_gui.core.export.plan import plan_export
 from ckpt_gui.core.export.verify import Verification, iter_verify
 from ckpt_gui.core.export.writers import (
+    CHUNK_ELEMENTS,
     CancelCheck,
+    Streamed,
     convert_tensors,
     iter_write_pt,
     iter_write_safetensors,
@@ -168,13 +170,17 @@ def iter_export(
             refuse_overflow(plan, effects)
         target: AtomicFile | AtomicFolder = AtomicFolder(dest) if plan.files else AtomicFile(dest)
         before = _fingerprint(ckpt)
+        streamed: dict[str, CastEffect] = {}
         with target:
             yield ExportProgress("writing", "", done, total)
             try:
                 written = 0
-                for key, n in _write(plan, ckpt, target, cancel):
+                for key, n in _write(plan, ckpt, target, cancel, streamed):
                     written = min(written + n, plan.tensor_bytes)
                     yield ExportProgress("writing", key, checked + written, total)
+                # Streamed tensors (dequantized weights) were measured as they were cast.
+                effects.update((k, e) for k, e in streamed.items() if e.overflow or e.underflow)
+                refuse_overflow(plan, effects)
                 assert target.path is not None
                 result_path = target.path / plan.files[-1] if plan.files else target.path
                 size_after = _size(target.path)
@@ -208,28 +214,33 @@ def _write(
     ckpt: Checkpoint,
     target: AtomicFile | AtomicFolder,
     cancel: CancelCheck | None,
+    streamed: dict[str, CastEffect],
 ) -> Iterator[tuple[str, int]]:
+    """Writes the planned files; ``streamed`` receives what the cast did to each streamed
+    tensor, by source key."""
+    policy = plan.options.on_overflow
     if isinstance(target, AtomicFile):
         assert target.file is not None
         if plan.options.format == "safetensors":
-            yield from _write_safetensors(
-                target.file, plan.kept, ckpt, cancel, plan.options.on_overflow
-            )
-        elif plan.flat:
-            flat = _flat_pt_object(plan.kept, ckpt, plan.options.on_overflow)
-            yield from iter_write_pt(target.file, flat, cancel)
+            yield from _write_safetensors(target.file, plan.kept, ckpt, cancel, policy, streamed)
         else:
-            yield from iter_write_pt(target.file, _pt_object(plan, ckpt), cancel)
+            places = _Placeholders(plan.kept, policy, streamed)
+            if plan.flat:
+                obj = _flat_pt_object(plan.kept, ckpt, policy, places)
+            else:
+                obj = _pt_object(plan, ckpt, places)
+            yield from iter_write_pt(target.file, obj, cancel, places.deferred)
         target.finish()
         return
     for shard, name in enumerate(plan.files[:-1]):
         kept = [k for k in plan.kept if k.shard == shard]
         file = target.open(name)  # the folder closes it: finish() hands it to its fsync
         if plan.options.format == "safetensors":
-            yield from _write_safetensors(file, kept, ckpt, cancel, plan.options.on_overflow)
+            yield from _write_safetensors(file, kept, ckpt, cancel, policy, streamed)
         else:
-            flat = _flat_pt_object(kept, ckpt, plan.options.on_overflow)
-            yield from iter_write_pt(file, flat, cancel)
+            places = _Placeholders(kept, policy, streamed)
+            flat = _flat_pt_object(kept, ckpt, policy, places)
+            yield from iter_write_pt(file, flat, cancel, places.deferred)
         target.finish(file)
     file = target.open(plan.files[-1])
     file.write(index_json(plan))
@@ -242,27 +253,73 @@ def _write_safetensors(
     ckpt: Checkpoint,
     cancel: CancelCheck | None,
     on_overflow: str,
+    streamed: dict[str, CastEffect],
 ) -> Iterator[tuple[str, int]]:
     nodes = _tensor_nodes(ckpt)
     header = safetensors_header([(k.name, k.dtype, k.shape) for k in kept])
-    items = [(k.name, nodes[k.key].load, dtype_from_name(k.dtype)) for k in kept]
+    items = [
+        (k.name, _loader(nodes[k.key], k.key, streamed), dtype_from_name(k.dtype)) for k in kept
+    ]
     yield from iter_write_safetensors(file, header, items, cancel, on_overflow)
 
 
+def _loader(
+    node: Node, key: str, streamed: dict[str, CastEffect]
+) -> Callable[[], torch.Tensor | Streamed]:
+    """What the writer loads a tensor with: the node's loader, or for a quantized weight's
+    logical tensor (a ``--dequantize`` export) its dequantized row blocks, in order."""
+    logical = node.tensor.quant if node.tensor is not None else None
+    if logical is None:
+        return node.load
+    effect = streamed.setdefault(key, CastEffect())
+    return lambda: Streamed(logical.chunks(CHUNK_ELEMENTS), effect)
+
+
+class _Placeholders:
+    """Streamed tensors in a pt object: each an allocated tensor of its planned dtype and
+    shape that is never written to (untouched pages hold no memory), whose record torch's
+    pickler describes while ``deferred`` gives its bytes, from its stream, as it is written."""
+
+    def __init__(self, kept: list[KeptTensor], policy: str, streamed: dict[str, CastEffect]):
+        self.dtypes = {k.key: dtype_from_name(k.dtype) for k in kept}
+        self.policy, self.streamed = policy, streamed
+        self.deferred: dict[int, Callable[[], Iterator[torch.Tensor]]] = {}
+
+    def load(self, node: Node) -> torch.Tensor:
+        info = node.tensor
+        if info is None or info.quant is None:
+            return node.load()
+        dtype = self.dtypes.get(node.key)
+        if dtype is None:  # not kept: never written
+            return torch.empty(info.shape)
+        tensor = torch.empty(info.shape, dtype=dtype)
+        if tensor.numel():
+            stream = _loader(node, node.key, self.streamed)
+            self.deferred[tensor.untyped_storage().data_ptr()] = lambda: _cast(
+                stream(), dtype, self.policy
+            )
+        return tensor
+
+
+def _cast(stream: torch.Tensor | Streamed, dtype: torch.dtype, policy: str) -> Iterator[Any]:
+    assert isinstance(stream, Streamed)
+    return stream.cast_chunks(dtype, policy)
+
+
 def _flat_pt_object(
-    kept: list[KeptTensor], ckpt: Checkpoint, on_overflow: str
+    kept: list[KeptTensor], ckpt: Checkpoint, on_overflow: str, places: _Placeholders
 ) -> dict[str, torch.Tensor]:
     nodes = _tensor_nodes(ckpt)
-    found = {k.key: nodes[k.key].load() for k in kept}
+    found = {k.key: places.load(nodes[k.key]) for k in kept}
     dtypes = {k.key: dtype_from_name(k.dtype) for k in kept}
     tensors = convert_tensors(found, dtypes, on_overflow)
     return {k.name: tensors[k.key] for k in kept}
 
 
-def _pt_object(plan: ExportPlan, ckpt: Checkpoint) -> Any:
+def _pt_object(plan: ExportPlan, ckpt: Checkpoint, places: _Placeholders) -> Any:
     """The object to save: the source object (loaded again, memory-mapped, so that tuples,
     OrderedDicts, bytes and sets come back exactly) cut down and converted as planned."""
-    obj = _source_object(ckpt)
+    obj = _source_object(ckpt, places)
     top = ckpt.find(plan.root_key) if plan.root_key else ckpt.root
     assert top is not None
     for name in _path(top):
@@ -287,23 +344,23 @@ def _as_tensor(value: Any) -> torch.Tensor:
     return tensor
 
 
-def _source_object(ckpt: Checkpoint) -> Any:
+def _source_object(ckpt: Checkpoint, places: _Placeholders) -> Any:
     """The object the checkpoint was loaded from (memory-mapped, so that int keys, tuples,
     OrderedDicts, bytes and sets come back exactly; in the structural view the plan has refused
     every stand-in already), or one built from the tree for formats without a pickle."""
     if ckpt.obj is not None:
         return ckpt.obj
-    return _object_from_tree(ckpt.root)
+    return _object_from_tree(ckpt.root, places)
 
 
-def _object_from_tree(node: Node) -> Any:
+def _object_from_tree(node: Node, places: _Placeholders) -> Any:
     """The tree of a format without a pickle (DCP: nested dicts of tensors and values)."""
     if node.kind in ("dict", "object"):
-        return {c.name: _object_from_tree(c) for c in node.children}
+        return {c.name: _object_from_tree(c, places) for c in node.children}
     if node.kind == "list":
-        return [_object_from_tree(c) for c in node.children]
+        return [_object_from_tree(c, places) for c in node.children]
     if node.kind == "tensor":
-        return node.load()
+        return places.load(node)
     return node.value
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ckpt_gui.core.chunks import submit
 from ckpt_gui.core.export.file_compare import crc_of_range
+from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
 
 ARCHIVE = "archive"
@@ -67,6 +68,21 @@ class TorchZip:
             record.crc = zlib.crc32(piece, record.crc)
             self.sink.write(piece)
             yield piece.nbytes
+        self._patch_crc(record)
+
+    def write_pieces(self, name: str, nbytes: int, pieces: Iterator[Any]) -> Iterator[int]:
+        """A record of ``nbytes`` from ``pieces`` (buffers, in order) as they come; yields the
+        bytes of each. Pieces that do not add up to ``nbytes`` raise ``ExportError``."""
+        record = self._header(name, nbytes)
+        done = 0
+        for data in pieces:
+            piece = memoryview(data).cast("B")
+            record.crc = zlib.crc32(piece, record.crc)
+            self.sink.write(piece)
+            done += piece.nbytes
+            yield piece.nbytes
+        if done != nbytes:
+            raise ExportError(f"{name}: {done:,} bytes written where {nbytes:,} were planned")
         self._patch_crc(record)
 
     def copy(self, name: str, fd: int, offset: int, nbytes: int, step: int) -> Iterator[int]:

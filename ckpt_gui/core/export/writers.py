@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import torch
@@ -28,7 +29,7 @@ from ckpt_gui.core.build import (
 )
 from ckpt_gui.core.chunks import CancelCheck, row_pieces
 from ckpt_gui.core.errors import Cancelled
-from ckpt_gui.core.export.casting import cast
+from ckpt_gui.core.export.casting import CastEffect, cast, cast_effect
 from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
 from ckpt_gui.core.export.spans import FileMaps, Files, advise_sequential
@@ -41,6 +42,22 @@ COPY_STEP = 64 << 20  # a kernel copy between two progress and cancel points
 MIN_COPY = 64 << 10  # smaller tensors are gathered from memory into one write
 
 Progress = Iterator[tuple[str, int]]  # (key, bytes just written)
+
+
+@dataclass
+class Streamed:
+    """A tensor written from its values in row-major order, chunk by chunk, never whole (a
+    quantized weight dequantized a row block at a time): what a loader may give instead of a
+    tensor. ``effect`` counts what the cast to the written dtype does to its finite values,
+    measured on the chunks as they pass (there is no checking pass before the write)."""
+
+    chunks: Iterable[torch.Tensor]
+    effect: CastEffect
+
+    def cast_chunks(self, dtype: torch.dtype, on_overflow: str) -> Iterator[torch.Tensor]:
+        for chunk in self.chunks:
+            self.effect.add(cast_effect(chunk.reshape(-1), dtype))
+            yield cast(chunk, dtype, on_overflow)
 
 
 def check_cancel(cancel: CancelCheck | None) -> None:
@@ -75,13 +92,14 @@ def _little_endian() -> None:
 def iter_write_safetensors(
     file: BinaryIO,
     header: bytes,
-    items: list[tuple[str, Callable[[], torch.Tensor], torch.dtype]],
+    items: list[tuple[str, Callable[[], torch.Tensor | Streamed], torch.dtype]],
     cancel: CancelCheck | None = None,
     on_overflow: str = "inf",
 ) -> Progress:
     """Write ``header`` (from ``plan.safetensors_header``) then each ``(name, load, dtype)``'s
     bytes in the header's order: copied by the kernel where they lie unchanged in a file,
-    else cast chunk by chunk (``casting.cast``)."""
+    else cast chunk by chunk (``casting.cast``); a ``Streamed`` load, chunk by chunk as it
+    comes."""
     _little_endian()
     sink = Sink(file)
     sink.write(header)
@@ -97,7 +115,7 @@ def _write_tensor(
     maps: FileMaps,
     files: Files,
     name: str,
-    load: Callable[[], torch.Tensor],
+    load: Callable[[], torch.Tensor | Streamed],
     dtype: torch.dtype,
     cancel: CancelCheck | None,
     on_overflow: str,
@@ -105,6 +123,12 @@ def _write_tensor(
     """One tensor's bytes. A function of its own so that nothing of the tensor (it, its chunks)
     is still referenced once written: a merge computes the next weight in its memory then."""
     tensor = load()
+    if isinstance(tensor, Streamed):
+        for data in tensor.cast_chunks(dtype, on_overflow):
+            check_cancel(cancel)
+            sink.write(raw_bytes(data).numpy().data)
+            yield name, data.numel() * data.element_size()
+        return
     found = _in_file(maps, files, tensor) if tensor.dtype == dtype else None
     if found is not None:
         fd, offset = found
@@ -146,9 +170,16 @@ class _Recorder:
         self.records.append((name, data, nbytes))
 
 
-def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck | None = None) -> Progress:
+def iter_write_pt(
+    file: BinaryIO,
+    obj: Any,
+    cancel: CancelCheck | None = None,
+    deferred: Mapping[int, Callable[[], Iterator[torch.Tensor]]] | None = None,
+) -> Progress:
     """What ``torch.save(obj, file)`` writes, yielding after each storage or step of one.
-    Storages whose bytes lie unchanged in a file are copied by the kernel."""
+    Storages whose bytes lie unchanged in a file are copied by the kernel. ``deferred``: by
+    the address of a placeholder's storage (allocated, never touched, so it holds no memory),
+    the chunks its bytes are written from, in order, as its record is reached."""
     recorder = _Recorder()
     # torch's own pickling (persistent ids, storage keys, format records), so the result loads
     # with plain torch.load(weights_only=True) exactly as a torch.save file does.
@@ -160,9 +191,13 @@ def iter_write_pt(file: BinaryIO, obj: Any, cancel: CancelCheck | None = None) -
             if not isinstance(data, torch.UntypedStorage):
                 archive.write(name, data)
                 continue
+            stream = deferred.get(data.data_ptr()) if deferred and nbytes else None
             memory = torch.empty(0, dtype=torch.uint8).set_(data)
-            found = _in_file(maps, files, memory)
-            if found is not None:
+            found = _in_file(maps, files, memory) if stream is None else None
+            if stream is not None:
+                pieces = (raw_bytes(chunk).numpy().data for chunk in stream())
+                steps = archive.write_pieces(name, nbytes, pieces)
+            elif found is not None:
                 steps = archive.copy(name, found[0], found[1], nbytes, COPY_STEP)
             else:
                 steps = archive.write_steps(name, memory.numpy().data, CHUNK_BYTES)

@@ -4,10 +4,10 @@
 (an index and its shards, ``model.safetensors`` / ``pytorch_model.bin`` and their diffusers and
 variant spellings, or a ``-00001-of-00004`` shard set without an index; safetensors preferred
 over .bin when a repo holds both); a Hugging Face cache folder (``models--org--name``: its
-``refs/main`` snapshot); and otherwise the checkpoint files and weight-holding sub-folders it
-holds: one file opens as that file, several (or sub-folders, as in a diffusers pipeline) as one
-tree with a top-level node per component. Opening is ``reader``'s job; only index files and
-content sniffs of a single file are read here.
+``refs/main`` snapshot); and otherwise the checkpoint files (.gguf among them) and
+weight-holding sub-folders it holds: one file opens as that file, several (or sub-folders, as
+in a diffusers pipeline) as one tree with a top-level node per component. Opening is
+``reader``'s job; only index files and content sniffs of a single file are read here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ from ckpt_gui.core.formats.detect import (
 from ckpt_gui.core.safety.filecheck import printable
 
 # Names a checkpoint file in a folder may end with (content decides its format once chosen).
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pth.tar", ".pt.tar")
+CHECKPOINT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pth.tar",
+    ".pt.tar",
+    ".gguf",  # a llama.cpp model folder: one .gguf opens as that file
+)
 # A folder is listed once; one holding more entries than this is not a model folder.
 MAX_FOLDER_ENTRIES = 10_000
 # Components opened as one tree: each is scanned, mapped and keeps a descriptor or a mapping.
@@ -280,7 +289,7 @@ def _loose_layout(folder: Path, weights: list[str], subfolders: list[str]) -> La
     if not parts:
         raise NotACheckpointError(
             f"{folder}: a folder without a checkpoint (no .metadata, no index.json, no "
-            ".safetensors, .bin or .pt file, no sub-folder holding one)"
+            ".safetensors, .bin, .pt or .gguf file, no sub-folder holding one)"
         )
     if len(parts) == 1 and parts[0][2] is None:
         name = parts[0][0]

@@ -13,7 +13,8 @@ The logical weight is ``X.weight`` of shape (out, in), as ``nn.Linear`` holds it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 from ckpt_gui.core.quant.context import (
     LITTLE_ENDIAN,
@@ -30,6 +31,25 @@ if TYPE_CHECKING:
 # Nibble j of an AWQ word holds output 8c + AWQ_ORDER[j]; output k sits in nibble _REVERSE[k].
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 _REVERSE = (0, 4, 1, 5, 2, 6, 3, 7)
+# The scales and zero points of the weights being read (``_Expanded``), for two at a time:
+# statistics read one weight's row blocks on two chunk workers, a histogram may read another.
+_EXPANDED: dict[object, Any] = {}
+_EXPANDED_LOCK = threading.Lock()
+_EXPANDED_KEPT = 2
+
+
+def _expanded(owner: object, make: Any) -> Any:
+    """``make()`` for ``owner``, kept while it is one of the last two asked for."""
+    with _EXPANDED_LOCK:
+        found = _EXPANDED.get(owner)
+        if found is not None:
+            return found
+    made = make()
+    with _EXPANDED_LOCK:
+        while len(_EXPANDED) >= _EXPANDED_KEPT:
+            del _EXPANDED[next(iter(_EXPANDED))]
+        _EXPANDED[owner] = made
+    return made
 
 
 def recognise(key: str, ctx: Context) -> LogicalTensor | None:
@@ -102,6 +122,25 @@ def _gptq(
         idx = ctx.load(g_idx).long()
         return torch.sub(q, z[:, idx]).mul_(s[:, idx])
 
+    token = object()  # this weight, for the cache of its expanded scales
+
+    def expanded() -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every output's scales and -(zero + 1)·scale per group, each repeated 4 times (one
+        per byte of a word): ``(groups, 4 out)`` float32, or None where q·s - z·s might not
+        be (q - z)·s to the last bit. With 16-bit scales and 4-bit codes, q·s and z·s are
+        exact in float32 (at most 16 significant bits) and so is their difference, which is
+        exactly (q - z)·s; infinite scales would make it inf - inf."""
+        import torch
+
+        scales = ctx.load(prefix + "scales")
+        if scales.dtype not in (torch.float16, torch.bfloat16):
+            return None
+        z, s = zeros_scales(0, out)
+        if not bool(torch.isfinite(s).all()):
+            return None
+        s4 = s.repeat_interleave(4, dim=1)
+        return s4, z.repeat_interleave(4, dim=1).mul_(s4).neg_()
+
     def any_order(start: int, stop: int) -> torch.Tensor:
         """The values of ``read`` in the packed layout's order, for statistics: no transpose
         and no interleaving of nibbles (4 bits, groups of consecutive inputs only)."""
@@ -111,11 +150,15 @@ def _gptq(
             return read(start, stop)
         n, rows = stop - start, size // 8
         raw = ctx.load(prefix + "qweight")[:, start:stop].view(torch.uint8)  # (in/8, 4n)
+        values = torch.empty(2, groups, rows, 4 * n)
+        values[0].copy_((raw & 15).view(groups, rows, 4 * n))  # even inputs of each byte
+        values[1].copy_((raw >> 4).view(groups, rows, 4 * n))  # odd inputs
+        both = _expanded(token, expanded)
+        if both is not None:  # q·s - z·s in one pass: the same bits as (q - z)·s, see above
+            s4, neg_zs4 = (t[:, 4 * start : 4 * stop].unsqueeze(1) for t in both)
+            return torch.addcmul(neg_zs4, values, s4, out=values)
         z, s = (t.repeat_interleave(4, dim=1).unsqueeze(1) for t in zeros_scales(start, stop))
-        out = torch.empty(2, groups, rows, 4 * n)
-        out[0].copy_((raw & 15).view(groups, rows, 4 * n))  # even inputs of each byte
-        out[1].copy_((raw >> 4).view(groups, rows, 4 * n))  # odd inputs
-        return out.sub_(z).mul_(s)
+        return values.sub_(z).mul_(s)
 
     detail = "act-order" if ctx.setting("desc_act", False) else ""
     extra = (g_idx,) if has_g_idx else ()

@@ -36,6 +36,7 @@ from ckpt_gui.core.export import (
 )
 from ckpt_gui.core.export.casting import CastEffect
 from ckpt_gui.core.export.check import cast_check_bytes, iter_cast_check
+from ckpt_gui.core.export.dequantize import dequantized_checkpoint, iter_dequantize_export
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.export.form import ExportForm
@@ -65,6 +66,8 @@ class ExportDialog(ExportingDialog):
         self.path = Path(checkpoint_path)
         self.subtree = subtree
         self.checkpoint: Checkpoint | None = None
+        self._dequantized: Checkpoint | None = None  # its dequantized view, made when asked for
+        self._dequantize_export = False  # what the export running now writes
         self.plan: ExportPlan | None = None
         # Not ``result``: that would hide QDialog.result(), the dialog's accept/reject code.
         self._opening = workers.WorkerSlot()
@@ -140,10 +143,20 @@ class ExportDialog(ExportingDialog):
         """The options as set in the dialog; raises ``ValueError`` for an unreadable size."""
         return self.form.options()
 
+    def source(self) -> Checkpoint | None:
+        """What the export plans from: the checkpoint, or with "dequantized" checked its view
+        with the logical weights in place of their parts (what the dequantized export plans)."""
+        if self.checkpoint is None or not self.form.dequantize():
+            return self.checkpoint
+        if self._dequantized is None:
+            self._dequantized = dequantized_checkpoint(self.checkpoint)
+        return self._dequantized
+
     # --- preview ----------------------------------------------------------------------------
     def update_preview(self) -> None:
         """Plan with the current options and show what it keeps, drops and weighs."""
-        if self.checkpoint is None:
+        source = self.source()
+        if self.checkpoint is None or source is None:
             return
         problems: list[str] = []
         try:
@@ -152,7 +165,7 @@ class ExportDialog(ExportingDialog):
             self.plan = None
             problems.append(f"Shard size: {exc}")
         else:
-            self.plan = plan_export(self.checkpoint, options)
+            self.plan = plan_export(source, options)
             problems.extend(self.plan.problems)
         plan = self.plan
         self.preview_model.set_plan(plan)
@@ -205,11 +218,11 @@ class ExportDialog(ExportingDialog):
         self._checking.abort()
         self._checked_plan, self.cast_effects = plan, None
         self.cast_label.setText("")
-        if plan is None or self.checkpoint is None or not cast_check_bytes(plan):
+        ckpt = self.source()
+        if plan is None or ckpt is None or not cast_check_bytes(plan):
             self.cast_effects = {}
             return
         self.cast_label.setText(f"Checking what the cast to {plan.options.dtype} does…")
-        ckpt = self.checkpoint
         self._checking.start(
             lambda cancel: iter_cast_check(plan, ckpt, cancel),
             on_finish=self._on_cast_checked,
@@ -241,6 +254,10 @@ class ExportDialog(ExportingDialog):
         cancel: Callable[[], bool], overwrite: bool = False,
     ) -> Generator[ExportProgress, None, ExportResult]:  # fmt: skip
         """The generator the export worker runs (on the worker thread: no widgets here)."""
+        if self._dequantize_export:
+            return iter_dequantize_export(
+                checkpoint, destination, options, cancel, overwrite=overwrite
+            )
         return iter_export(checkpoint, destination, options, cancel, overwrite=overwrite)
 
     def start_export(self) -> None:
@@ -261,6 +278,7 @@ class ExportDialog(ExportingDialog):
     def _export(self, overwrite: bool) -> None:
         assert self.checkpoint is not None and self.plan is not None
         ckpt, dest, options = self.checkpoint, self.destination(), self.plan.options
+        self._dequantize_export = self.form.dequantize()
         self._run_export(
             lambda cancel: self.export_steps(ckpt, dest, options, cancel, overwrite), "Writing…"
         )
@@ -284,6 +302,7 @@ class ExportDialog(ExportingDialog):
             count = len(node.children) if node is not None else 0
             items.append((f"{key or '(top level)'} — {label}, {count} keys", key))
         self.form.set_state_dicts(items, plan.state_dict)
+        self.form.show_dequantize_choice(bool(ckpt.logical))
         self.form.show_numpy_choice(
             any(n.tensor is not None and n.tensor.container == "numpy" for n in ckpt.tensors())
         )
@@ -308,6 +327,7 @@ class ExportDialog(ExportingDialog):
             slot.abort()  # all three stop together, then each is waited for
         for slot in slots:
             slot.shutdown(wait_s)
+        self._dequantized = None  # its loaders read the checkpoint's files
         if self.checkpoint is not None:
             self.checkpoint.close()
             self.checkpoint = None

@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -39,6 +40,7 @@ class ExportForm(QWidget):
         self.path = path
         self._applying = False  # True while a preset (or the list of state dicts) fills widgets
         self._dest_edited = False
+        self._quantized = False  # the checkpoint has quantized weights (the checkbox shows)
 
         self.presets = QButtonGroup(self)
         preset_row = QHBoxLayout()
@@ -70,6 +72,12 @@ class ExportForm(QWidget):
             + [("Convert to tensors", "tensors")]
         )
         self.format_box = _combo([("safetensors", "safetensors"), ("PyTorch (torch.save)", "pt")])
+        self.dequantize_box = QCheckBox("Write them dequantized, in place of their raw parts")
+        self.dequantize_box.setToolTip(
+            "Each quantized weight is written as its logical tensor, in its own dtype unless "
+            "cast, a block of rows at a time"
+        )
+        self.dequantize_box.toggled.connect(self._on_option_changed)
         self.include_edit = QLineEdit(placeholderText="all keys; or globs: encoder.*, *.weight")
         self.exclude_edit = QLineEdit(placeholderText="none; or globs: *.num_batches_tracked")
         self.strip_edit = QLineEdit(placeholderText="e.g. module. or model.")
@@ -90,6 +98,8 @@ class ExportForm(QWidget):
         form.addRow("State dict:", self.state_dict_box)
         form.addRow("Cast floats to:", self.dtype_box)
         form.addRow("Out-of-range values:", self.overflow_box)
+        form.addRow("Quantized weights:", self.dequantize_box)
+        form.setRowVisible(self.dequantize_box, False)
         form.addRow("NumPy arrays:", self.numpy_box)
         form.addRow("Format:", self.format_box)
         form.addRow("Include:", self.include_edit)
@@ -111,8 +121,9 @@ class ExportForm(QWidget):
         self._option_widgets: list[QWidget] = [
             *self.preset_buttons.values(),
             self.contents, self.state_dict_box, self.dtype_box, self.format_box,
-            self.overflow_box, self.numpy_box, self.include_edit, self.exclude_edit,
-            self.strip_edit, self.add_edit, self.shard_edit, self.dest_edit, self.browse_button,
+            self.overflow_box, self.numpy_box, self.dequantize_box, self.include_edit,
+            self.exclude_edit, self.strip_edit, self.add_edit, self.shard_edit, self.dest_edit,
+            self.browse_button,
         ]  # fmt: skip
 
     def _on_preset_toggled(self, name: str, on: bool) -> None:
@@ -166,6 +177,15 @@ class ExportForm(QWidget):
             _select(self.state_dict_box, selected)
         self._applying = False
 
+    def show_dequantize_choice(self, visible: bool) -> None:
+        """The dequantize row matters only for a checkpoint with quantized weights."""
+        self._form.setRowVisible(self.dequantize_box, visible)
+        self._quantized = visible
+
+    def dequantize(self) -> bool:
+        """Whether the export writes the quantized weights dequantized."""
+        return self._quantized and self.dequantize_box.isChecked()
+
     def show_numpy_choice(self, visible: bool) -> None:
         """The NumPy row matters only for a checkpoint that holds NumPy arrays."""
         self._form.setRowVisible(self.numpy_box, visible)
@@ -181,7 +201,8 @@ class ExportForm(QWidget):
         self.state_dict_box.setEnabled(
             self.contents.currentData() == "params" and self.state_dict_box.count() > 1
         )
-        self.overflow_box.setEnabled(bool(self.dtype_box.currentData()))
+        # Dequantized weights are cast from float32 to their own dtype even without a cast.
+        self.overflow_box.setEnabled(bool(self.dtype_box.currentData()) or self.dequantize())
         self._suggest_destination()
         self.changed.emit()
 

@@ -120,13 +120,18 @@ def _add(parent: Item, item: Item) -> Item:
 
 
 def _count(item: Item) -> None:
-    """Elements, bytes and tensor counts of every row, summed over the rows below it."""
+    """Elements, bytes and tensor counts of every row, summed over the rows below it. A
+    quantized weight's logical row counts its logical elements once, as one tensor, and the
+    bytes of its raw parts (what the file holds), never its dequantized size on top."""
     for it in reversed(list(item.walk())):
         node = it.node
         if node is not None and node.kind == "tensor":
             info = node.tensor
             assert info is not None
             it.numel, it.nbytes, it.tensors, it.dtype = info.numel, info.nbytes, 1, info.dtype
+            if info.quant is not None:
+                it.nbytes = sum(c.nbytes for c in it.children)
+                continue
         for c in it.children:
             it.numel += c.numel
             it.nbytes += c.nbytes

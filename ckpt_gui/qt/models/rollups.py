@@ -52,7 +52,10 @@ class RowRollups:
             assert node is not None
             # The name test first: is_counter splits the name, and most names end otherwise.
             counter = node.name.endswith(_COUNTER_ENDINGS) and is_counter(node)
-            counts = self._counts[item] = is_float(item) and not counter
+            # A quantized weight's raw parts (fp8 codes, scales) are figures of the weight
+            # above them, which counts in their place.
+            part = node.role == "quantization"
+            counts = self._counts[item] = is_float(item) and not counter and not part
         return counts
 
     def mixes_state_names(self, item: Item) -> bool:

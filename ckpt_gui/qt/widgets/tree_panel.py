@@ -27,7 +27,7 @@ from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.filter_proxy import MODES, TreeFilterProxy
 from ckpt_gui.qt.models.items import Item
 from ckpt_gui.qt.models.marks import MARKS, mark_colour
-from ckpt_gui.qt.models.tree_model import KEY_ROLE, CheckpointModel
+from ckpt_gui.qt.models.tree_model import CheckpointModel
 
 # Keys and free text may elide (the tooltip has them in full); every other column is fitted
 # to its content and never elides.
@@ -60,7 +60,8 @@ AUTO_EXPAND_ROWS = 10_000  # a row with more rows than this below it does not op
 
 @dataclass
 class ViewState:
-    """What F5 keeps: the selected keys, the current one, the open rows, the scroll position."""
+    """What F5 keeps: the selected rows, the current one, the open rows (each by ``row_id``),
+    the scroll position."""
 
     selected: list[str] = field(default_factory=list)
     current: str | None = None
@@ -357,11 +358,13 @@ class TreePanel(QWidget):
                 if item.children and len(expanded) < MAX_KEPT_OPEN:
                     index = self.proxy.mapFromSource(model.index_of(item))
                     if index.isValid() and self.view.isExpanded(index):
-                        expanded.append(item.key)
+                        expanded.append(row_id(item))
         current = self.view.currentIndex()
         return ViewState(
-            selected=self.selected_keys(),
-            current=current.data(KEY_ROLE) if current.isValid() else None,
+            selected=[row_id(item) for item in self.selected_items()],
+            current=row_id(self.proxy.mapToSource(current).internalPointer())
+            if current.isValid()
+            else None,
             expanded=expanded,
             scroll=(
                 self.view.verticalScrollBar().value(),
@@ -374,7 +377,7 @@ class TreePanel(QWidget):
         model = self.model()
         if model is None:
             return
-        by_key = {item.key: item for item in model.root_item().walk()}
+        by_key = {row_id(item): item for item in model.root_item().walk()}
         self.view.collapseAll()  # the rows the user had closed stay closed
         for key in state.expanded:
             item = by_key.get(key)
@@ -400,6 +403,15 @@ class TreePanel(QWidget):
 
     def _emit_selection(self) -> None:
         self.selection_changed.emit(self.selected_items())
+
+
+def row_id(item: Item) -> str:
+    """A row's key, told apart from its logical weight's where a quantized weight's raw part
+    has the same key (fp8's ``weight``, a GGUF tensor): one row per id."""
+    node = item.node
+    if node is not None and node.role == "quantization":
+        return f"{item.key}\x00part"
+    return item.key
 
 
 def _rows_with_depth(root: Item, limit: int) -> list[tuple[Item, int]]:

@@ -154,3 +154,28 @@ def test_quantized_weights_nested_in_a_torch_file_fold_in_place(tmp_path: Path) 
         assert f"{key}.weight" in names and f"{key}.qweight" not in names
         assert ckpt.find(f"model.{key}.qweight").parent is ckpt.find("model")  # untouched
         assert ckpt.view_root().child("step").value == 3
+
+
+@pytest.mark.parametrize("scales", ["float32", "infinite"])
+def test_any_order_equals_the_ordered_read_whatever_the_scales(tmp_path: Path, scales) -> None:
+    """16-bit finite scales take a one-pass q·s - z·s (exact there); float32 scales with
+    more bits, and infinite ones (q·inf - z·inf would be NaN), take (q - z)·s."""
+    from safetensors.torch import load_file, save_file
+
+    path, _ = W.gptq(tmp_path, out=64, cols=512)
+    state = load_file(str(path))
+    key = "model.layers.0.mlp.down_proj.scales"
+    s = state[key].float()
+    if scales == "float32":
+        s = s * (1 + 2.0**-20)  # bits a float16 has not
+    else:
+        s[0, :5] = torch.inf
+    state[key] = s
+    save_file(state, str(path))
+    with open_checkpoint(path) as ckpt:
+        [lt] = ckpt.logical
+        for start, stop in lt.row_blocks(8 * 512):
+            got = np.sort(lt._flat(start, stop, any_order=True).numpy())
+            want = np.sort(lt.block(start, stop).numpy().ravel())
+            assert np.array_equal(got, want, equal_nan=True)
+            assert got.tobytes() == want.tobytes() or scales == "infinite"

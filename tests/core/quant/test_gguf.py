@@ -5,6 +5,7 @@ Face original under its names, with llama.cpp's q/k row permutation undone."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gguf
@@ -93,3 +94,21 @@ def test_a_damaged_gguf_is_one_line_and_exit_2(tmp_path: Path, capsys, keep: int
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ckpt-gui: error: {damaged}: damaged GGUF file (")
     assert len(err.splitlines()) == 1
+
+
+def test_a_folder_holding_one_gguf_opens_as_that_file(tmp_path: Path, capsys) -> None:
+    path, _, raw = G.llama(tmp_path / "made")
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    path.rename(folder / "llama-q8_0.gguf")
+    (folder / "README.md").write_text("a model card")
+    with open_checkpoint(folder) as ckpt:
+        assert ckpt.format == "gguf" and ckpt.path == folder
+        assert {lt.key for lt in ckpt.logical} == {k for k, v in raw.items() if v.ndim == 2}
+    assert main(["inspect", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["format"] == "gguf" and len(out["quantized"]) == 4
+    # Two .gguf files (two quantizations of one model): a folder of checkpoints, one each.
+    shutil.copy(folder / "llama-q8_0.gguf", folder / "llama-copy.gguf")
+    with open_checkpoint(folder) as ckpt:
+        assert [c.name for c in ckpt.root.children] == ["llama-copy", "llama-q8_0"]
