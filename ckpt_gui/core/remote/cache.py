@@ -70,6 +70,13 @@ class Cache:
                 break
             if keep is not None and path == keep.ranges_path:
                 continue
+            with self._lock:
+                pinned = (
+                    path.with_suffix("").name in self._entries
+                    and self._entries[path.with_suffix("").name].pinned
+                )
+            if pinned:  # memory-mapped by an open checkpoint: it reads new ranges there
+                continue
             total -= _fetched(path)
             stem = path.with_suffix("")
             with self._lock:
@@ -104,6 +111,9 @@ class CachedFile:
         self.size = size
         self._lock = threading.Lock()
         self.ranges: list[list[int]] = []
+        # Set while a checkpoint reads the data file through a memory map (GGUF): then it is
+        # never evicted, or ranges fetched later would go to a new file the map never sees.
+        self.pinned = False
         try:
             loaded = json.loads(self.ranges_path.read_text())
             if self.data_path.stat().st_size == size:

@@ -8,6 +8,7 @@ then fetches its own bytes when loaded. Other formats must be downloaded first.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ def open_remote(url: str, *, trust: bool = False) -> Checkpoint:
         return ckpt
     if fmt == "torch-zip" and not trust:
         return _open_torch_zip(remote)
+    if fmt == "gguf":
+        return _open_gguf(remote)
     why = "a real load (--trust)" if fmt == "torch-zip" else f"a {fmt} file"
     raise UnsupportedFormatError(
         f"{shown(url)}: {why} needs the whole file ({human_bytes(remote.size)}); "
@@ -202,6 +205,69 @@ def _open_folder(url: str, fs: Any, path: str, index: str | None = None) -> Chec
     ckpt.notes.append(f"remote: {shown(url)} (bytes fetched as needed)")
     ckpt.notes.append(f"{len(shards)} shard{'s' * (len(shards) != 1)}")
     return ckpt
+
+
+MAX_GGUF_HEADER = 512 << 20  # a vocabulary of millions of tokens stays well under this
+
+
+def _open_gguf(remote: RemoteFile) -> Checkpoint:
+    """The gguf package's reader over the cache's copy of the file, in which only the header is
+    fetched (more of it while the header turns out longer). It reads ranges through a memory
+    map, so every tensor fetches its bytes before anything reads them, and the copy is kept
+    out of cache eviction while the checkpoint is open."""
+    from ckpt_gui.core.formats import gguf_file
+
+    label, have = shown(remote.url), min(remote.size, HEAD)
+    while True:
+        remote.read(0, have)
+        end = _gguf_header_end(remote.cached.data_path)
+        if end is not None and end <= have:  # every byte the parse read was fetched
+            break
+        if have >= min(remote.size, MAX_GGUF_HEADER):
+            raise CorruptError(f"{label}: damaged GGUF file (its header could not be read)")
+        have = min(remote.size, MAX_GGUF_HEADER, max(2 * have, end or 0))
+    remote.cached.pinned = True
+    ckpt = gguf_file.open_gguf(remote.cached.data_path)
+    reader = gguf_file._reader(remote.cached.data_path)
+    spans = {
+        t.name: (int(t.data_offset), int(t.data_offset) + int(t.n_bytes)) for t in reader.tensors
+    }
+    gguf_file._close(reader)
+    for node in ckpt.root.tensors():
+        if node.key in spans and node.tensor is not None and node.tensor.loader is not None:
+            fetch = Fetch(remote, *spans[node.key])
+            node.tensor.fetch = fetch
+            node.tensor.loader = partial(_after, fetch, node.tensor.loader)
+    for lt in ckpt.logical:
+        fetch = Fetch(remote, *spans[lt.parts[0]])
+        lt.read = partial(_after, fetch, lt.read)
+        if lt.take is not None:
+            lt.take = partial(_after, fetch, lt.take)
+    ckpt.path = RemotePath(remote.url)  # type: ignore[assignment]
+    ckpt.notes.append(f"remote: {label} (the header fetched; tensors as needed)")
+    return ckpt
+
+
+def _gguf_header_end(path: Any) -> int | None:
+    """Where a GGUF file's tensor data starts, as its header says, or None when the header
+    cannot be parsed (yet)."""
+    from ckpt_gui.core.formats import gguf_file
+
+    try:
+        reader = gguf_file._reader(path)
+    except CheckpointError:
+        return None
+    try:
+        return int(reader.data_offset)
+    finally:
+        gguf_file._close(reader)
+
+
+def _after(fetch: Fetch, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)`` once ``fetch`` has brought every byte it may read."""
+    for _ in fetch():
+        pass
+    return read(*args)
 
 
 def _open_torch_zip(remote: RemoteFile) -> Checkpoint:

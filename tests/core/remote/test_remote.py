@@ -309,3 +309,54 @@ def test_export_of_a_remote_checkpoint_is_refused_in_one_line(
     err = _error(["export", f"{url}/train.pt", str(tmp_path / "out.safetensors")], capsys)
     assert err.endswith("a remote checkpoint; download it first, then export the local copy")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_gguf_file_opens_from_its_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from ckpt_gui.core.remote.store import shared_cache
+    from tests.core.quant import gguf_writer
+
+    path, _, raw = gguf_writer.llama(tmp_path / "llama")
+    with serving(tmp_path) as (url, behaviour):
+        remote = _json(["inspect", f"{url}/llama/model.gguf", "--json"], capsys)
+        local = _json(["inspect", str(path), "--json"], capsys)
+        assert remote["quantized"] == local["quantized"] and remote["quantized"]
+        assert [t["key"] for t in remote["tensors"]] == [t["key"] for t in local["tensors"]]
+        behaviour.reset()
+        with open_checkpoint(f"{url}/llama/model.gguf") as ckpt:
+            assert ckpt.format == "gguf" and behaviour.sent == 0  # the header was cached
+            name = "blk.0.attn_q.weight"
+            stored = ckpt.find(name).load().numpy()
+            assert np.array_equal(stored, raw[name])
+            assert 0 < behaviour.sent <= stored.nbytes + (64 << 10)
+            (logical,) = [lt for lt in ckpt.logical if lt.key == "blk.0.ffn_down.weight"]
+            local_ckpt = open_checkpoint(path)
+            (expected,) = [lt for lt in local_ckpt.logical if lt.key == logical.key]
+            assert torch.equal(logical.dequantize(), expected.dequantize())
+            local_ckpt.close()
+            shared_cache().limit = 1  # evicting everything else keeps the mapped copy
+            shared_cache().trim()
+            assert shared_cache().usage() > 0
+
+
+def test_a_gguf_header_longer_than_the_first_fetch(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "vocab.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list([f"token-{i:06d}" for i in range(30_000)])  # ~600 KB of header
+    weight = np.arange(1 << 20, dtype=np.float32).reshape(1024, 1024)  # 4 MB of data
+    writer.add_tensor("output.weight", weight)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with serving(tmp_path) as (url, behaviour), open_checkpoint(f"{url}/vocab.gguf") as ckpt:
+        tokens = ckpt.find("metadata.tokenizer.ggml.tokens").value
+        assert tokens.startswith("[30,000 × string: token-000000, token-000001")
+        assert behaviour.sent < 2 << 20  # the header (doubling its fetch), not the data
+        assert np.array_equal(ckpt.find("output.weight").load().numpy(), weight)
