@@ -65,6 +65,12 @@ def open_pickled(
         return ckpt
     if not structural:
         raise UnsafeError(f"{path}: a TorchScript archive; loading it would run its code")
+    return structural_checkpoint(path, fmt, report)
+
+
+def structural_checkpoint(path: Path, fmt: str, report: ScanReport) -> Checkpoint:
+    """The structural view of a scanned file: our own unpickler, every global an inert
+    stand-in, tensors rebuilt from the archive's records (views of a private map of the file)."""
     result = structural_load(path)
 
     def storage_key(t: object) -> object:

@@ -18,6 +18,7 @@ from ckpt_gui.core.errors import (
     CheckpointError,
     CorruptError,
     NotACheckpointError,
+    UnsafeError,
     UnsupportedFormatError,
 )
 from ckpt_gui.core.formats import safetensors_file
@@ -295,7 +296,9 @@ def _open_torch_zip(remote: RemoteFile) -> Checkpoint:
             obj = torch.load(reader, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         refusal = _refusal(label, exc)  # type: ignore[arg-type]
-        raise type(refusal)(f"{refusal}; download it to see it in the structural view") from None
+        if not isinstance(refusal, UnsafeError):
+            raise refusal from None
+        return _structural(remote, reader, report)
     except RemoteError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever torch trips over in a damaged file
@@ -304,6 +307,44 @@ def _open_torch_zip(remote: RemoteFile) -> Checkpoint:
     return _checkpoint(
         RemotePath(remote.url), "torch-zip", root, remote, view="weights_only", scan=report
     )
+
+
+def _structural(remote: RemoteFile, reader: Any, report: Any) -> Checkpoint:
+    """What torch's safe loader refused, in the structural view, as for a local file: every
+    record but the tensor data (the pickles, the byte order) is fetched into the cache's sparse
+    copy, which our unpickler maps; each tensor, a view of that map, fetches its bytes before
+    it is read, and the copy is kept out of eviction while open."""
+    import zipfile
+
+    from ckpt_gui.core.formats.pickled import structural_checkpoint
+
+    with zipfile.ZipFile(reader) as archive:
+        for record in archive.infolist():
+            if "/data/" in f"/{record.filename}":
+                continue
+            local = remote.read(record.header_offset, record.header_offset + 30)
+            start = record.header_offset + 30 + int.from_bytes(local[26:28], "little")
+            start += int.from_bytes(local[28:30], "little")
+            remote.read(record.header_offset, start + record.compress_size)
+    remote.cached.pinned = True
+    ckpt = structural_checkpoint(remote.cached.data_path, "torch-zip", report)
+    for node in ckpt.root.tensors():
+        info = node.tensor
+        if info is None or info.loader is None or info.no_data or info.layout != "strided":
+            continue
+        t = info.loader()
+        if t.numel() == 0:
+            continue
+        size = t.element_size()
+        begin = t.data_ptr() - t.untyped_storage().data_ptr()  # a view of the whole file
+        end = begin + (sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) + 1) * size
+        if 0 <= begin and end <= remote.size and t.untyped_storage().nbytes() == remote.size:
+            fetch = Fetch(remote, begin, end)
+            info.fetch = fetch
+            info.loader = partial(_after, fetch, info.loader)
+    ckpt.path = RemotePath(remote.url)  # type: ignore[assignment]
+    ckpt.notes.append(f"remote: {shown(remote.url)} (its pickle fetched; tensors as needed)")
+    return ckpt
 
 
 def _describe_fake(remote: RemoteFile, t: Any) -> TensorInfo:

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from ckpt_gui.cli import main
-from ckpt_gui.core.errors import CheckpointError, UnsafeError
+from ckpt_gui.core.errors import CheckpointError
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.remote.cache import Cache
 from ckpt_gui.core.remote.location import is_remote, shown
@@ -133,17 +133,31 @@ def test_a_torch_zip_reads_its_pickle_not_its_tensors(
 def test_a_remote_pickle_gets_the_local_safety_policy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """torch's safe loader first; what it refuses, the structural view (as for a local file),
+    with tensors fetched as they are read; nothing from the file ever runs."""
+    import argparse
+
     class Payload:
         def __reduce__(self):  # noqa: ANN204
             return (print, ("ran code from the file",))
 
-    torch.save({"w": torch.ones(2), "evil": Payload()}, tmp_path / "evil.pt")
-    with serving(tmp_path) as (url, _):
-        with pytest.raises(UnsafeError, match="download it to see it in the structural view"):
-            open_checkpoint(f"{url}/evil.pt")
-        err = _error(["inspect", f"{url}/evil.pt"], capsys)
-    assert "ran code" not in capsys.readouterr().out
-    assert "refused" in err
+    big = torch.arange(300_000.0)
+    torch.save({"w": big, "evil": Payload(), "args": argparse.Namespace(lr=0.5)}, tmp_path / "x.pt")
+    with serving(tmp_path) as (url, behaviour):
+        with open_checkpoint(f"{url}/x.pt") as ckpt:
+            assert ckpt.view == "structural" and "print" in (ckpt.view_note or "")
+            assert behaviour.sent < big.numel() * 4 / 2  # the pickle, not the tensor's bytes
+            assert torch.equal(ckpt.find("w").load(), big)
+            local = open_checkpoint(tmp_path / "x.pt")
+            assert [n.key for n in ckpt.root.walk()] == [n.key for n in local.root.walk()]
+            local.close()
+        assert main(["inspect", f"{url}/x.pt"]) == 0
+        assert main(["inspect", "--trust", f"{url}/x.pt"]) == 2  # a real load: never remotely
+    out = capsys.readouterr()
+    lines = (out.out + out.err).splitlines()
+    assert "ran code from the file" not in lines  # shown as a stand-in, print never called
+    assert "print('ran code from the file')" in out.out
+    assert "needs the whole file" in out.err
 
 
 def test_a_folder_of_100_shards_opens_from_its_index_and_headers(
