@@ -200,6 +200,10 @@ def histogram_events(
             return
         known = stats.get(node) if stats is not None and exact else None
         try:
+            fetch = node.tensor.fetch if node.tensor is not None else None
+            for _ in fetch() if fetch is not None else ():  # a remote tensor's bytes, in steps
+                if cancel():
+                    return
             # A quantized weight's logical tensor is read dequantized, in row blocks.
             data = node.tensor.quant if node.tensor is not None else None
             data = data if data is not None else node.load()
