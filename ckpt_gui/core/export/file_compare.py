@@ -30,13 +30,10 @@ def iter_compare_in_files(
     n = a.numel() * a.element_size()
     if a.dtype != b.dtype or a.shape != b.shape or n < MIN_BYTES:
         return None
-    span_a, span_b = maps.tensor(a), maps.tensor(b)
-    if span_a is None or span_b is None:
+    found_a, found_b = files.find(maps, a), files.find(maps, b)
+    if found_a is None or found_b is None:
         return None
-    fd_a, fd_b = files.open(span_a), files.open(span_b)
-    if fd_a is None or fd_b is None:
-        return None
-    return _compare(fd_a, span_a.offset, fd_b, span_b.offset, n)
+    return _compare(*found_a, *found_b, n)
 
 
 def _compare(fd_a: int, at_a: int, fd_b: int, at_b: int, n: int) -> Generator[int, None, bool]:

@@ -152,6 +152,13 @@ class Files:
             return None
         return fd
 
+    def find(self, maps: FileMaps, t: torch.Tensor) -> tuple[int, int] | None:
+        """``(descriptor, offset)`` of where ``t``'s bytes lie unchanged in a file (``maps``
+        says where; the file opened is checked to be that file), or None."""
+        span = maps.tensor(t)
+        fd = self.open(span) if span is not None else None
+        return None if fd is None or span is None else (fd, span.offset)
+
     def close(self) -> None:
         for fd in self._fds.values():
             if fd is not None:

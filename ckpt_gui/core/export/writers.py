@@ -154,9 +154,7 @@ def _in_file(maps: FileMaps, files: Files, tensor: torch.Tensor) -> tuple[int, i
     worth a kernel copy (tiny tensors are gathered from memory into one write instead)."""
     if tensor.numel() * tensor.element_size() < MIN_COPY:
         return None
-    span = maps.tensor(tensor)
-    fd = files.open(span) if span is not None else None
-    return None if fd is None or span is None else (fd, span.offset)
+    return files.find(maps, tensor)
 
 
 class _Recorder:
