@@ -221,19 +221,16 @@ def _open_gguf(remote: RemoteFile) -> Checkpoint:
     label, have = shown(remote.url), min(remote.size, HEAD)
     while True:
         remote.read(0, have)
-        end = _gguf_header_end(remote.cached.data_path)
-        if end is not None and end <= have:  # every byte the parse read was fetched
+        header = _gguf_header(remote.cached.data_path)
+        end = header[0] if header is not None else None
+        if header is not None and header[0] <= have:  # every byte the parse read was fetched
+            spans = header[1]
             break
         if have >= min(remote.size, MAX_GGUF_HEADER):
             raise CorruptError(f"{label}: damaged GGUF file (its header could not be read)")
         have = min(remote.size, MAX_GGUF_HEADER, max(2 * have, end or 0))
     remote.cached.pinned = True
     ckpt = gguf_file.open_gguf(remote.cached.data_path)
-    reader = gguf_file._reader(remote.cached.data_path)
-    spans = {
-        t.name: (int(t.data_offset), int(t.data_offset) + int(t.n_bytes)) for t in reader.tensors
-    }
-    gguf_file._close(reader)
     for node in ckpt.root.tensors():
         if node.key in spans and node.tensor is not None and node.tensor.loader is not None:
             fetch = Fetch(remote, *spans[node.key])
@@ -249,9 +246,9 @@ def _open_gguf(remote: RemoteFile) -> Checkpoint:
     return ckpt
 
 
-def _gguf_header_end(path: Any) -> int | None:
-    """Where a GGUF file's tensor data starts, as its header says, or None when the header
-    cannot be parsed (yet)."""
+def _gguf_header(path: Any) -> tuple[int, dict[str, tuple[int, int]]] | None:
+    """Where a GGUF file's tensor data starts, as its header says, and each tensor's byte
+    range; None when the header cannot be parsed (yet)."""
     from ckpt_gui.core.formats import gguf_file
 
     try:
@@ -259,7 +256,10 @@ def _gguf_header_end(path: Any) -> int | None:
     except CheckpointError:
         return None
     try:
-        return int(reader.data_offset)
+        spans = {
+            t.name: (int(t.data_offset), int(t.data_offset + t.n_bytes)) for t in reader.tensors
+        }
+        return int(reader.data_offset), spans
     finally:
         gguf_file._close(reader)
 
