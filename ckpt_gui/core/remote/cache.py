@@ -38,6 +38,9 @@ class Cache:
         self.limit = default_limit() if limit is None else limit
         self._lock = threading.Lock()
         self._entries: dict[str, CachedFile] = {}
+        # Bytes cached, as last counted on disk plus what was stored since: the folder is
+        # counted again (every file's ranges read) only when this passes the limit.
+        self._held: int | None = None
 
     def file(self, url: str, size: int, version: str) -> CachedFile:
         """The cached copy of ``url`` as it is now (another size or version: another copy)."""
@@ -59,7 +62,20 @@ class Cache:
             for entry in self._entries.values():
                 entry.forget()
             self._entries.clear()
+            self._held = None
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stored(self, nbytes: int, keep: CachedFile) -> None:
+        """``nbytes`` more were stored in ``keep``: trim the cache if it may be past its limit."""
+        with self._lock:
+            if self._held is None:
+                self._held = self.usage()
+            self._held += nbytes
+            over = self._held > self.limit
+        if over:
+            self.trim(keep)
+            with self._lock:
+                self._held = self.usage()
 
     def trim(self, keep: CachedFile | None = None) -> None:
         """Drop the least recently used files until the cache is within its limit."""
@@ -153,7 +169,7 @@ class CachedFile:
             partial = self.ranges_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
             partial.write_text(json.dumps(self.ranges))
             os.replace(partial, self.ranges_path)
-        self.cache.trim(keep=self)
+        self.cache.stored(len(data), keep=self)
 
     def get(self, begin: int, end: int) -> bytes:
         with open(self.data_path, "rb") as f:
