@@ -113,54 +113,36 @@ class RemoteFile:
         self.fetched = 0  # bytes transferred by this object
         self._fetching = threading.Lock()
 
-    def read(
-        self,
-        begin: int,
-        end: int,
-        progress: Callable[[int], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-    ) -> bytes:
-        """Bytes ``[begin, end)`` (clipped to the file). ``progress(n)`` after each fetched
-        step; ``cancel()`` polled between steps (raises ``Cancelled``)."""
+    def read(self, begin: int, end: int) -> bytes:
+        """Bytes ``[begin, end)`` (clipped to the file), fetched where the cache lacks them."""
         begin, end = max(0, begin), min(end, self.size)
         if end <= begin:
             return b""
-        if self.cached.missing(begin, end):
-            with self._fetching:  # two threads wanting the same bytes fetch them once
-                self._fetch(begin, end, progress, cancel)
+        for _ in self.fetch_steps(begin, end):
+            pass
         return self.cached.get(begin, end)
 
-    def _fetch(
-        self,
-        begin: int,
-        end: int,
-        progress: Callable[[int], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> None:
-        for lo, hi in self.cached.missing(begin, end):
-            for at in range(lo, hi, FETCH_STEP):
-                if cancel is not None and cancel():
-                    raise Cancelled()
-                stop = min(hi, at + FETCH_STEP)
-                data = call(self.url, "reading", self.fs.cat_file, self.path, start=at, end=stop)
-                if len(data) != stop - at:
-                    raise RemoteError(
-                        f"{shown(self.url)}: the server sent {len(data)} bytes of the "
-                        f"{stop - at} asked for (the file changed or the connection dropped)"
-                    )
-                self._check_version()
-                self.cached.put(at, data)
-                self.fetched += len(data)
-                if progress is not None:
-                    progress(len(data))
-
     def fetch_steps(self, begin: int, end: int) -> Iterator[int]:
-        """Fetch ``[begin, end)`` into the cache a step at a time, yielding each step's bytes
-        (nothing for what is cached): a caller's progress and cancel points."""
+        """Fetch ``[begin, end)`` into the cache a step (one request) at a time, yielding each
+        step's bytes (nothing for what is cached): a caller's progress and cancel points."""
         for lo, hi in self.cached.missing(max(0, begin), min(end, self.size)):
             for at in range(lo, hi, FETCH_STEP):
-                self.read(at, min(hi, at + FETCH_STEP))
-                yield min(hi, at + FETCH_STEP) - at
+                stop = min(hi, at + FETCH_STEP)
+                with self._fetching:  # two threads wanting the same bytes fetch them once
+                    for piece in self.cached.missing(at, stop):
+                        self._fetch(*piece)
+                yield stop - at
+
+    def _fetch(self, begin: int, end: int) -> None:
+        data = call(self.url, "reading", self.fs.cat_file, self.path, start=begin, end=end)
+        if len(data) != end - begin:
+            raise RemoteError(
+                f"{shown(self.url)}: the server sent {len(data)} bytes of the "
+                f"{end - begin} asked for (the file changed or the connection dropped)"
+            )
+        self._check_version()
+        self.cached.put(begin, data)
+        self.fetched += len(data)
 
     def _check_version(self) -> None:
         info = call(self.url, "checking its version", self.fs.info, self.path)
