@@ -104,14 +104,20 @@ def measure_idle(app: QApplication, probe: GapProbe, seconds: float = 2.0) -> di
     return probe.summary("idle event loop", seconds)
 
 
-def measure_window(
-    app: QApplication, probe: GapProbe, path: Path, run: int
-) -> tuple[dict[str, object], dict[str, object], int]:
-    """Open and compute every statistic (the goal), then select the largest tensor."""
+def shown_window(app: QApplication) -> MainWindow:
+    """A new main window at a desktop size, shown and painted once."""
     window = MainWindow()
     window.resize(1600, 1000)
     window.show()
     run_until(app, lambda: True)
+    return window
+
+
+def measure_window(
+    app: QApplication, probe: GapProbe, path: Path, run: int
+) -> tuple[dict[str, object], dict[str, object], int]:
+    """Open and compute every statistic (the goal), then select the largest tensor."""
+    window = shown_window(app)
     probe.start()
     start = time.perf_counter()
     view = window.open_path(path)
@@ -178,9 +184,7 @@ def measure_filter(app: QApplication, probe: GapProbe, path: Path) -> list[dict[
     """Type into the tree's filter as a user would; time each application of the filter."""
     from PySide6.QtTest import QTest
 
-    window = MainWindow()
-    window.resize(1600, 1000)
-    window.show()
+    window = shown_window(app)
     view = window.open_path(path)
     run_until(app, view.is_idle)
     tree = view.tree  # type: ignore[attr-defined]
@@ -216,10 +220,7 @@ def measure_filter(app: QApplication, probe: GapProbe, path: Path) -> list[dict[
 def measure_compare(
     app: QApplication, probe: GapProbe, a: Path, b: Path, run: int = 1
 ) -> list[dict[str, object]]:
-    window = MainWindow()
-    window.resize(1600, 1000)
-    window.show()
-    run_until(app, lambda: True)
+    window = shown_window(app)
     probe.start()
     start = time.perf_counter()
     view = window.open_compare(a, b)
