@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ from ckpt_gui.core.adapters.base import BasePairing
 from ckpt_gui.core.adapters.found import Adapter, AdapterError
 from ckpt_gui.core.adapters.modules import LoraModule
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.chunks import serial_torch, submit
+from ckpt_gui.core.chunks import drain, serial_torch, submit
 from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.core.tree import Node, TensorInfo, dtype_from_name
 
@@ -131,31 +131,66 @@ def delta_weight(target: MergeTarget) -> torch.Tensor:
     return _CONV[a.dim()](a.transpose(0, 1), b).transpose(0, 1) * scale
 
 
-_ROWS_ELEMENTS = 1 << 16  # scale and add a cache-sized block of rows at a time
+_ROWS_ELEMENTS = 1 << 17  # a cache-sized block of rows: its product, scaled and added, in cache
+_ROWS_UNIT = 16  # blocks are a multiple of this many rows (see ``row_blocks``)
+
+
+def row_blocks(rows: int, columns: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the blocks of rows a merge computes one at a time: about
+    ``_ROWS_ELEMENTS`` elements, a multiple of 16 rows, the last one taking the remainder (at
+    least as long as the others). The product of a block of B's rows with A is then bit for bit
+    the same rows of the whole product B·A (checked by ``tests/core/test_merge_blocks.py`` on
+    this machine's BLAS): a block of one or a few rows would take another kernel (a matrix-
+    vector product) that sums in another order."""
+    step = max(_ROWS_UNIT, _ROWS_ELEMENTS // max(1, columns) // _ROWS_UNIT * _ROWS_UNIT)
+    starts = list(range(0, rows, step))
+    if not starts:
+        return []
+    if len(starts) > 1 and rows - starts[-1] < step:
+        starts.pop()  # the remainder joins the block before it
+    return list(zip(starts, [*starts[1:], rows], strict=True))
 
 
 def merged_weight(target: MergeTarget, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """W + scale·ΔW in W's dtype: PEFT's ``weight += get_delta_weight()`` (computed in the
     wider of the two dtypes, stored in W's), bit for bit. ``buffer``: memory to compute it in
     (a contiguous tensor of W's shape and dtype), when the caller has some to spare."""
+    merged = drain(merged_blocks(target, buffer))
+    assert merged is not None
+    return merged
+
+
+def merged_blocks(
+    target: MergeTarget, buffer: torch.Tensor | None = None, *, keep: bool = True
+) -> Generator[torch.Tensor, None, torch.Tensor | None]:
+    """``merged_weight``, one block of its leading rows at a time: each yielded once complete,
+    in order, while it is still in cache. ``keep``: the blocks are parts of one tensor (in
+    ``buffer`` when it fits), returned at the end; else each block is computed in the memory
+    of the block before (use it before asking for the next) and nothing is returned."""
     w = target.base.load()
     a, b = _factors(target)
     if target.module.kind != "linear" or target.fan_in_fan_out or w.dtype != a.dtype:
-        merged = w + delta_weight(target)
-        return merged.to(w.dtype).contiguous()  # a transposed ΔW is stored plainly
-    # The common case, in one buffer: the product, then each block of rows scaled and added
-    # while it is in cache. Element by element the same operations as PEFT's (product * scale,
-    # then + W: addition commutes bit for bit), so the same bits.
-    if buffer is not None and buffer.shape == w.shape and buffer.dtype == w.dtype:
-        out = torch.matmul(b, a, out=buffer)
+        merged = (w + delta_weight(target)).to(w.dtype).contiguous()  # a transposed ΔW: plainly
+        yield merged
+        return merged
+    # The common case, block by block: the product, scaled, then + W while it is in cache.
+    # Element by element the same operations as PEFT's (product * scale, then + W: addition
+    # commutes bit for bit), so the same bits.
+    shape = (w.shape[0], a.shape[1])
+    blocks = row_blocks(*shape)
+    if not keep:
+        longest = max((stop - start for start, stop in blocks), default=0)
+        out = torch.empty((longest, shape[1]), dtype=w.dtype)
+    elif buffer is not None and buffer.shape == shape and buffer.dtype == w.dtype:
+        out = buffer
     else:
-        out = b @ a
-    rows = max(1, _ROWS_ELEMENTS // max(1, out.shape[1]))
+        out = torch.empty(shape, dtype=w.dtype)
     scale = target.scale
-    for start in range(0, out.shape[0], rows):
-        block = out[start : start + rows]
-        block.mul_(scale).add_(w[start : start + rows])
-    return out
+    for start, stop in blocks:
+        block = out[start:stop] if keep else out[: stop - start]
+        torch.mm(b[start:stop], a, out=block)
+        yield block.mul_(scale).add_(w[start:stop])
+    return out if keep else None
 
 
 class MergedWeights:

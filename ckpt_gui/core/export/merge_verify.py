@@ -15,16 +15,18 @@ loaded again for it:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ckpt_gui.core.adapters.lowrank import factor_matrices
-from ckpt_gui.core.adapters.merge import MergedWeights, MergeSpec, MergeTarget
+from ckpt_gui.core.adapters.merge import MergeSpec, MergeTarget, merged_blocks
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.chunks import serial_torch
+from ckpt_gui.core.chunks import submit
 from ckpt_gui.core.export.casting import cast
 from ckpt_gui.core.export.options import ExportError, ExportPlan
 from ckpt_gui.core.export.run import Verifier
@@ -92,26 +94,64 @@ def merge_verifier(spec: MergeSpec) -> Verifier:
             raise ExportError(
                 f"verification failed: the result cannot be read back ({exc})"
             ) from None
-        weights = MergedWeights([by_key[k.key] for k in merged.values()])
         with result:
-            for name, kept in merged.items():
-                node = result.find(name)
-                assert node is not None  # iter_verify checked every name is there
-                target = by_key[kept.key]
-                dtype = dtype_from_name(kept.dtype)
-                if kept.dtype != kept.source_dtype:
-                    out.merged_dtype = kept.dtype
-                try:
-                    yield from _check_merged(
-                        name, target, node, dtype, plan.options.on_overflow, out, weights, cancel
-                    )
-                except BaseException:
-                    weights.close()
-                    raise
-                out.merged += 1
+            checks = [
+                (name, by_key[kept.key], result.find(name), dtype_from_name(kept.dtype))
+                for name, kept in merged.items()
+            ]
+            cast_to = [k.dtype for k in merged.values() if k.dtype != k.source_dtype]
+            out.merged_dtype = cast_to[-1] if cast_to else None
+            yield from _check_all(checks, plan.options.on_overflow, out, cancel)
         return out
 
     return verify
+
+
+_AHEAD = 2  # merged weights checked at a time, each on a worker thread
+
+
+def _check_all(
+    checks: list[tuple[str, MergeTarget, Node | None, torch.dtype]],
+    policy: str,
+    out: MergeVerification,
+    cancel: CancelCheck | None,
+) -> Generator[tuple[str, int], None, None]:
+    """Each ``(name, target, written node, dtype)`` checked on the worker threads, two at a
+    time (each recomputes its weight from the sources: the arithmetic, not the reading, is
+    what takes the time); yields each one's name and bytes in order as it passes."""
+    pending: deque[tuple[str, Future[_Checked]]] = deque()
+    try:
+        for name, target, node, dtype in checks:
+            check_cancel(cancel)
+            assert node is not None  # iter_verify checked every name is there
+            pending.append((name, submit(_check_merged, name, target, node, dtype, policy)))
+            if len(pending) >= _AHEAD:
+                yield _passed(*pending.popleft(), out)
+        while pending:
+            check_cancel(cancel)
+            yield _passed(*pending.popleft(), out)
+    finally:
+        for _, future in pending:
+            future.cancel()
+        wait([future for _, future in pending])  # the result file closes after they end
+
+
+@dataclass
+class _Checked:
+    nbytes: int
+    max_error: float  # of the sampled rows, as a fraction of the bound
+    bound: float
+    narrow: float
+    sampled: int
+
+
+def _passed(name: str, future: Future[_Checked], out: MergeVerification) -> tuple[str, int]:
+    checked = future.result()  # raises what the check raised
+    out.merged += 1
+    out.max_error = max(out.max_error, checked.max_error)
+    out.bound, out.narrow = max(out.bound, checked.bound), max(out.narrow, checked.narrow)
+    out.sampled += checked.sampled
+    return name, checked.nbytes
 
 
 def _check_merged(
@@ -120,39 +160,27 @@ def _check_merged(
     node: Node,
     dtype: torch.dtype,
     policy: str,
-    out: MergeVerification,
-    weights: MergedWeights,
-    cancel: CancelCheck | None,
-) -> Generator[tuple[str, int], None, None]:
-    check_cancel(cancel)
+) -> _Checked:
     written = node.load()
-    # Computed again from the sources (the next one ahead on a worker), not the writer's.
-    expected = cast(weights.load(target.key), dtype, policy)
-    if expected.shape != written.shape or not same_bytes(expected, written):
+    base_shape = target.base.tensor.shape if target.base.tensor is not None else None
+    if base_shape is None or tuple(written.shape) != tuple(base_shape):
         raise ExportError(f"verification failed: {name!r} is not W + scale·B·A")
-    del expected
-    _check_exact(name, target, written, out)
-    yield name, written.numel() * written.element_size()
+    # Computed again from the sources, not the writer's, a block of rows at a time, each
+    # compared while in cache: the recomputed weight never goes to memory.
+    rows, start = written.reshape(written.shape[0], -1), 0
+    for block in merged_blocks(target, keep=False):
+        expected = cast(block, dtype, policy)
+        if not same_bytes(expected, rows[start : start + expected.shape[0]]):
+            raise ExportError(f"verification failed: {name!r} is not W + scale·B·A")
+        start += expected.shape[0]
+    if start != rows.shape[0]:
+        raise ExportError(f"verification failed: {name!r} is not W + scale·B·A")
+    return _check_rows(name, target, written)
 
 
-def _check_exact(
-    name: str,
-    target: MergeTarget,
-    written: torch.Tensor,
-    out: MergeVerification,
-) -> None:
+def _check_rows(name: str, target: MergeTarget, written: torch.Tensor) -> _Checked:
     """Sampled rows of the written weight against the exact merge in float64: each element
     within float32's rounding bound (plus the written dtype's, when narrower)."""
-    with serial_torch():  # small tensors: no OpenMP team to stall on a shared machine
-        _check_rows(name, target, written, out)
-
-
-def _check_rows(
-    name: str,
-    target: MergeTarget,
-    written: torch.Tensor,
-    out: MergeVerification,
-) -> None:
     module = target.module
     assert module.a is not None and module.b is not None
     a2, b2 = factor_matrices(module.a.load(), module.b.load(), module.kind)
@@ -185,6 +213,6 @@ def _check_rows(
                 f"verification failed: {name!r} is further from W + scale·B·A than rounding allows"
             )
         error = torch.where(exact.isfinite(), error, 0.0)
-    out.bound, out.narrow = max(out.bound, factor), max(out.narrow, narrow)
-    out.sampled += int(picked.numel())
-    out.max_error = max(out.max_error, float(error.div_(allowed).max()))
+    nbytes = written.numel() * written.element_size()
+    max_error = float(error.div_(allowed).max())
+    return _Checked(nbytes, max_error, factor, narrow, int(picked.numel()))
