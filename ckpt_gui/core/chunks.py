@@ -234,7 +234,7 @@ def map_chunks(
     t: torch.Tensor | Any,
     chunk_elems: int,
     make_state: Callable[[int], S],
-    step: Callable[[S, torch.Tensor], None],
+    step: Callable[[S, Any], None],
     cancel: CancelCheck | None = None,
 ) -> Generator[int, None, list[S]]:
     """Call ``step(state, chunk)`` on every chunk of ``t`` (``flat_chunks``), spread over the

@@ -42,6 +42,7 @@ from ckpt_gui.core.chunks import (
     work_dtype,
 )
 from ckpt_gui.core.errors import Cancelled, CheckpointError
+from ckpt_gui.core.quant.nibble_stats import BlockMoments
 from ckpt_gui.core.tree import Node, dtype_from_name, dtype_name
 
 _NATIVE_MINMAX = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
@@ -211,6 +212,11 @@ class _Moments:
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)
 
+    def add_block(self, block: BlockMoments) -> None:
+        """Fold in a block's moments read from packed parts (``nibble_stats``)."""
+        self.merge(block.count, block.mean, block.m2, block.min, block.max)
+        self.zeros += block.zeros
+
     def absorb(self, other: _Moments) -> None:
         self.merge(other.n, other.mean, other.m2, other.min, other.max)
         self.zeros += other.zeros
@@ -270,14 +276,27 @@ def _logical_steps(
     lt: Any, chunk_elems: int, cancel: CancelCheck | None
 ) -> Generator[int, None, TensorStats]:
     """``_stats_steps`` of a quantized weight's ``LogicalTensor``: its row blocks are
-    dequantized to float32 and reduced on the chunk workers, never the whole weight at once."""
-    reducers = yield from map_chunks(
-        lt, chunk_elems, lambda n: _Reducer(torch.float32, n, False), _Reducer.add, cancel
-    )
+    dequantized to float32 and reduced on the chunk workers, never the whole weight at once;
+    or, where the scheme can (4-bit GPTQ), their moments are read from the packed parts."""
     acc = _Moments()
-    for r in reducers:
-        acc.absorb(r.acc)
+    blocks = lt.moment_blocks()
+    if blocks is not None:
+        # Blocks of packed words, larger than value chunks: a block costs a call into the kernel.
+        states = yield from map_chunks(
+            blocks, chunk_elems * _MOMENT_BLOCK, lambda _: _Moments(), _Moments.add_block, cancel
+        )
+        for state in states:
+            acc.absorb(state)
+    else:
+        reducers = yield from map_chunks(
+            lt, chunk_elems, lambda n: _Reducer(torch.float32, n, False), _Reducer.add, cancel
+        )
+        for r in reducers:
+            acc.absorb(r.acc)
     return _finish(acc, lt.dtype, lt.numel(), False, None, False, True)
+
+
+_MOMENT_BLOCK = 8  # value chunks per block of packed words whose moments are read at once
 
 
 def _repeated(s: TensorStats, k: int) -> TensorStats:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ckpt_gui.core.quant import nibble_stats
 from ckpt_gui.core.quant.context import (
     LITTLE_ENDIAN,
     Context,
@@ -24,6 +25,7 @@ from ckpt_gui.core.quant.context import (
     unpack_bits,
 )
 from ckpt_gui.core.quant.logical import LogicalTensor, RowReader
+from ckpt_gui.core.quant.nibble_stats import BlockMoments
 
 if TYPE_CHECKING:
     import torch
@@ -95,12 +97,18 @@ def _gptq(
     has_g_idx = ctx.info(g_idx) is not None
     plain: list[bool] = []  # whether g_idx is i // size, found on the first read
 
-    def zeros_scales(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero points (plus one in v1) and scales of outputs [start, stop): (groups, n)."""
+    def zero_codes(start: int, stop: int) -> torch.Tensor:
+        """Zero points (plus one in v1) of outputs [start, stop): int32 (groups, n)."""
+        import torch
+
         w0 = start // per_word
         z = unpack_bits(ctx.load(prefix + "qzeros")[:, w0 : ceil_div(stop, per_word)], bits)
-        z = z[:, start - w0 * per_word :][:, : stop - start].float()
-        return (z + 1 if v1 else z), ctx.load(prefix + "scales")[:, start:stop].float()
+        z = z[:, start - w0 * per_word :][:, : stop - start].to(torch.int32)
+        return z + 1 if v1 else z
+
+    def zeros_scales(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero points (plus one in v1) and scales of outputs [start, stop): (groups, n)."""
+        return zero_codes(start, stop).float(), ctx.load(prefix + "scales")[:, start:stop].float()
 
     def grouped() -> bool:
         """Whether g_idx is ``i // size`` (checked once): groups of consecutive inputs."""
@@ -160,10 +168,38 @@ def _gptq(
         z, s = (t.repeat_interleave(4, dim=1).unsqueeze(1) for t in zeros_scales(start, stop))
         return values.sub_(z).mul_(s)
 
+    fits: list[bool] = []  # whether the packed-word statistics apply, found on first use
+
+    def moments(start: int, stop: int) -> BlockMoments | None:
+        """The moments of outputs [start, stop) from the packed words (``nibble_stats``), or
+        None where they would not be the dequantized values' exactly: other than 4 bits,
+        act-order groups, scales other than finite 16-bit floats, or no kernel."""
+        import torch
+
+        if not fits:
+            info = ctx.info(prefix + "scales")
+            fits.append(
+                nibble_stats.available()
+                and LITTLE_ENDIAN
+                and bits == 4
+                and size % 8 == 0
+                and info is not None
+                and info.dtype in ("float16", "bfloat16")
+                and grouped()
+                and bool(torch.isfinite(ctx.load(prefix + "scales")).all())
+            )
+        if not fits[0]:
+            return None
+        words = ctx.load(prefix + "qweight")[:, start:stop]
+        scales = ctx.load(prefix + "scales")[:, start:stop].float().contiguous()
+        zeros = zero_codes(start, stop).contiguous()
+        return nibble_stats.gptq_moments(words, zeros, scales, size // 8)
+
     detail = "act-order" if ctx.setting("desc_act", False) else ""
     extra = (g_idx,) if has_g_idx else ()
     lt = _logical(prefix, ctx, "gptq", (out, cols), bits, size, read, extra, detail)
     lt.any_order = any_order if LITTLE_ENDIAN else None
+    lt.moments = moments
     return lt
 
 

@@ -15,6 +15,8 @@ from ckpt_gui.core.errors import CorruptError
 if TYPE_CHECKING:
     import torch
 
+    from ckpt_gui.core.quant.nibble_stats import BlockMoments
+
 # Reads logical rows [start, stop) of the weight viewed as (rows, last dimension): float32.
 RowReader = Callable[[int, int], "torch.Tensor"]
 SCHEMES = (
@@ -54,6 +56,11 @@ class LogicalTensor:
     # ``read``'s values in any order (statistics and histograms need none), where a scheme can
     # skip the reordering that costs it most; None: ``read``.
     any_order: RowReader | None = field(default=None, repr=False, compare=False)
+    # The moments of logical rows [start, stop) read from the packed parts, no value made
+    # (``nibble_stats``), where a scheme can; it returns None for a weight it does not fit.
+    moments: Callable[[int, int], BlockMoments | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def numel(self) -> int:
         return math.prod(self.shape)
@@ -102,6 +109,22 @@ class LogicalTensor:
         spread over its threads like the reductions."""
         for start, stop in self.row_blocks(chunk_elems):
             yield partial(self._flat, start, stop, True)
+
+    def moment_blocks(self) -> MomentBlocks | None:
+        """This weight's row blocks as moments (``map_chunks`` takes it like a tensor), where
+        its scheme reads them from the packed parts; else None: dequantize the values."""
+        if self.moments is None or self._moments(0, 0) is None:
+            return None
+        return MomentBlocks(self)
+
+    def _moments(self, start: int, stop: int) -> BlockMoments | None:
+        assert self.moments is not None
+        try:
+            return self.moments(start, stop)
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise CorruptError(
+                f"{self.key}: its {self.scheme} parts cannot be read together ({exc})"
+            ) from None
 
     def _flat(self, start: int, stop: int, any_order: bool = False) -> torch.Tensor:
         if any_order and self.any_order is not None:
@@ -162,6 +185,34 @@ class LogicalTensor:
             "group_size": self.group_size,
             "parts": list(self.parts),
         }
+
+
+@dataclass
+class MomentBlocks:
+    """A weight whose row blocks come as ``BlockMoments`` rather than values: what the chunk
+    pool (``map_chunks``) needs of a tensor, with each chunk the moments of a row block."""
+
+    weight: LogicalTensor
+
+    def numel(self) -> int:
+        return self.weight.numel()
+
+    @property
+    def cols(self) -> int:
+        return self.weight.cols
+
+    def _block(self, start: int, stop: int) -> BlockMoments:
+        moments = self.weight._moments(start, stop)
+        assert moments is not None  # the weight fits, as moment_blocks found
+        return moments
+
+    def lazy_chunks(self, chunk_elems: int) -> Iterator[Callable[[], BlockMoments]]:
+        for start, stop in self.weight.row_blocks(chunk_elems):
+            yield partial(self._block, start, stop)
+
+    def chunks(self, chunk_elems: int) -> Iterator[BlockMoments]:
+        for start, stop in self.weight.row_blocks(chunk_elems):
+            yield self._block(start, stop)
 
 
 def iter_dequantized(
