@@ -14,6 +14,7 @@ The logical weight is ``X.weight`` of shape (out, in), as ``nn.Linear`` holds it
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ckpt_gui.core.quant import nibble_stats
@@ -174,20 +175,8 @@ def _gptq(
         """The moments of outputs [start, stop) from the packed words (``nibble_stats``), or
         None where they would not be the dequantized values' exactly: other than 4 bits,
         act-order groups, scales other than finite 16-bit floats, or no kernel."""
-        import torch
-
         if not fits:
-            info = ctx.info(prefix + "scales")
-            fits.append(
-                nibble_stats.available()
-                and LITTLE_ENDIAN
-                and bits == 4
-                and size % 8 == 0
-                and info is not None
-                and info.dtype in ("float16", "bfloat16")
-                and grouped()
-                and bool(torch.isfinite(ctx.load(prefix + "scales")).all())
-            )
+            fits.append(bits == 4 and size % 8 == 0 and _fits_kernel(ctx, prefix, grouped))
         if not fits[0]:
             return None
         words = ctx.load(prefix + "qweight")[:, start:stop]
@@ -245,4 +234,42 @@ def _awq(
         s = ctx.load(prefix + "scales")[:, start:stop].transpose(0, 1).float()
         return affine_groups(q.contiguous(), z, s, size)
 
-    return _logical(prefix, ctx, "awq", (out, cols), 4, size, read)
+    fits: list[bool] = []
+
+    def moments(start: int, stop: int) -> BlockMoments | None:
+        """The moments of outputs [start, stop) from the packed words (``nibble_stats``), or
+        None where they would not be the dequantized values' exactly (see GPTQ's)."""
+        import torch
+
+        if not fits:
+            fits.append(_fits_kernel(ctx, prefix, lambda: True))
+        if not fits[0]:
+            return None
+        w0, w1 = start // 8, ceil_div(stop, 8)
+        words = ctx.load(prefix + "qweight")[:, w0:w1]
+        zeros = unpack(ctx.load(prefix + "qzeros")[:, w0:w1], 0, 8 * (w1 - w0))
+        scales = ctx.load(prefix + "scales")[:, 8 * w0 : 8 * w1].float().contiguous()
+        codes = zeros.to(torch.int32).contiguous()
+        first = start - 8 * w0
+        return nibble_stats.awq_moments(words, codes, scales, size, first, first + stop - start)
+
+    lt = _logical(prefix, ctx, "awq", (out, cols), 4, size, read)
+    lt.moments = moments
+    return lt
+
+
+def _fits_kernel(ctx: Context, prefix: str, grouped: Callable[[], bool]) -> bool:
+    """Whether a 4-bit weight's statistics may come from its packed words (``nibble_stats``):
+    the kernel is built, the scales are finite 16-bit floats (so every (q - z)·s is exact in
+    float32) and groups are consecutive inputs (``grouped``)."""
+    import torch
+
+    info = ctx.info(prefix + "scales")
+    return (
+        nibble_stats.available()
+        and LITTLE_ENDIAN
+        and info is not None
+        and info.dtype in ("float16", "bfloat16")
+        and grouped()
+        and bool(torch.isfinite(ctx.load(prefix + "scales")).all())
+    )

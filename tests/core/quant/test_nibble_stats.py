@@ -19,7 +19,7 @@ from ckpt_gui.core.chunks import drain
 from ckpt_gui.core.quant import nibble_stats
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.stats import StatsResult, _logical_steps, iter_stats
-from tests.core.quant.writers import _i32, _pack_rows, _save
+from tests.core.quant.writers import _awq_pack, _i32, _pack_rows, _save
 
 KEY = "model.layers.0.mlp.down_proj"
 
@@ -62,6 +62,29 @@ def write_gptq(
     quant = {"quant_method": "gptq", "bits": 4, "group_size": group}
     if v2:
         quant["checkpoint_format"] = "gptq_v2"
+    return _save(folder, tensors, quant), ref.T
+
+
+def write_awq(
+    folder: Path, *, out: int, cols: int, group: int, scale_dtype: torch.dtype = torch.float16
+) -> tuple[Path, np.ndarray]:
+    """An AWQ weight (outputs packed eight to a word in AWQ's order) with the same awkward
+    values as ``write_gptq``'s."""
+    r = np.random.default_rng(1)
+    groups = -(-cols // group)
+    q = r.integers(0, 16, (cols, out))
+    zeros = r.integers(0, 16, (groups, out))
+    scales = r.standard_normal((groups, out)) * 0.02
+    scales[0, :3] = 0.0
+    scales = torch.from_numpy(scales).to(scale_dtype)
+    g = np.arange(cols) // group
+    ref = (q - zeros[g]).astype(np.float32) * scales.float().numpy()[g]
+    tensors = {
+        f"{KEY}.qweight": _i32(_awq_pack(q)),
+        f"{KEY}.qzeros": _i32(_awq_pack(zeros)),
+        f"{KEY}.scales": scales,
+    }
+    quant = {"quant_method": "awq", "bits": 4, "group_size": group}
     return _save(folder, tensors, quant), ref.T
 
 
@@ -126,6 +149,35 @@ def test_each_block_of_outputs_gives_its_own_values_moments(tmp_path: Path) -> N
         for start, stop in [(0, 53), (0, 1), (5, 13), (8, 16), (45, 53), (7, 7)]:
             got = lt._moments(start, stop)
             v = ref[start:stop].astype(np.float64)
+            assert got.count == v.size
+            if v.size:
+                assert (got.min, got.max, got.zeros) == (v.min(), v.max(), int((v == 0).sum()))
+                assert got.mean == pytest.approx(v.mean(), rel=1e-12, abs=1e-15)
+                assert got.m2 == pytest.approx(((v - v.mean()) ** 2).sum(), rel=1e-12)
+
+
+@pytest.mark.skipif(not nibble_stats.available(), reason="the kernel was not built")
+@pytest.mark.parametrize(
+    "out, cols, group, scale_dtype",
+    [
+        (128, 512, 128, torch.float16),  # two blocks of eight words
+        (72, 300, 64, torch.bfloat16),  # nine words (a scalar tail), a partial last group
+        (16, 1024, 1024, torch.float16),  # one group of 1024 inputs (widened every 128)
+    ],
+)
+def test_awq_moments_from_packed_words(tmp_path: Path, out, cols, group, scale_dtype) -> None:
+    path, ref = write_awq(tmp_path, out=out, cols=cols, group=group, scale_dtype=scale_dtype)
+    with open_checkpoint(path) as ckpt:
+        [lt] = ckpt.logical
+        assert lt.scheme == "awq" and lt.moment_blocks() is not None
+        assert np.array_equal(lt.dequantize().numpy(), ref)
+        node = next(n for n in ckpt.tensors() if n.tensor.quant is not None)
+        events = iter_stats([node], chunk_elems=700)
+        [stats] = [e.stats for e in events if isinstance(e, StatsResult)]
+        assert_stats_of(stats, ref)
+        # Blocks that start and end inside a word take only their own outputs.
+        for start, stop in [(3, 13), (0, 5), (out - 11, out), (8, 8)]:
+            got, v = lt._moments(start, stop), ref[start:stop].astype(np.float64)
             assert got.count == v.size
             if v.size:
                 assert (got.min, got.max, got.zeros) == (v.min(), v.max(), int((v == 0).sum()))
