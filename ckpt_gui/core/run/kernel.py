@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ckpt_gui.core.chunks import CancelCheck, map_chunks, serial_torch, work_dtype
+from ckpt_gui.core.run.positions import native_fits, native_position
 from ckpt_gui.core.run.reading import AlignedChunks, Readahead, prepared
 from ckpt_gui.core.stats import _sum_sq_dev, merge_moments
 
@@ -255,6 +256,11 @@ class _Pass:
         self.narrow = self.wide if work == torch.float64 else _Buffers(work, size)
 
     def step(self, pieces: list[torch.Tensor]) -> _Partial:
+        """The figures of one chunk position: in C where every copy is float32 (and the kernel
+        was built), else with torch."""
+        return self.in_c(pieces) if native_fits(pieces) else self.in_torch(pieces)
+
+    def in_torch(self, pieces: list[torch.Tensor]) -> _Partial:
         plan = self.plan
         chunk = _Chunk(dict(zip(plan.members, pieces)), self)
         part = _Partial()
@@ -270,6 +276,23 @@ class _Pass:
                 part.dots[t] = chunk.dot(live[(t[1], t[2])], live[(t[0], t[1])])
             for pair in plan.forget_at[s]:
                 chunk.forget(live.pop(pair))
+        return part
+
+    def in_c(self, pieces: list[torch.Tensor]) -> _Partial:
+        """The position's figures from the C kernel (``positions.py``) in one call."""
+        plan = self.plan
+        at = {m: k for k, m in enumerate(plan.members)}
+        points, pairs, dots = native_position(
+            pieces,
+            [at[i] for i in plan.points],
+            [(at[a], at[b]) for a, b in plan.pairs],
+            [(at[a], at[b], at[c]) for a, b, c in plan.triples],
+        )
+        part = _Partial()
+        part.points = dict(zip(plan.points, points))
+        for pair, (sq, same) in zip(plan.pairs, pairs):
+            part.sq[pair], part.same[pair] = sq, same
+        part.dots = dict(zip(plan.triples, dots))
         return part
 
 

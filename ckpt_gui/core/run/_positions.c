@@ -1,0 +1,491 @@
+/* One chunk position of a trajectory (``run/kernel.py``) when every copy is float32: all the
+   figures of the position in one call, each sum a single pass over chunks that stay in cache,
+   in float64 (the products of float32 values, exact there, summed in double).
+
+   ``position(addresses, n, points, pairs, triples)``: ``addresses`` of the members' chunks (n
+   contiguous float32 each); ``points`` member indices; ``pairs`` (a, b) and ``triples``
+   (a, b, c) of member indices. Returns (points: [(count, mean, m2, min, max, nan, inf)],
+   pairs: [(sum of (b - a)^2, same bytes)], triples: [sum of (c - b)(b - a)]), where a pair
+   of the same bytes sums nothing and a triple with such a pair is 0. The caller checks the
+   addresses and sizes (``positions.py``). The GIL is released. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_AVX2_PATH 1
+#include <immintrin.h>
+#endif
+
+typedef struct {
+    double n, mean, m2, lo, hi, nan, inf;
+} Point;
+
+/* Each sum runs in several double lanes (independent adds), in a fixed order: the same chunk
+   gives the same figures every time on a machine. */
+#define LANES 4
+/* Elements of each member summed at a time: 20 members' blocks (320 KB) stay in L2. */
+#define BLOCK 4096
+
+static double lanes_total(const double *s) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
+static int all_finite_sums(const float *x, int64_t n, double *sum, double *sumsq, float *lo,
+                           float *hi);
+static double sq_dev(const float *x, int64_t n, double mean);
+static double sq_diff(const float *a, const float *b, int64_t n);
+static double dot_diff(const float *a, const float *b, const float *c, int64_t n);
+
+#ifdef HAVE_AVX2_PATH
+static int avx2_ok(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+}
+
+/* The same sums with float32 arithmetic on eight lanes, four elements to a lane and then into
+   double lanes (as the torch path sums float32 differences in float32): a third of the work.
+   What float32 cannot give exactly enough, differences so small their squares underflow
+   (the sum under 2n·2⁻⁹⁶, as ``kernel._sq32`` decides) or that overflow, is summed again in
+   double by the caller. */
+#define NARROW_OK(sum, n) ((sum) >= 2.0 * (double)(n) * 0x1p-96 && (sum) < INFINITY)
+
+static inline void spill(__m256d *acc, __m256 part) __attribute__((target("avx2")));
+static inline void spill(__m256d *acc, __m256 part) {
+    acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(part)));
+    acc[1] = _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1)));
+}
+
+static inline double spilled(const __m256d *acc) __attribute__((target("avx2")));
+static inline double spilled(const __m256d *acc) {
+    double a[4], b[4];
+    _mm256_storeu_pd(a, acc[0]);
+    _mm256_storeu_pd(b, acc[1]);
+    double lanes[LANES] = {a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]};
+    return lanes_total(lanes);
+}
+
+/* Σx, Σx² (float32 on eight lanes, four elements to a lane, then double), min and max; false
+   when the sum is not finite (a NaN or Inf in the block). */
+__attribute__((target("avx2"))) static int finite_sums_avx2(const float *x, int64_t n,
+                                                            double *sum, double *sumsq,
+                                                            float *lo, float *hi) {
+    __m256d s[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256d q[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 ps = _mm256_setzero_ps(), pq = ps;
+        for (int k = 0; k < 32; k += 8) {
+            __m256 v = _mm256_loadu_ps(x + i + k);
+            ps = _mm256_add_ps(ps, v), pq = _mm256_add_ps(pq, _mm256_mul_ps(v, v));
+            mn = _mm256_min_ps(mn, v), mx = _mm256_max_ps(mx, v);
+        }
+        spill(s, ps), spill(q, pq);
+    }
+    float l[8], h[8];
+    _mm256_storeu_ps(l, mn), _mm256_storeu_ps(h, mx);
+    double total = spilled(s), squares = spilled(q);
+    float low = INFINITY, high = -INFINITY;
+    for (int k = 0; k < 8; k++) {
+        low = l[k] < low ? l[k] : low;
+        high = h[k] > high ? h[k] : high;
+    }
+    for (; i < n; i++) {
+        total += x[i], squares += (double)(x[i] * x[i]);
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    *sum = total, *sumsq = squares, *lo = low, *hi = high;
+    return isfinite(total);
+}
+
+__attribute__((target("avx2"))) static double sq_dev_avx2(const float *x, int64_t n,
+                                                          double mean) {
+    __m256d m = _mm256_set1_pd(mean), s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+    }
+    double a[4], b[4];
+    _mm256_storeu_pd(a, s0);
+    _mm256_storeu_pd(b, s1);
+    double lanes[LANES] = {a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]};
+    for (; i < n; i++) {
+        double d = (double)x[i] - mean;
+        lanes[i % LANES] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+__attribute__((target("avx2"))) static double sq_diff_avx2(const float *a, const float *b,
+                                                           int64_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
+        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vb)),
+                                   _mm256_cvtps_pd(_mm256_castps256_ps128(va)));
+        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)),
+                                   _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+    }
+    double x[4], y[4];
+    _mm256_storeu_pd(x, s0);
+    _mm256_storeu_pd(y, s1);
+    double lanes[LANES] = {x[0] + y[0], x[1] + y[1], x[2] + y[2], x[3] + y[3]};
+    for (; i < n; i++) {
+        double d = (double)b[i] - (double)a[i];
+        lanes[i % LANES] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+__attribute__((target("avx2"))) static double dot_diff_avx2(const float *a, const float *b,
+                                                            const float *c, int64_t n) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
+        __m256 vc = _mm256_loadu_ps(c + i);
+        __m256d a0 = _mm256_cvtps_pd(_mm256_castps256_ps128(va));
+        __m256d a1 = _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1));
+        __m256d b0 = _mm256_cvtps_pd(_mm256_castps256_ps128(vb));
+        __m256d b1 = _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1));
+        __m256d c0 = _mm256_cvtps_pd(_mm256_castps256_ps128(vc));
+        __m256d c1 = _mm256_cvtps_pd(_mm256_extractf128_ps(vc, 1));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_sub_pd(c0, b0), _mm256_sub_pd(b0, a0)));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_sub_pd(c1, b1), _mm256_sub_pd(b1, a1)));
+    }
+    double x[4], y[4];
+    _mm256_storeu_pd(x, s0);
+    _mm256_storeu_pd(y, s1);
+    double lanes[LANES] = {x[0] + y[0], x[1] + y[1], x[2] + y[2], x[3] + y[3]};
+    for (; i < n; i++)
+        lanes[i % LANES] += ((double)c[i] - (double)b[i]) * ((double)b[i] - (double)a[i]);
+    return lanes_total(lanes);
+}
+
+__attribute__((target("avx2"))) static double sq_diff32_avx2(const float *a, const float *b,
+                                                             int64_t n, int64_t *done) {
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 part = _mm256_setzero_ps();
+        for (int k = 0; k < 32; k += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(b + i + k), _mm256_loadu_ps(a + i + k));
+            part = _mm256_add_ps(part, _mm256_mul_ps(d, d));
+        }
+        spill(acc, part);
+    }
+    *done = i;
+    return spilled(acc);
+}
+
+__attribute__((target("avx2"))) static double dot_diff32_avx2(const float *a, const float *b,
+                                                              const float *c, int64_t n,
+                                                              int64_t *done, double *sq1,
+                                                              double *sq2) {
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256d q1[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    __m256d q2[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 part = _mm256_setzero_ps(), p1 = part, p2 = part;
+        for (int k = 0; k < 32; k += 8) {
+            __m256 vb = _mm256_loadu_ps(b + i + k);
+            __m256 d1 = _mm256_sub_ps(vb, _mm256_loadu_ps(a + i + k));
+            __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(c + i + k), vb);
+            part = _mm256_add_ps(part, _mm256_mul_ps(d2, d1));
+            p1 = _mm256_add_ps(p1, _mm256_mul_ps(d1, d1));
+            p2 = _mm256_add_ps(p2, _mm256_mul_ps(d2, d2));
+        }
+        spill(acc, part), spill(q1, p1), spill(q2, p2);
+    }
+    *done = i, *sq1 = spilled(q1), *sq2 = spilled(q2);
+    return spilled(acc);
+}
+#endif
+
+/* Without AVX2: the same sums, one element at a time. */
+static int all_finite_sums(const float *x, int64_t n, double *sum, double *sumsq, float *lo,
+                           float *hi) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) return finite_sums_avx2(x, n, sum, sumsq, lo, hi);
+#endif
+    double lanes[LANES] = {0, 0, 0, 0}, squares[LANES] = {0, 0, 0, 0};
+    float low = INFINITY, high = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        lanes[i % LANES] += x[i];
+        squares[i % LANES] += (double)x[i] * x[i];
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    *sum = lanes_total(lanes), *sumsq = lanes_total(squares), *lo = low, *hi = high;
+    return isfinite(*sum);
+}
+
+static double sq_dev(const float *x, int64_t n, double mean) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) return sq_dev_avx2(x, n, mean);
+#endif
+    double lanes[LANES] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)x[i] - mean;
+        lanes[i % LANES] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+/* Sums in double throughout: what the narrow sums fall back on. */
+static double sq_diff64(const float *a, const float *b, int64_t n) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) return sq_diff_avx2(a, b, n);
+#endif
+    double lanes[LANES] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)b[i] - (double)a[i];
+        lanes[i % LANES] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+static double dot_diff64(const float *a, const float *b, const float *c, int64_t n) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) return dot_diff_avx2(a, b, c, n);
+#endif
+    double lanes[LANES] = {0, 0, 0, 0};
+    for (int64_t i = 0; i < n; i++)
+        lanes[i % LANES] += ((double)c[i] - (double)b[i]) * ((double)b[i] - (double)a[i]);
+    return lanes_total(lanes);
+}
+
+/* ‖b − a‖² over a block: float32 where that is exact enough, else double. */
+static double sq_diff(const float *a, const float *b, int64_t n) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) {
+        int64_t done;
+        double s = sq_diff32_avx2(a, b, n, &done);
+        for (int64_t i = done; i < n; i++) {
+            float d = b[i] - a[i];
+            s += (double)(d * d);
+        }
+        if (NARROW_OK(s, n)) return s;
+    }
+#endif
+    return sq_diff64(a, b, n);
+}
+
+/* ⟨c − b, b − a⟩ over a block: float32 where both differences' squares are exact enough in
+   float32 (then so are the products) and the sum is finite, else double. */
+static double dot_diff(const float *a, const float *b, const float *c, int64_t n) {
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) {
+        int64_t done;
+        double q1, q2;
+        double s = dot_diff32_avx2(a, b, c, n, &done, &q1, &q2);
+        for (int64_t i = done; i < n; i++) {
+            float d1 = b[i] - a[i], d2 = c[i] - b[i];
+            s += (double)(d2 * d1), q1 += (double)(d1 * d1), q2 += (double)(d2 * d2);
+        }
+        if (NARROW_OK(q1, n) && NARROW_OK(q2, n) && isfinite(s)) return s;
+    }
+#endif
+    return dot_diff64(a, b, c, n);
+}
+
+static void merge(Point *acc, const Point *b) {
+    acc->nan += b->nan, acc->inf += b->inf;
+    if (b->n == 0) return;
+    acc->lo = b->lo < acc->lo ? b->lo : acc->lo;
+    acc->hi = b->hi > acc->hi ? b->hi : acc->hi;
+    double total = acc->n + b->n, delta = b->mean - acc->mean;
+    acc->mean += delta * b->n / total;
+    acc->m2 += b->m2 + delta * delta * acc->n * b->n / total;
+    acc->n = total;
+}
+
+/* A block's moments over its finite values, and its NaN and ±Inf counts. M2 is Σx² − (Σx)²/n
+   (the squares of float32 values are exact in double) where that loses no more than a bit to
+   cancellation, else the squared deviations from the mean, summed again. */
+static Point point(const float *x, int64_t n) {
+    Point p = {0, 0, 0, INFINITY, -INFINITY, 0, 0};
+    double sum, sumsq;
+    float lo, hi;
+    if (!all_finite_sums(x, n, &sum, &sumsq, &lo, &hi)) {
+        /* A NaN or Inf somewhere: count them, then the finite values one by one. */
+        double lanes[LANES] = {0, 0, 0, 0};
+        int64_t count = 0;
+        lo = INFINITY, hi = -INFINITY;
+        for (int64_t i = 0; i < n; i++) {
+            if (isnan(x[i])) {
+                p.nan++;
+            } else if (isinf(x[i])) {
+                p.inf++;
+            } else {
+                lanes[count % LANES] += x[i];
+                count++;
+                lo = x[i] < lo ? x[i] : lo;
+                hi = x[i] > hi ? x[i] : hi;
+            }
+        }
+        if (count == 0) return p;
+        double mean = lanes_total(lanes) / (double)count;
+        double dev[LANES] = {0, 0, 0, 0};
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (isfinite(x[i])) {
+                double d = (double)x[i] - mean;
+                dev[k++ % LANES] += d * d;
+            }
+        }
+        p.n = (double)count, p.mean = mean, p.m2 = lanes_total(dev), p.lo = lo, p.hi = hi;
+        return p;
+    }
+    if (n == 0) return p;
+    p.n = (double)n, p.mean = sum / (double)n, p.lo = lo, p.hi = hi;
+    if (!NARROW_OK(sumsq, n)) sumsq = sq_dev(x, n, 0.0);  /* squares under- or overflowed */
+    if (lo == hi)
+        p.m2 = 0.0;
+    else if (sum * p.mean <= 0.5 * sumsq)
+        p.m2 = sumsq - sum * p.mean;
+    else
+        p.m2 = sq_dev(x, n, p.mean);
+    return p;
+}
+
+static int tuple_ints(PyObject *seq, Py_ssize_t width, Py_ssize_t members, long long **out,
+                      Py_ssize_t *count) {
+    PyObject *fast = PySequence_Fast(seq, "a sequence");
+    if (!fast) return -1;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(fast);
+    *out = PyMem_Calloc(len * width + 1, sizeof(long long));
+    *count = len;
+    for (Py_ssize_t i = 0; *out && i < len; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        for (Py_ssize_t k = 0; k < width; k++) {
+            PyObject *v = width == 1 ? item : PySequence_GetItem(item, k);
+            long long x = v ? PyLong_AsLongLong(v) : -1;
+            if (width != 1) Py_XDECREF(v);
+            if (x < 0 || x >= members) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "a member out of range");
+                Py_DECREF(fast);
+                PyMem_Free(*out);
+                *out = NULL;
+                return -1;
+            }
+            (*out)[i * width + k] = x;
+        }
+    }
+    Py_DECREF(fast);
+    return *out ? 0 : -1;
+}
+
+static PyObject *position(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *addresses, *points_seq, *pairs_seq, *triples_seq;
+    long long n;
+    if (!PyArg_ParseTuple(args, "OLOOO", &addresses, &n, &points_seq, &pairs_seq, &triples_seq))
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "a negative length");
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(addresses, "addresses: a sequence");
+    if (!fast) return NULL;
+    Py_ssize_t members = PySequence_Fast_GET_SIZE(fast);
+    const float **x = PyMem_Calloc(members + 1, sizeof(float *));
+    for (Py_ssize_t i = 0; x && i < members; i++)
+        x[i] = (const float *)(uintptr_t)PyLong_AsUnsignedLongLong(
+            PySequence_Fast_GET_ITEM(fast, i));
+    Py_DECREF(fast);
+    long long *pts = NULL, *prs = NULL, *trs = NULL;
+    Py_ssize_t npts = 0, nprs = 0, ntrs = 0;
+    if (!x || PyErr_Occurred() || tuple_ints(points_seq, 1, members, &pts, &npts) ||
+        tuple_ints(pairs_seq, 2, members, &prs, &nprs) ||
+        tuple_ints(triples_seq, 3, members, &trs, &ntrs)) {
+        PyMem_Free(x), PyMem_Free(pts), PyMem_Free(prs), PyMem_Free(trs);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    Point *pv = PyMem_Calloc(npts + 1, sizeof(Point));
+    double *sq = PyMem_Calloc(nprs + 1, sizeof(double));
+    int *same = PyMem_Calloc(nprs + 1, sizeof(int));
+    double *dots = PyMem_Calloc(ntrs + 1, sizeof(double));
+    if (!pv || !sq || !same || !dots) {
+        PyMem_Free(x), PyMem_Free(pts), PyMem_Free(prs), PyMem_Free(trs);
+        PyMem_Free(pv), PyMem_Free(sq), PyMem_Free(same), PyMem_Free(dots);
+        return PyErr_NoMemory();
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    /* Whole-chunk sameness first (two chunks that differ usually do at once). */
+    int *zero = PyMem_RawCalloc(ntrs + 1, sizeof(int));
+    size_t bytes = (size_t)n * sizeof(float);
+    for (Py_ssize_t i = 0; i < nprs; i++) same[i] = memcmp(x[prs[2 * i]], x[prs[2 * i + 1]], bytes) == 0;
+    for (Py_ssize_t i = 0; zero && i < ntrs; i++)
+        zero[i] = memcmp(x[trs[3 * i]], x[trs[3 * i + 1]], bytes) == 0 ||
+                  memcmp(x[trs[3 * i + 1]], x[trs[3 * i + 2]], bytes) == 0;
+    for (Py_ssize_t i = 0; i < npts; i++) pv[i] = (Point){0, 0, 0, INFINITY, -INFINITY, 0, 0};
+    /* Then block by block: every member's block is read from memory once, and each sum over
+       it runs while it is in cache. */
+    for (int64_t start = 0; zero && start < n; start += BLOCK) {
+        int64_t m = n - start < BLOCK ? n - start : BLOCK;
+        for (Py_ssize_t i = 0; i < npts; i++) {
+            Point b = point(x[pts[i]] + start, m);
+            merge(&pv[i], &b);
+        }
+        for (Py_ssize_t i = 0; i < nprs; i++)
+            if (!same[i]) sq[i] += sq_diff(x[prs[2 * i]] + start, x[prs[2 * i + 1]] + start, m);
+        for (Py_ssize_t i = 0; i < ntrs; i++)
+            if (!zero[i])
+                dots[i] += dot_diff(x[trs[3 * i]] + start, x[trs[3 * i + 1]] + start,
+                                    x[trs[3 * i + 2]] + start, m);
+    }
+    failed = zero == NULL;
+    PyMem_RawFree(zero);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyMem_Free(x), PyMem_Free(pts), PyMem_Free(prs), PyMem_Free(trs);
+        PyMem_Free(pv), PyMem_Free(sq), PyMem_Free(same), PyMem_Free(dots);
+        return PyErr_NoMemory();
+    }
+    PyObject *p_out = PyList_New(npts), *s_out = PyList_New(nprs), *d_out = PyList_New(ntrs);
+    for (Py_ssize_t i = 0; p_out && i < npts; i++)
+        PyList_SET_ITEM(p_out, i,
+                        Py_BuildValue("(LddddLL)", (long long)pv[i].n, pv[i].mean, pv[i].m2,
+                                      pv[i].lo, pv[i].hi, (long long)pv[i].nan,
+                                      (long long)pv[i].inf));
+    for (Py_ssize_t i = 0; s_out && i < nprs; i++)
+        PyList_SET_ITEM(s_out, i, Py_BuildValue("(dO)", sq[i], same[i] ? Py_True : Py_False));
+    for (Py_ssize_t i = 0; d_out && i < ntrs; i++)
+        PyList_SET_ITEM(d_out, i, PyFloat_FromDouble(dots[i]));
+    PyMem_Free(x), PyMem_Free(pts), PyMem_Free(prs), PyMem_Free(trs);
+    PyMem_Free(pv), PyMem_Free(sq), PyMem_Free(same), PyMem_Free(dots);
+    if (!p_out || !s_out || !d_out) {
+        Py_XDECREF(p_out), Py_XDECREF(s_out), Py_XDECREF(d_out);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", p_out, s_out, d_out);
+}
+
+static PyMethodDef methods[] = {
+    {"position", position, METH_VARARGS, "The figures of one chunk position (see the source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_positions", NULL, -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__positions(void) { return PyModule_Create(&module); }
