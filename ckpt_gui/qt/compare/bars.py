@@ -31,7 +31,7 @@ from ckpt_gui.core.diff import (
     parse_map,
 )
 from ckpt_gui.qt import theme
-from ckpt_gui.qt.compare.table_model import COLOURS, SHORT_TITLES
+from ckpt_gui.qt.compare.categories import COLOURS, SHORT_TITLES
 from ckpt_gui.qt.filter_keys import clear_on_escape
 from ckpt_gui.qt.formatting import format_value
 from ckpt_gui.qt.models.filter_proxy import MODES

@@ -110,12 +110,27 @@ class DiffResults(QWidget):
             self.summary.set_report(outcome.report, outcome.summary)
             self.update_counts()
 
+        order: list[list[int] | None] = []
+
+        def plan_order() -> None:
+            # The final order, and the cells of the rows it brings to the top, are made on a
+            # turn before the one that moves the rows and repaints them.
+            order.append(self.model.sorted_order())
+            if order[0] is not None:
+                rows = (
+                    self.table.viewport().height()
+                    // self.table.verticalHeader().defaultSectionSize()
+                )
+                self.model.make_cells(order[0][: 2 * (rows + 1)])
+
         return [
             summary,
             self.chart.prepare,  # the plots are made now, not while the tab opened
             lambda: self.chart.set_layers(outcome.layers, outcome.grouped),
             *self.histograms.preparations(),
-            self.model.ensure_sorted,  # rows that arrived while the diff ran, in their places
+            plan_order,
+            # Rows that arrived while the diff ran, in their places.
+            lambda: self.model.ensure_sorted(order[0] if order else None),
             self.fit_columns,
         ]
 

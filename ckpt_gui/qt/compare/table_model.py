@@ -21,6 +21,7 @@ from PySide6.QtGui import QColor, QFont
 
 from ckpt_gui.core.diff import CATEGORIES, CATEGORY_TITLES, CHANGED, DTYPE, DiffEntry
 from ckpt_gui.qt import theme
+from ckpt_gui.qt.compare.categories import COLOURS
 from ckpt_gui.qt.compare.sort_keys import sort_key
 from ckpt_gui.qt.formatting import format_count, format_float, format_shape, format_value
 from ckpt_gui.qt.header import MEASURED
@@ -60,24 +61,6 @@ PAINTED = frozenset(
     )
 )
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-# Each category's theme colour (``theme.colour``: light and dark values).
-COLOURS = {
-    "only_a": "red",
-    "only_b": "green",
-    "shape_mismatch": "orange",
-    "dtype_mismatch": "amber",
-    "changed": "blue",
-    "identical": "grey",
-    "nonfinite_b": "red",  # NaN/Inf that appear only in B
-}
-SHORT_TITLES = {
-    "only_a": "Only A",
-    "only_b": "Only B",
-    "shape_mismatch": "Shape",
-    "dtype_mismatch": "Dtype",
-    "changed": "Changed",
-    "identical": "Identical",
-}
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -236,22 +219,42 @@ class DiffTableModel(QAbstractTableModel):
             self._reorder([self._key(e, column, order, str) for e in self._entries])
             self._keys = None
 
-    def ensure_sorted(self) -> None:
-        """Put the rows added since the last sort in their places (the comparison is done)."""
+    def sorted_order(self) -> list[int] | None:
+        """The rows (numbers) in the order ``ensure_sorted`` gives them, worked out without
+        moving them (the proxy and the view go over every row moved: a turn of its own); None
+        when they are in order or their keys do not compare."""
+        if self._sort[0] < 0 or self._sorted_rows == len(self._entries) or self._keys is None:
+            return None
+        try:
+            return sorted(range(len(self._keys)), key=self._keys.__getitem__)
+        except TypeError:
+            return None
+
+    def ensure_sorted(self, order: list[int] | None = None) -> None:
+        """Put the rows added since the last sort in their places (the comparison is done);
+        ``order``: what ``sorted_order`` said, when no row has come or gone since."""
         if self._sort[0] < 0 or self._sorted_rows == len(self._entries):
             return
         try:
             if self._keys is not None:
-                self._reorder(self._keys)
+                self._reorder(self._keys, order)
                 return
         except TypeError:
             pass
         self.resort()
 
-    def _reorder(self, keys: list[tuple[Any, ...]]) -> None:
-        """Order the rows by ``keys`` (one per row, ascending; the sort is stable), keeping
-        what Qt holds on to (selection, current row) on the same entries."""
-        order = sorted(range(len(keys)), key=keys.__getitem__)
+    def make_cells(self, rows: list[int]) -> None:
+        """Make the painted cells of ``rows`` ahead of their first paint."""
+        for row in rows:
+            entry = self._entries[row]
+            for column in range(len(HEADERS)):
+                self.cell(entry, column)
+
+    def _reorder(self, keys: list[tuple[Any, ...]], order: list[int] | None = None) -> None:
+        """Order the rows by ``keys`` (one per row, ascending; the sort is stable) or as
+        ``order`` says, keeping what Qt holds on to (selection, current row) on the same rows."""
+        if order is None or len(order) != len(keys):
+            order = sorted(range(len(keys)), key=keys.__getitem__)
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         entries = self._entries

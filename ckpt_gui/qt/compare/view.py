@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
@@ -34,6 +34,7 @@ from ckpt_gui.qt.compare.plots import MAX_BARS
 from ckpt_gui.qt.compare.results import DiffResults
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.gui_turns import after_paint
 from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.workers import PROGRESS_STEPS
@@ -73,10 +74,6 @@ class CompareView(Page):
         self._failures: list[DiffFailed] = []
         # Showing a finished comparison, one step per turn of the event loop (``_next_step``).
         self._steps: list[Callable[[], object]] = []
-        self._step_timer = QTimer(self)
-        self._step_timer.setSingleShot(True)
-        self._step_timer.setInterval(0)
-        self._step_timer.timeout.connect(self._next_step)
         self.setAcceptDrops(True)
         self._build()
 
@@ -307,14 +304,18 @@ class CompareView(Page):
         self._report("", 0, 0)
         # The summary, the chart, the final sort and the widths each take a part of a big
         # comparison's time: one per turn of the event loop, which paints in between.
-        self._steps = [*self.results.report_steps(outcome), self._on_report_shown]
-        self._step_timer.start()
+        steps = self._steps = [*self.results.report_steps(outcome), self._on_report_shown]
+        after_paint(self, lambda: self._next_step(steps))
 
-    def _next_step(self) -> None:
-        if self._steps:
-            self._steps.pop(0)()
-        if self._steps:
-            self._step_timer.start()
+    def _next_step(self, steps: list[Callable[[], object]]) -> None:
+        """Take the next of ``steps``, unless they are no longer the view's (a comparison
+        started again, or cancelled); the one after once its repaint is done, on a turn of
+        its own: a step and the repaint of the one before never add up to one stall."""
+        if steps is not self._steps or not steps:
+            return
+        steps.pop(0)()
+        if steps:
+            after_paint(self, lambda: self._next_step(steps))
 
     def _on_report_shown(self) -> None:
         self._set_state(READY)

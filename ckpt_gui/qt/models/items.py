@@ -66,6 +66,18 @@ class Item:
             item = item.parent
 
 
+def rows_with_depth(root: Item, limit: int) -> list[tuple[Item, int]]:
+    """The rows below ``root`` in order with their depth (0 for top-level rows), at most
+    ``limit`` of them."""
+    out: list[tuple[Item, int]] = []
+    stack = [(child, 0) for child in reversed(root.children)]
+    while stack and len(out) < limit:
+        item, depth = stack.pop()
+        out.append((item, depth))
+        stack.extend((child, depth + 1) for child in reversed(item.children))
+    return out
+
+
 def build_items(root: Node, group_modules: bool = True) -> Item:
     """The row tree for ``root``; an invisible root item holds the top-level rows."""
     with gc_paused():  # a row per node: half a million objects for a file of tiny tensors

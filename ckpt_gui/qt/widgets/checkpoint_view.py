@@ -28,6 +28,7 @@ from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.adapter import AdapterPanel
 from ckpt_gui.qt.errors import error_text
 from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.gui_turns import after_paint
 from ckpt_gui.qt.header import restore_splitter
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
@@ -399,10 +400,9 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
 
     def _finish_stats(self, message: str) -> None:
         self.tree.apply_stats([], final=True)
-        # Make the plot widgets now, while idle, one per event-loop turn, rather than on the
-        # first click (each takes ~15 ms).
-        QTimer.singleShot(0, self.histogram, self.histogram.prepare)
-        QTimer.singleShot(30, self.values, self.values.prepare)
+        # The plots, made while idle on turns of their own after the repaint (~15 ms each).
+        after_paint(self.histogram, self.histogram.prepare, FIRST_PAINT_MS)
+        after_paint(self.values, self.values.prepare, 2 * FIRST_PAINT_MS)
         self._set_state(READY)
         self._report(message, 0, 0)
         if self.model is not None:

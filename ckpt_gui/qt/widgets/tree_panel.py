@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -25,9 +26,11 @@ from ckpt_gui.qt.filter_keys import clear_on_escape
 from ckpt_gui.qt.header import CELL_PADDING, ColumnHeader, room, set_elide_modes, text_width
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.filter_proxy import MODES, TreeFilterProxy
-from ckpt_gui.qt.models.items import Item
-from ckpt_gui.qt.models.marks import MARKS, mark_colour
+from ckpt_gui.qt.models.items import Item, rows_with_depth
+from ckpt_gui.qt.models.marks import MARKS
 from ckpt_gui.qt.models.tree_model import CheckpointModel
+from ckpt_gui.qt.widgets.marks_legend import marks_legend
+from ckpt_gui.qt.widgets.tree_expand import expand_within, hold_repaint
 
 # Keys and free text may elide (the tooltip has them in full); every other column is fitted
 # to its content and never elides.
@@ -35,10 +38,8 @@ ELIDE = {col.NAME: Qt.TextElideMode.ElideRight, col.VALUE: Qt.TextElideMode.Elid
 # The Name column fits its names, within these bounds and the room the other columns leave.
 NAME_WIDTH = (110, 300)
 VALUE_WIDTH = (60, 100)  # the mostly empty Value column takes no more than this
-# Statistics columns are this wide until the statistics arrive (the widest a number reads),
-# so that columns do not shift while rows fill in.
 # The widest text of the columns whose texts are bounded: floats of 4 significant digits,
-# sizes and counts of 4 digits; also the width statistics columns keep while they fill in.
+# sizes and counts of 4 digits; statistics columns keep it while rows fill in (no shifting).
 BOUNDED = {c: "-8.888e+88" for c in col.STAT_COLUMNS if c not in (col.ZEROS, col.NONFINITE)}
 BOUNDED |= {col.ZEROS: "<0.01 %", col.NONFINITE: "888.8 K"}
 BOUNDED |= {col.SIZE: "888.8 MB", col.ELEMENTS: "888.8 M"}
@@ -77,6 +78,7 @@ class TreePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._standins = False  # the tree shows stand-ins: its Value column may be wider
+        self._fitted_hidden = False
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter keys (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
@@ -127,7 +129,7 @@ class TreePanel(QWidget):
         layout.addWidget(self.filter_error)
         layout.addWidget(self.view, 1)
         # The stand-in entry shows only for trees that have stand-ins (the structural view).
-        self.standin_legend = _legend(("standin",))
+        self.standin_legend = marks_legend(("standin",))
         self.standin_legend.setToolTip(
             "A row the structural view made up for a class or function the file names: "
             "a real load would import and call it"
@@ -136,7 +138,7 @@ class TreePanel(QWidget):
         legends = QHBoxLayout()
         legends.setContentsMargins(0, 0, 0, 0)
         legends.setSpacing(14)
-        legends.addWidget(_legend(tuple(m for m in MARKS if m != "standin")))
+        legends.addWidget(marks_legend(tuple(m for m in MARKS if m != "standin")))
         legends.addWidget(self.standin_legend)
         legends.addStretch(1)
         layout.addLayout(legends)
@@ -158,7 +160,10 @@ class TreePanel(QWidget):
     def set_model(self, model: CheckpointModel) -> None:
         self.proxy.setSourceModel(model)
         self.columns.restore()
-        self.fit_columns()
+        if self.view.isVisible():
+            self.fit_columns()
+        else:  # a tab given its model before it shows: fitted once it has its width
+            self._fitted_hidden = True
         # As expandToDepth(0), or (1) when there is one top-level row, but a row with more
         # rows below it than anyone reads stays closed: a view lays out every row it shows,
         # with several calls into the model each (seconds for a module of 100,000 tensors).
@@ -211,12 +216,13 @@ class TreePanel(QWidget):
         model = self.model()
         if model is None:
             return
+        self._fitted_hidden = not self.view.isVisible()  # see showEvent
         # A tree of a few thousand rows is measured cell by cell. Measuring every cell of a
         # big tree would stall the window (float formatting alone takes seconds for 100,000
         # rows): columns whose texts have a bounded width (floats of 4 digits, sizes, counts)
         # get that bound, the first rows are measured for the rest, and dtypes, shapes and
         # integer statistics, which have no bound, on every tensor.
-        rows = _rows_with_depth(model.root_item(), FIT_ALL)
+        rows = rows_with_depth(model.root_item(), FIT_ALL)
         small = len(rows) < FIT_ALL
         sample = rows if small else rows[:FIT_SAMPLE]
         every = (
@@ -260,6 +266,11 @@ class TreePanel(QWidget):
             widths[col.VALUE] = min(value, widths[col.VALUE] + spare)
         self.columns.fit(widths)
 
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._fitted_hidden:  # now with its width, not when the statistics come (a repaint)
+            self.fit_columns()
+
     def _name_width(self, rows: list[tuple[Item, int]]) -> int:
         """Names are indented by depth and may carry marks: the width of the widest row."""
         indent = self.view.indentation()
@@ -290,9 +301,13 @@ class TreePanel(QWidget):
         self.filter_edit.setText(text)
         self._apply_filter()
 
-    def _filter_soon(self) -> None:
+    def _filter_waits(self) -> bool:
+        """A big tree: its filter waits for typing to pause."""
         model = self.model()
-        if model is not None and model.row_count_total() > FILTER_AT_ONCE_ROWS:
+        return model is not None and model.row_count_total() > FILTER_AT_ONCE_ROWS
+
+    def _filter_soon(self) -> None:
+        if self._filter_waits():
             self.filter_timer.start()
         else:
             self._apply_filter()
@@ -301,11 +316,17 @@ class TreePanel(QWidget):
         self.filter_timer.stop()
         mode = MODES[self.mode_box.currentIndex()]
         text = self.filter_edit.text()
+        model = self.model()
+        if model is not None and self._filter_waits():  # painted on turns of their own
+            hold_repaint(self.view, model)
+        if text.strip():
+            # Closed first, the rows it hides go fast (not from under all the last one opened).
+            self.view.collapseAll()
         error = self.proxy.set_filter(text, mode)
         self.filter_error.setText(error)
         self.filter_error.setVisible(bool(error))
         if text.strip() and not error:
-            self.view.expandAll()
+            expand_within(self.view)
 
     def focus_filter(self) -> None:
         self.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -414,37 +435,9 @@ def row_id(item: Item) -> str:
     return item.key
 
 
-def _rows_with_depth(root: Item, limit: int) -> list[tuple[Item, int]]:
-    """The rows below ``root`` in order with their depth (0 for top-level rows), at most
-    ``limit`` of them."""
-    out: list[tuple[Item, int]] = []
-    stack = [(child, 0) for child in reversed(root.children)]
-    while stack and len(out) < limit:
-        item, depth = stack.pop()
-        out.append((item, depth))
-        stack.extend((child, depth + 1) for child in reversed(item.children))
-    return out
-
-
 def _tool_button(text: str, slot: object) -> QToolButton:
     button = QToolButton()
     button.setText(text)
     button.setAutoRaise(True)
     button.clicked.connect(slot)
     return button
-
-
-def _legend(marks: tuple[str, ...]) -> QLabel:
-    label = QLabel()
-    label.setTextFormat(Qt.TextFormat.RichText)
-
-    def restyle() -> None:
-        dots = " &nbsp; ".join(
-            f"<span style='color:{mark_colour(m)}; font-size:large'>●</span> {MARKS[m][1]}"
-            for m in marks
-        )
-        label.setText(f"<span style='color:{theme.colour('secondary')}'>{dots}</span>")
-
-    restyle()
-    theme.follow_theme(label, restyle)
-    return label
