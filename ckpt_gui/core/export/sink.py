@@ -2,12 +2,22 @@
 large ones written straight from the caller's buffer, and bytes that lie unchanged in a source
 file copied file to file by the kernel (``copy_file_range``; ``sendfile`` or a read-and-write
 loop where that is not available), so they never pass through this process's memory.
+
+Every ``_KICK`` bytes written, the kernel is asked to start writing them to the disk
+(``sync_file_range(SYNC_FILE_RANGE_WRITE)``, Linux): the fsync that ends an export then finds
+most of the file on disk already, instead of starting on a gigabyte once the last byte is
+written (measured: the fsync of a 1 GB export, 0.52 s, was the last half second of it). The
+request waits when the disk's queue is full, so it is made on a thread of its own, with a
+duplicate of the descriptor that the thread closes: the writer never waits for the disk.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -16,6 +26,7 @@ from ckpt_gui.core.export.options import ExportError
 _GATHER = 1 << 20  # writes smaller than this are gathered
 _COPY_STEP = 1 << 30  # what one copy_file_range call is asked for (the kernel may do less)
 _BUFFER = 16 << 20  # the read-and-write fallback's buffer
+_KICK = 32 << 20  # bytes written between two requests to start writing them to the disk
 # What copy_file_range raises where the kernel or file system cannot do it: try the next way.
 _UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
@@ -29,6 +40,7 @@ class Sink:
         self.fd = file.fileno()
         self.position = os.lseek(self.fd, 0, os.SEEK_CUR)
         self._gathered = bytearray()
+        self._kicked = self.position  # written out up to here (asked to be)
 
     def write(self, data: Any) -> None:
         view = memoryview(data).cast("B")
@@ -40,12 +52,14 @@ class Sink:
             self.flush()
             _write_all(self.fd, view)
         self.position += view.nbytes
+        self._kick()
 
     def copy(self, source_fd: int, offset: int, nbytes: int) -> None:
         """Append ``nbytes`` bytes of the file ``source_fd`` from ``offset``."""
         self.flush()
         copy_range(source_fd, offset, self.fd, nbytes)
         self.position += nbytes
+        self._kick()
 
     def write_at(self, data: bytes, position: int) -> None:
         """Overwrite bytes already written (a header whose checksum is known only now)."""
@@ -57,6 +71,14 @@ class Sink:
         if self._gathered:
             _write_all(self.fd, memoryview(self._gathered))
             self._gathered = bytearray()
+
+    def _kick(self) -> None:
+        """Ask the kernel to start writing what was written since the last time, once that is
+        ``_KICK`` bytes (what is still gathered in memory is not in the file yet)."""
+        written = self.position - len(self._gathered)
+        if written - self._kicked >= _KICK:
+            _writeback().put(self.fd, self._kicked, written - self._kicked)
+            self._kicked = written
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -102,3 +124,56 @@ def _read_and_write(source_fd: int, dest_fd: int, offset: int, most: int) -> int
 
 def _shorter() -> ExportError:
     return ExportError("the source file became shorter while it was being exported")
+
+
+def _libc_sync_file_range() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, TypeError):
+        return None  # not Linux
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class _Writeback:
+    """The thread that asks the kernel to start writing ranges of files to the disk (a hint:
+    the export's fsync still makes them durable). Each request holds a duplicate of the file's
+    descriptor, closed once asked, so a file closed meanwhile is never mistaken for another."""
+
+    def __init__(self) -> None:
+        self.requests: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="export-writeback", daemon=True).start()
+
+    def put(self, fd: int, offset: int, nbytes: int) -> None:
+        if _sync_file_range is None:
+            return  # not Linux: the fsync does it all
+        try:
+            self.requests.put((os.dup(fd), offset, nbytes))
+        except OSError:
+            pass  # out of descriptors: it was only a hint
+
+    def _run(self) -> None:
+        while True:
+            fd, offset, nbytes = self.requests.get()
+            try:
+                _sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+            finally:
+                os.close(fd)
+
+
+_writeback_lock = threading.Lock()
+_writeback_thread: tuple[_Writeback, int] | None = None
+
+
+def _writeback() -> _Writeback:
+    """The process's writeback thread (a forked child makes its own)."""
+    global _writeback_thread
+    with _writeback_lock:
+        if _writeback_thread is None or _writeback_thread[1] != os.getpid():
+            _writeback_thread = (_Writeback(), os.getpid())
+        return _writeback_thread[0]
