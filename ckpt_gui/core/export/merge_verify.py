@@ -5,7 +5,7 @@ weight is read back from the written file and checked twice against the sources,
 loaded again for it:
 - bit for bit against W + scale·B·A in PEFT's float32 arithmetic (cast as planned), so the file
   holds exactly what ``merge_and_unload`` gives;
-- on 64 rows spread over it, against the exact merge computed in float64 from the factor
+- on 32 rows spread over it, against the exact merge computed in float64 from the factor
   matrices (another code path than the writer's): each element's error must stay within
   float32's rounding bound for an r-term product, |error| ≤ (r+3)·2⁻²⁴·(|W| + |scale|·‖Bᵢ‖·‖Aⱼ‖),
   plus half a unit in the last place of the written dtype when that is narrower (2⁻⁸ relative
@@ -35,7 +35,7 @@ from ckpt_gui.core.export.writers import CancelCheck, check_cancel, same_bytes
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.core.tree import Node, dtype_from_name
 
-SAMPLE_ROWS = 64  # rows of each merged weight checked against the float64 merge
+SAMPLE_ROWS = 32  # rows of each merged weight checked against the float64 merge
 _U32 = 2.0**-24
 # Unit roundoff of the dtypes narrower than float32 arithmetic.
 _NARROW = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
