@@ -195,8 +195,9 @@ def merged_blocks(
 
 class MergedWeights:
     """The merged weights of ``targets``, loaded in their order: while one is used (written,
-    compared), the next is computed on a chunk worker, so the arithmetic overlaps the I/O.
-    At most two modules' merged weights exist at a time; ``close`` waits for the one ahead.
+    compared), the next ``AHEAD`` are computed on the chunk workers, so the arithmetic overlaps
+    the I/O. At most ``AHEAD`` + 1 modules' merged weights exist at a time; ``close`` waits for
+    those ahead.
 
     The memory of a merged weight nobody holds any more is used again for the next one:
     freshly allocated memory costs a page fault per 4 KiB on first touch, which takes longer
@@ -206,7 +207,7 @@ class MergedWeights:
     def __init__(self, targets: list[MergeTarget]) -> None:
         self.targets = targets
         self.index = {t.key: i for i, t in enumerate(targets)}
-        self.ahead: tuple[str, Future[torch.Tensor]] | None = None
+        self.ahead: dict[str, Future[torch.Tensor]] = {}  # in the targets' order
         self.lock = threading.Lock()
         self.spare: list[torch.Tensor] = []  # at most SPARE buffers, handed out as views
 
@@ -239,23 +240,24 @@ class MergedWeights:
 
     def load(self, key: str) -> torch.Tensor:
         with self.lock:
-            ahead, self.ahead = self.ahead, None
-        if ahead is not None and ahead[0] == key:
-            merged = ahead[1].result()
+            mine = self.ahead.pop(key, None)
+            others = [] if mine is not None else list(self.ahead.values())
+            if mine is None:
+                self.ahead.clear()  # asked out of order: what was ahead is not wanted
+        for future in others:
+            future.cancel()
+        if mine is not None:
+            merged = mine.result()
         else:
-            if ahead is not None:
-                ahead[1].cancel()
             with serial_torch():  # like those ahead: no OpenMP team to wait for per block
                 merged = self._compute(self.targets[self.index[key]])
-        following = self.index[key] + 1
-        if following == len(self.targets):
-            with self.lock:
+        position = self.index[key]
+        with self.lock:
+            if position + 1 == len(self.targets):
                 self.spare.clear()  # the last one: its memory goes when its user lets go
-        else:
-            target = self.targets[following]
-            with self.lock:
-                if self.ahead is None:
-                    self.ahead = (target.key, submit(self._compute, target))
+            for target in self.targets[position + 1 : position + 1 + AHEAD]:
+                if target.key not in self.ahead:
+                    self.ahead[target.key] = submit(self._compute, target)
         return merged
 
     def loader(self, key: str) -> Callable[[], torch.Tensor]:
@@ -263,13 +265,13 @@ class MergedWeights:
 
     def close(self) -> None:
         with self.lock:
-            ahead, self.ahead = self.ahead, None
-        if ahead is not None and not ahead[1].cancel():
-            wait([ahead[1]])
+            ahead, self.ahead = list(self.ahead.values()), {}
+        wait([f for f in ahead if not f.cancel()])
         self.spare.clear()
 
 
-SPARE = 2  # buffers kept for reuse: the weight being used and the one computed ahead
+AHEAD = 2  # merged weights computed ahead of the one in use (one per chunk worker)
+SPARE = AHEAD + 1  # buffers kept for reuse: the weight being used and those computed ahead
 
 
 def _part(buffer: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
