@@ -148,7 +148,7 @@ def run_app(args: argparse.Namespace) -> int:
     else:
         # The window paints at once (it needs no torch); torch loads on a thread meanwhile,
         # and the files named on the command line open once it has.
-        loading = startup.preload_torch()
+        loading = startup.preload_libraries()
         from ckpt_gui.qt.main_window import MainWindow
 
         window = MainWindow()

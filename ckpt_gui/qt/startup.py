@@ -1,6 +1,6 @@
 """The first paint before torch is loaded: the window shows at once (it imports nothing that
-needs torch), torch is imported on a thread of its own meanwhile, and the files named on the
-command line open once it has.
+needs torch), torch (then pyqtgraph) is imported on a thread of its own meanwhile, and the files
+named on the command line open once torch has.
 
 ``import torch`` takes seconds; the window's pages need it (they open checkpoints), so a window
 that waited for it would appear seconds after launch.
@@ -21,7 +21,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 PROBE = "CKPT_GUI_STARTUP_PROBE"
-_loaded = threading.Event()  # preload_torch's import is done
+_loaded = threading.Event()  # preload_libraries' import of torch is done
 
 
 def probe(name: str) -> None:
@@ -32,9 +32,12 @@ def probe(name: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def preload_torch() -> threading.Thread:
-    """Import torch on a thread of its own while the window paints (only torch: nothing of
-    ckpt-gui, whose modules the GUI thread imports, so the two never wait on each other)."""
+def preload_libraries() -> threading.Thread:
+    """Import torch on a thread of its own while the window paints, then pyqtgraph (only
+    third-party libraries: nothing of ckpt-gui, whose modules the GUI thread imports, so the
+    two never wait on each other for long). pyqtgraph is the plotting library of the panels a
+    tab opens with: imported there, on the GUI thread, it stalled the window a quarter of a
+    second (PySide's import hook reads the source of every module imported after it)."""
 
     def work() -> None:
         try:
@@ -42,8 +45,12 @@ def preload_torch() -> threading.Thread:
         finally:
             _loaded.set()  # a failed import is the pages' to report, when they need torch
         probe("torch-imported")
+        try:
+            import pyqtgraph  # noqa: F401
+        except ImportError:  # the panels will say so when they need it
+            pass
 
-    thread = threading.Thread(target=work, name="ckpt-import-torch", daemon=True)
+    thread = threading.Thread(target=work, name="ckpt-import-libraries", daemon=True)
     thread.start()
     return thread
 
@@ -66,13 +73,13 @@ class FirstPaint(QObject):
 
 
 def when_loaded(thread: threading.Thread, owner: QObject, then: Callable[[], None]) -> None:
-    """Call ``then()`` on the GUI thread once ``thread`` (``preload_torch``) is done; polled
-    every 20 ms while ``owner`` lives."""
+    """Call ``then()`` on the GUI thread once ``thread`` (``preload_libraries``) has imported
+    torch (or ended); polled every 20 ms while ``owner`` lives."""
     timer = QTimer(owner)
     timer.setInterval(20)
 
     def check() -> None:
-        if not thread.is_alive():
+        if _loaded.is_set() or not thread.is_alive():
             timer.stop()
             timer.deleteLater()
             then()
