@@ -21,7 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* CKPT_GUI_NO_AVX2: build the scalar loops alone (to check them on an AVX2 machine). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(CKPT_GUI_NO_AVX2)
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
 #endif

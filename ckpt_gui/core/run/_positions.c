@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* CKPT_GUI_NO_AVX2: build the scalar loops alone (to check them on an AVX2 machine). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(CKPT_GUI_NO_AVX2)
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
 #endif
@@ -28,6 +29,9 @@ typedef struct {
 /* Each sum runs in several double lanes (independent adds), in a fixed order: the same chunk
    gives the same figures every time on a machine. */
 #define LANES 4
+/* Whether a float32 sum of squares is exact enough: not so small that squares underflowed
+   (under 2n·2⁻⁹⁶, as ``kernel._sq32`` decides), not overflowed. */
+#define NARROW_OK(sum, n) ((sum) >= 2.0 * (double)(n) * 0x1p-96 && (sum) < INFINITY)
 /* Elements of each member summed at a time: 20 members' blocks (320 KB) stay in L2. */
 #define BLOCK 4096
 
@@ -54,7 +58,6 @@ static int avx2_ok(void) {
    What float32 cannot give exactly enough, differences so small their squares underflow
    (the sum under 2n·2⁻⁹⁶, as ``kernel._sq32`` decides) or that overflow, is summed again in
    double by the caller. */
-#define NARROW_OK(sum, n) ((sum) >= 2.0 * (double)(n) * 0x1p-96 && (sum) < INFINITY)
 
 static inline void spill(__m256d *acc, __m256 part) __attribute__((target("avx2")));
 static inline void spill(__m256d *acc, __m256 part) {
