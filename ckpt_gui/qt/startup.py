@@ -11,6 +11,7 @@ quits once the full window has painted.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -35,9 +36,10 @@ def probe(name: str) -> None:
 def preload_libraries() -> threading.Thread:
     """Import torch on a thread of its own while the window paints, then pyqtgraph (only
     third-party libraries: nothing of ckpt-gui, whose modules the GUI thread imports, so the
-    two never wait on each other for long). pyqtgraph is the plotting library of the panels a
-    tab opens with: imported there, on the GUI thread, it stalled the window a quarter of a
-    second (PySide's import hook reads the source of every module imported after it)."""
+    two never wait on each other for long), then freeze what exists (``gc.freeze``). pyqtgraph
+    is the plotting library of the panels a tab opens with: imported there, on the GUI thread,
+    it stalled the window a quarter of a second (PySide's import hook reads the source of every
+    module imported after it)."""
 
     def work() -> None:
         try:
@@ -49,6 +51,11 @@ def preload_libraries() -> threading.Thread:
             import pyqtgraph  # noqa: F401
         except ImportError:  # the panels will say so when they need it
             pass
+        # The libraries' objects live as long as the process: out of the collector's way.
+        # A full collection otherwise walks all of torch's (about 100 ms here, holding the GIL,
+        # so the window stalls whichever thread's allocation set it off: mostly a worker
+        # loading a checkpoint).
+        gc.freeze()
 
     thread = threading.Thread(target=work, name="ckpt-import-libraries", daemon=True)
     thread.start()
