@@ -47,8 +47,7 @@ class DequantizeVerification(Verification):
         others = self.tensors - self.dequantized
         if not others:
             return f"verified: {done}"
-        rest = Verification(others, self.values, self.cast, self.max_rel_error)
-        rest.became_inf, rest.clamped, rest.flushed = self.became_inf, self.clamped, self.flushed
+        rest = Verification(**{**self.figures(), "tensors": others})
         return f"verified: {done}; the other {rest.describe().removeprefix('verified: all ')}"
 
 
@@ -66,8 +65,7 @@ def dequantize_verifier(reopen: Callable[[], Checkpoint]) -> Verifier:
             (k.dtype for k in plan.kept if k.name not in streamed and k.dtype != k.source_dtype),
             None,
         )
-        out = DequantizeVerification(plain.tensors, plain.values, cast_to, plain.max_rel_error)
-        out.became_inf, out.clamped, out.flushed = plain.became_inf, plain.clamped, plain.flushed
+        out = DequantizeVerification(**{**plain.figures(), "cast": cast_to})
         if not streamed:
             return out
         try:

@@ -65,8 +65,7 @@ class MergeVerification(Verification):
         others = self.tensors - self.merged
         if not others:
             return f"verified: {merged}"
-        rest = Verification(others, self.values, self.cast, self.max_rel_error)
-        rest.became_inf, rest.clamped, rest.flushed = self.became_inf, self.clamped, self.flushed
+        rest = Verification(**{**self.figures(), "tensors": others})
         source = "the base"
         if self.replaced:
             source = (
@@ -85,8 +84,7 @@ def merge_verifier(spec: MergeSpec) -> Verifier:
     ) -> Generator[tuple[str, int], None, Verification]:
         merged = {k.name: k for k in plan.kept if k.key in by_key}
         plain = yield from iter_verify(plan, source, result_path, cancel, skip=set(merged))
-        out = MergeVerification(plain.tensors, plain.values, plain.cast, plain.max_rel_error)
-        out.became_inf, out.clamped, out.flushed = plain.became_inf, plain.clamped, plain.flushed
+        out = MergeVerification(**plain.figures())
         out.replaced = sum(1 for k in plan.kept if k.key in spec.replaced)
         try:
             result = open_checkpoint(result_path)

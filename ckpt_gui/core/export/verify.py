@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,6 +62,12 @@ class Verification:
             if count:
                 effects.append(f"{count:,} value{'s' * (count != 1)} {text}")
         return f"verified: {what} equal the source cast to {self.cast} (" + "; ".join(effects) + ")"
+
+    def figures(self) -> dict[str, Any]:
+        """The figures every verification has, as keyword arguments: a merge's or a
+        dequantization's verification made from ``iter_verify``'s, or the plain one that
+        describes the tensors they left alone."""
+        return {f.name: getattr(self, f.name) for f in fields(Verification)}
 
 
 def iter_verify(
