@@ -53,24 +53,32 @@ static int avx2_ok(void) {
     return known;
 }
 
-/* The same sums with float32 arithmetic on eight lanes, four elements to a lane and then into
-   double lanes (as the torch path sums float32 differences in float32): a third of the work.
-   What float32 cannot give exactly enough, differences so small their squares underflow
-   (the sum under 2n·2⁻⁹⁶, as ``kernel._sq32`` decides) or that overflow, is summed again in
-   double by the caller. */
+/* The two halves of eight floats, widened to doubles. */
+static inline __m256d low_pd(__m256 v) __attribute__((target("avx2")));
+static inline __m256d low_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+static inline __m256d high_pd(__m256 v) __attribute__((target("avx2")));
+static inline __m256d high_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 
+/* Add eight float32 partial sums to a pair of double accumulators. */
 static inline void spill(__m256d *acc, __m256 part) __attribute__((target("avx2")));
 static inline void spill(__m256d *acc, __m256 part) {
-    acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(part)));
-    acc[1] = _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(part, 1)));
+    acc[0] = _mm256_add_pd(acc[0], low_pd(part));
+    acc[1] = _mm256_add_pd(acc[1], high_pd(part));
+}
+
+/* A pair of double accumulators as the LANES running sums (element k goes to lane k % 4). */
+static inline void to_lanes(const __m256d *acc, double *lanes) __attribute__((target("avx2")));
+static inline void to_lanes(const __m256d *acc, double *lanes) {
+    double a[4], b[4];
+    _mm256_storeu_pd(a, acc[0]);
+    _mm256_storeu_pd(b, acc[1]);
+    for (int k = 0; k < LANES; k++) lanes[k] = a[k] + b[k];
 }
 
 static inline double spilled(const __m256d *acc) __attribute__((target("avx2")));
 static inline double spilled(const __m256d *acc) {
-    double a[4], b[4];
-    _mm256_storeu_pd(a, acc[0]);
-    _mm256_storeu_pd(b, acc[1]);
-    double lanes[LANES] = {a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]};
+    double lanes[LANES];
+    to_lanes(acc, lanes);
     return lanes_total(lanes);
 }
 
@@ -111,19 +119,16 @@ __attribute__((target("avx2"))) static int finite_sums_avx2(const float *x, int6
 
 __attribute__((target("avx2"))) static double sq_dev_avx2(const float *x, int64_t n,
                                                           double mean) {
-    __m256d m = _mm256_set1_pd(mean), s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    __m256d m = _mm256_set1_pd(mean), acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
-        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
-        s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
-        s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+        __m256d d0 = _mm256_sub_pd(low_pd(v), m), d1 = _mm256_sub_pd(high_pd(v), m);
+        acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d0, d0));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d1, d1));
     }
-    double a[4], b[4];
-    _mm256_storeu_pd(a, s0);
-    _mm256_storeu_pd(b, s1);
-    double lanes[LANES] = {a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]};
+    double lanes[LANES];
+    to_lanes(acc, lanes);
     for (; i < n; i++) {
         double d = (double)x[i] - mean;
         lanes[i % LANES] += d * d;
@@ -133,21 +138,17 @@ __attribute__((target("avx2"))) static double sq_dev_avx2(const float *x, int64_
 
 __attribute__((target("avx2"))) static double sq_diff_avx2(const float *a, const float *b,
                                                            int64_t n) {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
-        __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vb)),
-                                   _mm256_cvtps_pd(_mm256_castps256_ps128(va)));
-        __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)),
-                                   _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)));
-        s0 = _mm256_add_pd(s0, _mm256_mul_pd(d0, d0));
-        s1 = _mm256_add_pd(s1, _mm256_mul_pd(d1, d1));
+        __m256d d0 = _mm256_sub_pd(low_pd(vb), low_pd(va));
+        __m256d d1 = _mm256_sub_pd(high_pd(vb), high_pd(va));
+        acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(d0, d0));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(d1, d1));
     }
-    double x[4], y[4];
-    _mm256_storeu_pd(x, s0);
-    _mm256_storeu_pd(y, s1);
-    double lanes[LANES] = {x[0] + y[0], x[1] + y[1], x[2] + y[2], x[3] + y[3]};
+    double lanes[LANES];
+    to_lanes(acc, lanes);
     for (; i < n; i++) {
         double d = (double)b[i] - (double)a[i];
         lanes[i % LANES] += d * d;
@@ -157,28 +158,29 @@ __attribute__((target("avx2"))) static double sq_diff_avx2(const float *a, const
 
 __attribute__((target("avx2"))) static double dot_diff_avx2(const float *a, const float *b,
                                                             const float *c, int64_t n) {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    __m256d acc[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
         __m256 vc = _mm256_loadu_ps(c + i);
-        __m256d a0 = _mm256_cvtps_pd(_mm256_castps256_ps128(va));
-        __m256d a1 = _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1));
-        __m256d b0 = _mm256_cvtps_pd(_mm256_castps256_ps128(vb));
-        __m256d b1 = _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1));
-        __m256d c0 = _mm256_cvtps_pd(_mm256_castps256_ps128(vc));
-        __m256d c1 = _mm256_cvtps_pd(_mm256_extractf128_ps(vc, 1));
-        s0 = _mm256_add_pd(s0, _mm256_mul_pd(_mm256_sub_pd(c0, b0), _mm256_sub_pd(b0, a0)));
-        s1 = _mm256_add_pd(s1, _mm256_mul_pd(_mm256_sub_pd(c1, b1), _mm256_sub_pd(b1, a1)));
+        __m256d b0 = low_pd(vb), b1 = high_pd(vb);
+        acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(_mm256_sub_pd(low_pd(vc), b0),
+                                                     _mm256_sub_pd(b0, low_pd(va))));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(_mm256_sub_pd(high_pd(vc), b1),
+                                                     _mm256_sub_pd(b1, high_pd(va))));
     }
-    double x[4], y[4];
-    _mm256_storeu_pd(x, s0);
-    _mm256_storeu_pd(y, s1);
-    double lanes[LANES] = {x[0] + y[0], x[1] + y[1], x[2] + y[2], x[3] + y[3]};
+    double lanes[LANES];
+    to_lanes(acc, lanes);
     for (; i < n; i++)
         lanes[i % LANES] += ((double)c[i] - (double)b[i]) * ((double)b[i] - (double)a[i]);
     return lanes_total(lanes);
 }
+
+/* The same sums with float32 arithmetic on eight lanes, four elements to a lane and then into
+   double lanes (as the torch path sums float32 differences in float32): a third of the work.
+   What float32 cannot give exactly enough, differences so small their squares underflow
+   (the sum under 2n·2⁻⁹⁶, as ``kernel._sq32`` decides) or that overflow, is summed again in
+   double by the caller. */
 
 __attribute__((target("avx2"))) static double sq_diff32_avx2(const float *a, const float *b,
                                                              int64_t n, int64_t *done) {
