@@ -13,7 +13,6 @@ duplicate of the descriptor that the thread closes: the writer never waits for t
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import queue
@@ -21,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from ckpt_gui.core import libc
 from ckpt_gui.core.export.options import ExportError
 
 _GATHER = 1 << 20  # writes smaller than this are gathered
@@ -126,20 +126,6 @@ def _shorter() -> ExportError:
     return ExportError("the source file became shorter while it was being exported")
 
 
-def _libc_sync_file_range() -> Any:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError, TypeError):
-        return None  # not Linux
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _libc_sync_file_range()
-_SYNC_FILE_RANGE_WRITE = 2
-
-
 class _Writeback:
     """The thread that asks the kernel to start writing ranges of files to the disk (a hint:
     the export's fsync still makes them durable). Each request holds a duplicate of the file's
@@ -150,7 +136,7 @@ class _Writeback:
         threading.Thread(target=self._run, name="export-writeback", daemon=True).start()
 
     def put(self, fd: int, offset: int, nbytes: int) -> None:
-        if _sync_file_range is None:
+        if libc.sync_file_range is None:
             return  # not Linux: the fsync does it all
         try:
             self.requests.put((os.dup(fd), offset, nbytes))
@@ -161,7 +147,7 @@ class _Writeback:
         while True:
             fd, offset, nbytes = self.requests.get()
             try:
-                _sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
+                libc.sync_file_range(fd, offset, nbytes, libc.SYNC_FILE_RANGE_WRITE)
             finally:
                 os.close(fd)
 

@@ -10,13 +10,13 @@ device and inode, and ``Files.open`` checks that the file it opens is that very 
 from __future__ import annotations
 
 import bisect
-import ctypes
-import functools
 import mmap
 import os
 from dataclasses import dataclass
 
 import torch
+
+from ckpt_gui.core import libc
 
 MAPS = "/proc/self/maps"
 
@@ -95,30 +95,16 @@ class FileMaps:
         return self.find(storage.data_ptr(), storage.nbytes())
 
 
-_MADV_SEQUENTIAL = 2  # Linux and the BSDs
-
-
 def advise_sequential(t: torch.Tensor) -> None:
     """Tell the kernel that ``t``'s pages will be read once, in order (``madvise``): reading
     a tensor through its memory map then faults in large runs and lets pages behind go. A
     no-op where the call is missing or the tensor is not in a map."""
-    libc = _libc()
-    if libc is None or t.device.type != "cpu" or t.numel() == 0:
+    if libc.madvise is None or t.device.type != "cpu" or t.numel() == 0:
         return
     page = mmap.PAGESIZE
     start = t.untyped_storage().data_ptr() // page * page
     end = t.untyped_storage().data_ptr() + t.untyped_storage().nbytes()
-    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_SEQUENTIAL)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(None)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    except (OSError, AttributeError):
-        return None
-    return libc
+    libc.madvise(start, end - start, libc.MADV_SEQUENTIAL)
 
 
 def _parse(line: str) -> _Mapping | None:

@@ -4,7 +4,6 @@ so that a cold page cache does not stall the arithmetic at every page."""
 
 from __future__ import annotations
 
-import ctypes
 import math
 import mmap
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ckpt_gui.core import libc
 from ckpt_gui.core.chunks import compact
 
 
@@ -92,7 +92,7 @@ class Readahead:
     def __init__(self, reader: AlignedChunks) -> None:
         self.spans: list[tuple[int, int]] = []
         self.step = 0
-        if reader.flats is not None and _madvise is not None:
+        if reader.flats is not None and libc.madvise is not None:
             self.spans = [(f.data_ptr(), f.numel() * f.element_size()) for f in reader.flats]
             self.step = reader.chunk_elems * reader.flats[0].element_size()
         self.end = max((n for _, n in self.spans), default=0)
@@ -101,7 +101,7 @@ class Readahead:
 
     def advance(self, pos: int) -> None:
         """Position ``pos`` is about to be read (by any of the pass's threads)."""
-        if not self.spans or _madvise is None:
+        if not self.spans or libc.madvise is None:
             return
         want = pos * self.step + self.AHEAD
         with self.lock:
@@ -111,21 +111,8 @@ class Readahead:
                         begin = start + self.frontier
                         aligned = begin - begin % _PAGE
                         length = min(self.BLOCK, nbytes - self.frontier) + (begin - aligned)
-                        _madvise(aligned, length, _MADV_WILLNEED)
+                        libc.madvise(aligned, length, libc.MADV_WILLNEED)
                 self.frontier += self.BLOCK
 
 
-def _libc_madvise() -> Any:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError, TypeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_madvise = _libc_madvise()
-_MADV_WILLNEED = 3  # the same on Linux, the BSDs and macOS
 _PAGE = mmap.PAGESIZE
