@@ -70,11 +70,15 @@ def reference(xs: list[torch.Tensor], points, pairs, triples):
             )
         else:
             pts.append((0, 0.0, 0.0, math.inf, -math.inf, nan, inf))
-    same = [torch.equal(xs[a].view(torch.int32), xs[b].view(torch.int32)) for a, b in pairs]
+
+    def bytes_equal(a: int, b: int) -> bool:  # NaN included, which torch.equal calls unequal
+        return torch.equal(xs[a].view(torch.int32), xs[b].view(torch.int32))
+
+    same = [bytes_equal(a, b) for a, b in pairs]
     sq = [0.0 if s else float(((d[b] - d[a]) ** 2).sum()) for s, (a, b) in zip(same, pairs)]
     dots = []
     for a, b, c in triples:
-        frozen = torch.equal(xs[a], xs[b]) or torch.equal(xs[b], xs[c])
+        frozen = bytes_equal(a, b) or bytes_equal(b, c)
         dots.append(0.0 if frozen else float(((d[c] - d[b]) * (d[b] - d[a])).sum()))
     return pts, list(zip(sq, same)), dots
 
@@ -109,6 +113,38 @@ def test_positions_in_c_are_the_float64_figures(kind: str, n: int) -> None:
     for (sq, same), (want_sq, want_same) in zip(pairs, want_pairs):
         assert same == want_same
         assert close(sq, want_sq, 1e-5), (kind, sq, want_sq)
+    for dot, want in zip(dots, want_dots):
+        scale = max([1.0, *(s for s, _ in want_pairs if math.isfinite(s))])
+        assert close(dot, want, 1e-5) or abs(dot - want) <= 1e-6 * scale, (kind, dot, want)
+
+
+# Plans the kernel's per-member loop cannot take whole: four differences and three triples
+# ending at one copy (two differences and one triple go in the loop, the rest on their own), a
+# triple whose second difference is not asked for, and copies measured without their points.
+ODD_PLANS = [
+    dict(
+        points=[1, 4],
+        pairs=[(0, 4), (1, 4), (2, 4), (3, 4), (0, 1)],
+        triples=[(0, 1, 4), (1, 2, 4), (2, 3, 4), (0, 2, 3)],
+    ),
+    dict(points=[], pairs=[], triples=[(0, 1, 2), (2, 3, 4)]),
+    dict(points=[0, 2], pairs=[(1, 3)], triples=[(1, 3, 4)]),
+]
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiny", "huge", "nonfinite", "frozen"])
+@pytest.mark.parametrize("plan", range(len(ODD_PLANS)))
+def test_plans_of_any_shape_are_the_float64_figures(kind: str, plan: int) -> None:
+    xs = copies(kind, 2 * 4096 + 45)
+    xs[3] = xs[2].clone()  # one pair of the same bytes in every plan that reaches it
+    points, pairs, dots = native_position(xs, **ODD_PLANS[plan])
+    want_points, want_pairs, want_dots = reference(xs, **ODD_PLANS[plan])
+    assert len(points) == len(want_points) and len(dots) == len(want_dots)
+    for got, want in zip(points, want_points):
+        assert got[0] == want[0] and got[3:] == want[3:]
+        assert close(got[2], want[2], 1e-5)
+    for (sq, same), (want_sq, want_same) in zip(pairs, want_pairs):
+        assert same == want_same and close(sq, want_sq, 1e-5), (kind, sq, want_sq)
     for dot, want in zip(dots, want_dots):
         scale = max([1.0, *(s for s, _ in want_pairs if math.isfinite(s))])
         assert close(dot, want, 1e-5) or abs(dot - want) <= 1e-6 * scale, (kind, dot, want)

@@ -1,6 +1,10 @@
 /* One chunk position of a trajectory (``run/kernel.py``) when every copy is float32: all the
-   figures of the position in one call, each sum a single pass over chunks that stay in cache,
-   in float64 (the products of float32 values, exact there, summed in double).
+   figures of the position in one call, block by block so that every member's block is read
+   from memory once and each sum over it runs while it is in cache. With AVX2 each member's
+   sums over a block are one loop (``fused_body``) in float32 lanes a few elements at a time,
+   then double; a sum float32 cannot give exactly enough (squares that underflow or
+   overflow, a NaN or Inf) is taken again in double, where the products of float32 values are
+   exact. Without AVX2 every sum is in double.
 
    ``position(addresses, n, points, pairs, triples)``: ``addresses`` of the members' chunks (n
    contiguous float32 each); ``points`` member indices; ``pairs`` (a, b) and ``triples``
@@ -26,6 +30,14 @@ typedef struct {
     double n, mean, m2, lo, hi, nan, inf;
 } Point;
 
+/* One member's sums over a block from ``fused_avx2``: the first ``done`` elements (whole
+   groups of 32) summed, the tail left to the caller. */
+typedef struct {
+    double sum, sumsq, sq[2], dot, q1, q2;
+    float lo, hi;
+    int64_t done;
+} BlockSums;
+
 /* Each sum runs in several double lanes (independent adds), in a fixed order: the same chunk
    gives the same figures every time on a machine. */
 #define LANES 4
@@ -34,6 +46,8 @@ typedef struct {
 #define NARROW_OK(sum, n) ((sum) >= 2.0 * (double)(n) * 0x1p-96 && (sum) < INFINITY)
 /* Elements of each member summed at a time: 20 members' blocks (320 KB) stay in L2. */
 #define BLOCK 4096
+/* Elements of a member summed in float32 lanes (eight to a lane) before they go to double. */
+#define GROUP 64
 
 static double lanes_total(const double *s) { return (s[0] + s[1]) + (s[2] + s[3]); }
 
@@ -80,41 +94,6 @@ static inline double spilled(const __m256d *acc) {
     double lanes[LANES];
     to_lanes(acc, lanes);
     return lanes_total(lanes);
-}
-
-/* Σx, Σx² (float32 on eight lanes, four elements to a lane, then double), min and max; false
-   when the sum is not finite (a NaN or Inf in the block). */
-__attribute__((target("avx2"))) static int finite_sums_avx2(const float *x, int64_t n,
-                                                            double *sum, double *sumsq,
-                                                            float *lo, float *hi) {
-    __m256d s[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-    __m256d q[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-    __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 ps = _mm256_setzero_ps(), pq = ps;
-        for (int k = 0; k < 32; k += 8) {
-            __m256 v = _mm256_loadu_ps(x + i + k);
-            ps = _mm256_add_ps(ps, v), pq = _mm256_add_ps(pq, _mm256_mul_ps(v, v));
-            mn = _mm256_min_ps(mn, v), mx = _mm256_max_ps(mx, v);
-        }
-        spill(s, ps), spill(q, pq);
-    }
-    float l[8], h[8];
-    _mm256_storeu_ps(l, mn), _mm256_storeu_ps(h, mx);
-    double total = spilled(s), squares = spilled(q);
-    float low = INFINITY, high = -INFINITY;
-    for (int k = 0; k < 8; k++) {
-        low = l[k] < low ? l[k] : low;
-        high = h[k] > high ? h[k] : high;
-    }
-    for (; i < n; i++) {
-        total += x[i], squares += (double)(x[i] * x[i]);
-        low = x[i] < low ? x[i] : low;
-        high = x[i] > high ? x[i] : high;
-    }
-    *sum = total, *sumsq = squares, *lo = low, *hi = high;
-    return isfinite(total);
 }
 
 __attribute__((target("avx2"))) static double sq_dev_avx2(const float *x, int64_t n,
@@ -221,14 +200,95 @@ __attribute__((target("avx2"))) static double dot_diff32_avx2(const float *a, co
     *done = i, *sq1 = spilled(q1), *sq2 = spilled(q2);
     return spilled(acc);
 }
+
+/* One member's block in one loop: its Σx, Σx², min and max (``point``), ‖x − f‖² for up to two
+   members ``f`` (``pairs``), and for a triple (a, b, x) whose b is the last of those f,
+   ⟨x − b, b − a⟩ and Σ(b − a)², reusing that pair's difference: x is read once for every sum
+   that needs it, and each element costs one fused multiply-add per sum. Each sum runs in
+   float32 lanes, GROUP elements at a time, then in double, as ``sq_diff32_avx2`` and
+   ``dot_diff32_avx2`` do four elements to a lane; what float32 cannot give exactly enough goes
+   back to double in ``step_block``. The flags are constants where it is inlined
+   (``fused_avx2``), so each combination is a loop of its own without branches. */
+static inline void fused_body(const float *x, const int point, const int pairs, const int triple,
+                              const float *f0, const float *f1, const float *ta,
+                              const float *tb, int64_t n, BlockSums *out)
+    __attribute__((target("avx2,fma"), always_inline));
+static inline void fused_body(const float *x, const int point, const int pairs, const int triple,
+                              const float *f0, const float *f1, const float *ta,
+                              const float *tb, int64_t n, BlockSums *out) {
+    __m256d acc[6][2];
+    for (int k = 0; k < 6; k++) acc[k][0] = acc[k][1] = _mm256_setzero_pd();
+    __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + GROUP <= n; i += GROUP) {
+        __m256 ps = _mm256_setzero_ps(), pq = ps, p0 = ps, p1 = ps, pd = ps, q1 = ps;
+        for (int k = 0; k < GROUP; k += 8) {
+            __m256 v = _mm256_loadu_ps(x + i + k);
+            if (point) {
+                ps = _mm256_add_ps(ps, v), pq = _mm256_fmadd_ps(v, v, pq);
+                mn = _mm256_min_ps(mn, v), mx = _mm256_max_ps(mx, v);
+            }
+            __m256 d = _mm256_setzero_ps();
+            if (pairs > 0) {
+                d = _mm256_sub_ps(v, _mm256_loadu_ps(f0 + i + k));
+                p0 = _mm256_fmadd_ps(d, d, p0);
+            }
+            if (pairs > 1) {
+                d = _mm256_sub_ps(v, _mm256_loadu_ps(f1 + i + k));
+                p1 = _mm256_fmadd_ps(d, d, p1);
+            }
+            if (triple) {
+                __m256 vb = _mm256_loadu_ps(tb + i + k);
+                __m256 d1 = _mm256_sub_ps(vb, _mm256_loadu_ps(ta + i + k));
+                pd = _mm256_fmadd_ps(d, d1, pd);
+                q1 = _mm256_fmadd_ps(d1, d1, q1);
+            }
+        }
+        if (point) spill(acc[0], ps), spill(acc[1], pq);
+        if (pairs > 0) spill(acc[2], p0);
+        if (pairs > 1) spill(acc[3], p1);
+        if (triple) spill(acc[4], pd), spill(acc[5], q1);
+    }
+    out->done = i;
+    out->sum = spilled(acc[0]), out->sumsq = spilled(acc[1]);
+    out->sq[0] = spilled(acc[2]), out->sq[1] = spilled(acc[3]);
+    out->dot = spilled(acc[4]), out->q1 = spilled(acc[5]), out->q2 = out->sq[pairs - 1];
+    float l[8], h[8];
+    _mm256_storeu_ps(l, mn), _mm256_storeu_ps(h, mx);
+    out->lo = INFINITY, out->hi = -INFINITY;
+    for (int k = 0; k < 8; k++) {
+        out->lo = l[k] < out->lo ? l[k] : out->lo;
+        out->hi = h[k] > out->hi ? h[k] : out->hi;
+    }
+}
+
+#define FUSED(P, N, T) fused_body(x, P, N, T, f0, f1, ta, tb, n, out)
+__attribute__((target("avx2,fma"))) static void fused_avx2(const float *x, int point, int pairs,
+                                                       int triple, const float *f0,
+                                                       const float *f1, const float *ta,
+                                                       const float *tb, int64_t n,
+                                                       BlockSums *out) {
+    switch ((point ? 1 : 0) + 2 * pairs + 6 * (triple ? 1 : 0)) {
+        case 0: FUSED(0, 0, 0); break;
+        case 1: FUSED(1, 0, 0); break;
+        case 2: FUSED(0, 1, 0); break;
+        case 3: FUSED(1, 1, 0); break;
+        case 4: FUSED(0, 2, 0); break;
+        case 5: FUSED(1, 2, 0); break;
+        case 6: FUSED(0, 0, 1); break;
+        case 7: FUSED(1, 0, 1); break;
+        case 8: FUSED(0, 1, 1); break;
+        case 9: FUSED(1, 1, 1); break;
+        case 10: FUSED(0, 2, 1); break;
+        default: FUSED(1, 2, 1); break;
+    }
+}
+#undef FUSED
 #endif
 
 /* Without AVX2: the same sums, one element at a time. */
 static int all_finite_sums(const float *x, int64_t n, double *sum, double *sumsq, float *lo,
                            float *hi) {
-#ifdef HAVE_AVX2_PATH
-    if (avx2_ok()) return finite_sums_avx2(x, n, sum, sumsq, lo, hi);
-#endif
     double lanes[LANES] = {0, 0, 0, 0}, squares[LANES] = {0, 0, 0, 0};
     float low = INFINITY, high = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
@@ -321,14 +381,15 @@ static void merge(Point *acc, const Point *b) {
     acc->n = total;
 }
 
-/* A block's moments over its finite values, and its NaN and ±Inf counts. M2 is Σx² − (Σx)²/n
-   (the squares of float32 values are exact in double) where that loses no more than a bit to
-   cancellation, else the squared deviations from the mean, summed again. */
-static Point point(const float *x, int64_t n) {
+/* A block's moments over its finite values, and its NaN and ±Inf counts, from its Σx, Σx²,
+   min and max. M2 is Σx² − (Σx)²/n (the squares of float32 values are exact in double) where
+   that loses no more than a bit to cancellation, else the squared deviations from the mean,
+   summed again; a sum that is not finite (a NaN or Inf in the block) sends the block through
+   the values one by one. */
+static Point finish_point(const float *x, int64_t n, double sum, double sumsq, float lo,
+                          float hi) {
     Point p = {0, 0, 0, INFINITY, -INFINITY, 0, 0};
-    double sum, sumsq;
-    float lo, hi;
-    if (!all_finite_sums(x, n, &sum, &sumsq, &lo, &hi)) {
+    if (!isfinite(sum)) {
         /* A NaN or Inf somewhere: count them, then the finite values one by one. */
         double lanes[LANES] = {0, 0, 0, 0};
         int64_t count = 0;
@@ -368,6 +429,70 @@ static Point point(const float *x, int64_t n) {
     else
         p.m2 = sq_dev(x, n, p.mean);
     return p;
+}
+
+static Point point(const float *x, int64_t n) {
+    double sum, sumsq;
+    float lo, hi;
+    all_finite_sums(x, n, &sum, &sumsq, &lo, &hi);
+    return finish_point(x, n, sum, sumsq, lo, hi);
+}
+
+/* What one member's pass over each block computes: its point, up to two differences ending at
+   it and one triple ending at it, whose second difference is the step's last pair (indices
+   into the points, pairs and triples; -1: none). */
+typedef struct {
+    Py_ssize_t member, point, pair[2], triple;
+    int pairs;
+} Step;
+
+/* A step over one block (``start``, ``m`` elements), its figures added to the position's:
+   in one loop with AVX2 (``fused_avx2``, then the tail and each sum's fall back to double as
+   ``sq_diff`` and ``dot_diff`` decide), else sum by sum. */
+static void step_block(const Step *st, const float **x, const long long *prs,
+                       const long long *trs, int64_t start, int64_t m, Point *pv, double *sq,
+                       double *dots) {
+    const float *v = x[st->member] + start, *f[2] = {NULL, NULL}, *ta = NULL, *tb = NULL;
+    for (int k = 0; k < st->pairs; k++) f[k] = x[prs[2 * st->pair[k]]] + start;
+    if (st->triple >= 0) ta = x[trs[3 * st->triple]] + start, tb = x[trs[3 * st->triple + 1]] + start;
+#ifdef HAVE_AVX2_PATH
+    if (avx2_ok()) {
+        BlockSums b;
+        fused_avx2(v, st->point >= 0, st->pairs, st->triple >= 0, f[0], f[1], ta, tb, m, &b);
+        for (int64_t i = b.done; i < m; i++) {
+            if (st->point >= 0) {
+                b.sum += v[i], b.sumsq += (double)(v[i] * v[i]);
+                b.lo = v[i] < b.lo ? v[i] : b.lo;
+                b.hi = v[i] > b.hi ? v[i] : b.hi;
+            }
+            for (int k = 0; k < st->pairs; k++) {
+                float d = v[i] - f[k][i];
+                b.sq[k] += (double)(d * d);
+            }
+            if (st->triple >= 0) {
+                float d1 = tb[i] - ta[i], d2 = v[i] - tb[i];
+                b.dot += (double)(d2 * d1), b.q1 += (double)(d1 * d1), b.q2 += (double)(d2 * d2);
+            }
+        }
+        if (st->point >= 0) {
+            Point p = finish_point(v, m, b.sum, b.sumsq, b.lo, b.hi);
+            merge(&pv[st->point], &p);
+        }
+        for (int k = 0; k < st->pairs; k++)
+            sq[st->pair[k]] += NARROW_OK(b.sq[k], m) ? b.sq[k] : sq_diff64(f[k], v, m);
+        if (st->triple >= 0)
+            dots[st->triple] += NARROW_OK(b.q1, m) && NARROW_OK(b.q2, m) && isfinite(b.dot)
+                                    ? b.dot
+                                    : dot_diff64(ta, tb, v, m);
+        return;
+    }
+#endif
+    if (st->point >= 0) {
+        Point p = point(v, m);
+        merge(&pv[st->point], &p);
+    }
+    for (int k = 0; k < st->pairs; k++) sq[st->pair[k]] += sq_diff(f[k], v, m);
+    if (st->triple >= 0) dots[st->triple] += dot_diff(ta, tb, v, m);
 }
 
 static int tuple_ints(PyObject *seq, Py_ssize_t width, Py_ssize_t members, long long **out,
@@ -443,9 +568,36 @@ static PyObject *position(PyObject *self, PyObject *args) {
         zero[i] = memcmp(x[trs[3 * i]], x[trs[3 * i + 1]], bytes) == 0 ||
                   memcmp(x[trs[3 * i + 1]], x[trs[3 * i + 2]], bytes) == 0;
     for (Py_ssize_t i = 0; i < npts; i++) pv[i] = (Point){0, 0, 0, INFINITY, -INFINITY, 0, 0};
+    /* One step per member with something to compute at it; what does not fit in a step (a
+       third difference or a second triple ending at one member) is summed on its own. */
+    Step *steps = PyMem_RawCalloc(members + 1, sizeof(Step));
+    char *alone = PyMem_RawCalloc(nprs + ntrs + 1, 1); /* pairs, then triples */
+    Py_ssize_t nsteps = 0;
+    for (Py_ssize_t s = 0; steps && alone && s < members; s++) {
+        Step st = {s, -1, {-1, -1}, -1, 0};
+        for (Py_ssize_t i = 0; i < npts; i++)
+            if (pts[i] == s && st.point < 0) st.point = i;
+        /* A triple (a, b, s) goes with the step when its pair (b, s) does, as the last pair:
+           the step's loop reuses that difference. */
+        Py_ssize_t last = -1;
+        for (Py_ssize_t i = 0; i < ntrs && st.triple < 0; i++)
+            for (Py_ssize_t j = 0; !zero[i] && trs[3 * i + 2] == s && j < nprs; j++)
+                if (prs[2 * j] == trs[3 * i + 1] && prs[2 * j + 1] == s) st.triple = i, last = j;
+        for (Py_ssize_t i = 0; i < nprs; i++)
+            if (prs[2 * i + 1] == s && !same[i] && i != last) {
+                if (st.pairs < (last >= 0 ? 1 : 2))
+                    st.pair[st.pairs++] = i;
+                else
+                    alone[i] = 1;
+            }
+        if (last >= 0) st.pair[st.pairs++] = last;
+        for (Py_ssize_t i = 0; i < ntrs; i++)
+            if (trs[3 * i + 2] == s && !zero[i] && i != st.triple) alone[nprs + i] = 1;
+        if (st.point >= 0 || st.pairs || st.triple >= 0) steps[nsteps++] = st;
+    }
     /* Then block by block: every member's block is read from memory once, and each sum over
        it runs while it is in cache. */
-    for (int64_t start = 0; zero && start < n; start += BLOCK) {
+    for (int64_t start = 0; steps && alone && zero && start < n; start += BLOCK) {
         int64_t m = n - start < BLOCK ? n - start : BLOCK;
 #ifdef __GNUC__
         /* Ask for every member's next block while this one is summed: twenty streams are
@@ -454,17 +606,19 @@ static PyObject *position(PyObject *self, PyObject *args) {
         for (Py_ssize_t k = 0; k < members && ahead > 0; k++)
             for (int64_t e = 0; e < ahead; e += 16) __builtin_prefetch(x[k] + next + e);
 #endif
-        for (Py_ssize_t i = 0; i < npts; i++) {
-            Point b = point(x[pts[i]] + start, m);
-            merge(&pv[i], &b);
-        }
+        for (Py_ssize_t i = 0; i < nsteps; i++)
+            step_block(&steps[i], x, prs, trs, start, m, pv, sq, dots);
         for (Py_ssize_t i = 0; i < nprs; i++)
-            if (!same[i]) sq[i] += sq_diff(x[prs[2 * i]] + start, x[prs[2 * i + 1]] + start, m);
+            if (alone[i])
+                sq[i] += sq_diff(x[prs[2 * i]] + start, x[prs[2 * i + 1]] + start, m);
         for (Py_ssize_t i = 0; i < ntrs; i++)
-            if (!zero[i])
+            if (alone[nprs + i])
                 dots[i] += dot_diff(x[trs[3 * i]] + start, x[trs[3 * i + 1]] + start,
                                     x[trs[3 * i + 2]] + start, m);
     }
+    if (!steps || !alone) PyMem_RawFree(zero), zero = NULL;
+    PyMem_RawFree(steps);
+    PyMem_RawFree(alone);
     failed = zero == NULL;
     PyMem_RawFree(zero);
     Py_END_ALLOW_THREADS
