@@ -58,11 +58,12 @@ static double sq_diff(const float *a, const float *b, int64_t n);
 static double dot_diff(const float *a, const float *b, const float *c, int64_t n);
 
 #ifdef HAVE_AVX2_PATH
+/* AVX2 and FMA (the per-member loop fuses its multiply-adds), asked once. */
 static int avx2_ok(void) {
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     }
     return known;
 }
