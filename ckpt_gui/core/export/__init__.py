@@ -8,6 +8,9 @@ verified against the source before it takes the destination's name.
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from ckpt_gui.core.export.atomic import check_destination
 from ckpt_gui.core.export.options import (
     CASTS,
@@ -21,9 +24,43 @@ from ckpt_gui.core.export.options import (
     KeptTensor,
     parse_size,
 )
-from ckpt_gui.core.export.plan import default_state_dict, plan_export, state_dict_candidates
-from ckpt_gui.core.export.run import ExportProgress, ExportResult, dropped_summary, iter_export
-from ckpt_gui.core.export.verify import Verification
+
+if TYPE_CHECKING:
+    from ckpt_gui.core.export.plan import (
+        default_state_dict,
+        plan_export,
+        state_dict_candidates,
+    )
+    from ckpt_gui.core.export.run import (
+        ExportProgress,
+        ExportResult,
+        dropped_summary,
+        iter_export,
+    )
+    from ckpt_gui.core.export.verify import Verification
+
+# What needs torch is imported when first asked for: the package's torch-free modules (the
+# options, atomic files, ``head_start``) are then importable while torch is still loading.
+_LAZY = {
+    "default_state_dict": "plan",
+    "plan_export": "plan",
+    "state_dict_candidates": "plan",
+    "ExportProgress": "run",
+    "ExportResult": "run",
+    "dropped_summary": "run",
+    "iter_export": "run",
+    "Verification": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CASTS",

@@ -206,6 +206,8 @@ class AtomicFile:
         self._syncs = _Syncs()
 
     def __enter__(self) -> AtomicFile:
+        if self.path is not None:  # entered already (a head start's file, adopted)
+            return self
         try:
             remove_stale_partials(self.destination)
             fd, name = tempfile.mkstemp(

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 
-ON_OVERFLOW = ("error", "clamp", "inf")
-
 
 @dataclass
 class CastEffect:

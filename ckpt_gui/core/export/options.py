@@ -19,6 +19,8 @@ FORMATS = ("pt", "safetensors")
 CASTS = ("float32", "float16", "bfloat16")
 NUMPY_CHOICES = ("keep", "tensors")  # what a NumPy array in the kept part becomes
 STATE_DICT_LABELS = ("model", "EMA")
+# What a cast does with finite values beyond the target's range (``casting.cast``).
+ON_OVERFLOW = ("error", "clamp", "inf")
 
 
 class ExportError(CheckpointError):
@@ -39,7 +41,7 @@ class ExportOptions:
     strip_prefix: str = ""
     add_prefix: str = ""
     shard_size: int | None = None
-    # What a cast does with finite values beyond the target's range (casting.ON_OVERFLOW).
+    # What a cast does with finite values beyond the target's range (ON_OVERFLOW).
     on_overflow: str = "error"
     # What a NumPy array becomes: None refuses to choose for the user (NUMPY_CHOICES).
     numpy: str | None = None

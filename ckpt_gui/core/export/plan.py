@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.export.casting import ON_OVERFLOW
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, assign_shards, estimate_size
 from ckpt_gui.core.export.options import (
     CASTS,
@@ -19,6 +18,7 @@ from ckpt_gui.core.export.options import (
     MAX_EXPANDED_BYTES,
     MODES,
     NUMPY_CHOICES,
+    ON_OVERFLOW,
     STATE_DICT_LABELS,
     Dropped,
     ExportOptions,

@@ -61,6 +61,18 @@ class Sink:
         self.position += nbytes
         self._kick()
 
+    def skip(self, nbytes: int) -> None:
+        """Move past ``nbytes`` bytes the file already holds (``head_start`` copied them)."""
+        self.flush()
+        os.lseek(self.fd, nbytes, os.SEEK_CUR)
+        self.position += nbytes
+        self._kicked = max(self._kicked, self.position)
+
+    def truncate(self) -> None:
+        """End the file here (bytes past the position, left by an earlier writer, go)."""
+        self.flush()
+        os.ftruncate(self.fd, self.position)
+
     def write_at(self, data: bytes, position: int) -> None:
         """Overwrite bytes already written (a header whose checksum is known only now)."""
         self.flush()

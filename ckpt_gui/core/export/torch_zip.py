@@ -8,6 +8,10 @@ The records are those torch's own pickler produced (``data.pkl``, ``.format_vers
 uncompressed with their data at 64-byte aligned offsets (the alignment torch pads to with an
 ``FB`` extra field, which memory-mapped loading relies on). Zip64 fields are written where a
 size, an offset or the number of records needs them.
+
+Records that ``head_start`` already copied into the file (``byte_ranges.Placed``: the same
+name, source bytes and position) are passed over instead of written again. Nothing here imports
+torch, so that the head start can write records while torch is still being imported.
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from ckpt_gui.core.chunks import submit
-from ckpt_gui.core.export.file_compare import crc_of_range
+from ckpt_gui.core.export.byte_ranges import Ledger, Placed, crc_of_range
 from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
 
@@ -47,12 +50,14 @@ class _Record:
 
 
 class TorchZip:
-    """Writes records to ``sink`` one at a time; ``finish()`` writes the central directory."""
+    """Writes records to ``sink`` one at a time; ``finish()`` writes the central directory.
+    ``ledger``: records already in the file, each passed over where it lies at its place."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, ledger: Ledger | None = None) -> None:
         self.sink = sink
         self.records: list[_Record] = []
         self._known: dict[int, dict[tuple[int, int], int]] = {}  # stored_checksums by source
+        self.ledger = ledger or Ledger([])
 
     def write(self, name: str, data: Any) -> None:
         """A record from memory (bytes, a str, or anything with the buffer protocol)."""
@@ -89,11 +94,16 @@ class TorchZip:
         """A record copied from the file ``fd``; yields the bytes copied after each ``step``.
         Its CRC-32 is the one the source archive gives for exactly these bytes, if they are a
         whole record of it, else computed on a worker while the kernel copies."""
+        placed = self.ledger.find(self.sink.position, file_identity(fd), offset, nbytes, name)
+        if placed is not None:
+            self._pass(placed)
+            yield nbytes
+            return
         record = self._header(name, nbytes)
         if fd not in self._known:
             self._known[fd] = stored_checksums(fd)
         known = self._known[fd].get((offset, nbytes))
-        crc = submit(crc_of_range, fd, offset, nbytes) if known is None else _done(known)
+        crc = _crc_of_range(fd, offset, nbytes) if known is None else _done(known)
         try:
             done = 0
             while done < nbytes:
@@ -113,40 +123,71 @@ class TorchZip:
             self.sink.write(_central(r))
         _end(self.sink, len(self.records), start, self.sink.position - start)
         self.sink.flush()
+        self.sink.truncate()  # placed records past the end (a plan that kept fewer) go
 
     def _header(self, name: str, size: int) -> _Record:
         record = _Record(f"{ARCHIVE}/{name}".encode(), self.sink.position, size)
-        big = size >= ZIP64_FROM
-        zip64 = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
-        fixed = 30 + len(record.name) + len(zip64) + 4
-        pad = -(record.offset + fixed) % ALIGN
-        shown = _LIMIT if big else size
-        header = struct.pack(
-            "<IHHHHHIIIHH",
-            0x04034B50,
-            45 if big else 20,
-            0,
-            0,  # stored
-            0,
-            _DOS_DATE,
-            0,  # the CRC-32, patched in once known
-            shown,
-            shown,
-            len(record.name),
-            len(zip64) + 4 + pad,
-        )
-        self.sink.write(header + record.name + zip64 + b"FB" + struct.pack("<H", pad) + bytes(pad))
+        self.sink.write(local_header(record.name, size, record.offset))
         self.records.append(record)
         return record
+
+    def _pass(self, placed: Placed) -> None:
+        """Take a placed record as written: the sink moves past its header and bytes."""
+        record = _Record(f"{ARCHIVE}/{placed.name}".encode(), placed.position, placed.nbytes)
+        header = local_header(record.name, record.size, placed.position)
+        if placed.data_at != placed.position + len(header):
+            raise ExportError(f"{placed.name}: placed with another header")  # never: a bug
+        record.crc = placed.crc
+        self.records.append(record)
+        self.sink.skip(placed.data_at + placed.nbytes - self.sink.position)
+        self.ledger.passed.append(placed)
 
     def _patch_crc(self, record: _Record) -> None:
         self.sink.write_at(struct.pack("<I", record.crc), record.offset + 14)
 
 
-def stored_checksums(fd: int) -> dict[tuple[int, int], int]:
-    """``{(data offset, size): CRC-32}`` of the stored records of the zip archive ``fd`` (empty
-    when it is not one): what a copy of a whole record can take instead of reading it."""
-    found: dict[tuple[int, int], int] = {}
+def local_header(name: bytes, size: int, offset: int, crc: int = 0) -> bytes:
+    """The local header of a stored record of ``size`` bytes at ``offset``, padded so that its
+    data starts on an ``ALIGN`` boundary; ``crc`` 0 until the CRC-32 is patched in."""
+    big = size >= ZIP64_FROM
+    zip64 = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
+    fixed = 30 + len(name) + len(zip64) + 4
+    pad = -(offset + fixed) % ALIGN
+    shown = _LIMIT if big else size
+    header = struct.pack(
+        "<IHHHHHIIIHH",
+        0x04034B50,
+        45 if big else 20,
+        0,
+        0,  # stored
+        0,
+        _DOS_DATE,
+        crc,
+        shown,
+        shown,
+        len(name),
+        len(zip64) + 4 + pad,
+    )
+    return header + name + zip64 + b"FB" + struct.pack("<H", pad) + bytes(pad)
+
+
+def file_identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _crc_of_range(fd: int, offset: int, nbytes: int) -> Future[int]:
+    """The CRC-32 of bytes of ``fd``, computed on a chunk worker (imported here: the module
+    stays free of torch for ``head_start``, which only copies records whose CRC is known)."""
+    from ckpt_gui.core.chunks import submit
+
+    return submit(crc_of_range, fd, offset, nbytes)
+
+
+def stored_records(fd: int) -> dict[str, tuple[int, int, int]]:
+    """``{name: (data offset, size, CRC-32)}`` of the stored (uncompressed) records of the zip
+    archive ``fd``, empty when it is not one."""
+    found: dict[str, tuple[int, int, int]] = {}
     try:
         with zipfile.ZipFile(io.FileIO(fd, closefd=False)) as archive:
             for info in archive.infolist():
@@ -155,10 +196,16 @@ def stored_checksums(fd: int) -> dict[tuple[int, int], int]:
                     continue
                 name_len, extra_len = struct.unpack("<HH", local[26:30])
                 start = info.header_offset + 30 + name_len + extra_len
-                found[(start, info.file_size)] = info.CRC
+                found[info.filename] = (start, info.file_size, info.CRC)
     except (zipfile.BadZipFile, OSError, ValueError, struct.error):
         return {}
     return found
+
+
+def stored_checksums(fd: int) -> dict[tuple[int, int], int]:
+    """``{(data offset, size): CRC-32}`` of the stored records of the zip archive ``fd`` (empty
+    when it is not one): what a copy of a whole record can take instead of reading it."""
+    return {(start, size): crc for start, size, crc in stored_records(fd).values()}
 
 
 def _done(value: int) -> Future[int]:

@@ -6,7 +6,7 @@ chunk so that memory stays flat however large the tensors are.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Generator
+from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from ckpt_gui.core.chunks import (
     paired_chunks,
     plain_tiny,
 )
+from ckpt_gui.core.export.byte_ranges import CheckedRange
 from ckpt_gui.core.export.casting import BLOCK, cast
 from ckpt_gui.core.export.file_compare import iter_compare_in_files
 from ckpt_gui.core.export.options import ExportError, ExportPlan, KeptTensor
@@ -77,11 +78,14 @@ def iter_verify(
     cancel: CancelCheck | None = None,
     *,
     skip: Collection[str] = (),
+    checked: Sequence[CheckedRange] = (),
 ) -> Generator[tuple[str, int], None, Verification]:
     """Compare the result at ``result_path`` with ``source`` as ``plan`` says it should be.
     Yields ``(key, bytes compared)``; raises ``ExportError`` at the first difference.
     ``skip``: result names whose values the caller checks itself (a merge's merged weights);
-    they are still checked to be there with the planned dtype and shape."""
+    they are still checked to be there with the planned dtype and shape. ``checked``: ranges
+    of the result compared with the source once written and not written since (a head
+    start's records): a tensor lying in one is not read again."""
     try:
         # A trusted source (the user's explicit --trust) wrote the same objects back: read the
         # result the same way, or its values could not be compared with the source's.
@@ -121,7 +125,7 @@ def iter_verify(
                 continue
             yield from batch.flush(cancel)
             yield from _compare(
-                kept.name, src, out, dtype, policy, verification, cancel, (maps, files)
+                kept.name, src, out, dtype, policy, verification, cancel, (maps, files, checked)
             )
         yield from batch.flush(cancel)
         _check_sharing(plan, result_nodes)
@@ -190,7 +194,7 @@ def _compare(
     policy: str,
     verification: Verification,
     cancel: CancelCheck | None,
-    in_files: tuple[FileMaps, Files] | None = None,
+    in_files: tuple[FileMaps, Files, Sequence[CheckedRange]] | None = None,
 ) -> Generator[tuple[str, int], None, None]:
     a, b = src.load(), out.load()
     if a.is_quantized or b.is_quantized:  # never cast: the integers and the scales must match
@@ -198,7 +202,10 @@ def _compare(
             raise ExportError(f"verification failed: {name!r} differs from the source")
         yield name, b.numel() * b.element_size()
         return
-    reading = iter_compare_in_files(*in_files, a, b) if in_files and a.dtype == dtype else None
+    reading = None
+    if in_files and a.dtype == dtype:
+        maps, files, checked = in_files
+        reading = iter_compare_in_files(maps, files, a, b, checked)
     if reading is not None:  # both lie whole in files: read them, with no map in between
         while True:
             check_cancel(cancel)

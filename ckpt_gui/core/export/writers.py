@@ -29,11 +29,12 @@ from ckpt_gui.core.build import (
 )
 from ckpt_gui.core.chunks import CancelCheck, row_pieces
 from ckpt_gui.core.errors import Cancelled
+from ckpt_gui.core.export.byte_ranges import Ledger
 from ckpt_gui.core.export.casting import CastEffect, cast, cast_effect
 from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
 from ckpt_gui.core.export.spans import FileMaps, Files, advise_sequential
-from ckpt_gui.core.export.torch_zip import TorchZip
+from ckpt_gui.core.export.torch_zip import TorchZip, file_identity
 from ckpt_gui.core.tree import join_key
 
 CHUNK_ELEMENTS = 4 << 20  # 16 MB of float32: small next to the memory goal, large for I/O
@@ -95,19 +96,24 @@ def iter_write_safetensors(
     items: list[tuple[str, Callable[[], torch.Tensor | Streamed], torch.dtype]],
     cancel: CancelCheck | None = None,
     on_overflow: str = "inf",
+    ledger: Ledger | None = None,
 ) -> Progress:
     """Write ``header`` (from ``plan.safetensors_header``) then each ``(name, load, dtype)``'s
     bytes in the header's order: copied by the kernel where they lie unchanged in a file,
     else cast chunk by chunk (``casting.cast``); a ``Streamed`` load, chunk by chunk as it
-    comes."""
+    comes. ``ledger``: tensor bytes ``head_start`` already copied to the file (passed over
+    where they lie at their place)."""
     _little_endian()
     sink = Sink(file)
     sink.write(header)
     maps = FileMaps()
     with Files() as files:
         for name, load, dtype in items:
-            yield from _write_tensor(sink, maps, files, name, load, dtype, cancel, on_overflow)
+            yield from _write_tensor(
+                sink, maps, files, name, load, dtype, cancel, on_overflow, ledger
+            )
     sink.flush()
+    sink.truncate()  # placed bytes past the end (a plan that kept fewer) go
 
 
 def _write_tensor(
@@ -119,6 +125,7 @@ def _write_tensor(
     dtype: torch.dtype,
     cancel: CancelCheck | None,
     on_overflow: str,
+    ledger: Ledger | None = None,
 ) -> Progress:
     """One tensor's bytes. A function of its own so that nothing of the tensor (it, its chunks)
     is still referenced once written: a merge computes the next weight in its memory then."""
@@ -133,6 +140,14 @@ def _write_tensor(
     if found is not None:
         fd, offset = found
         nbytes = tensor.numel() * tensor.element_size()
+        placed = None
+        if ledger is not None:
+            placed = ledger.find(sink.position, file_identity(fd), offset, nbytes, "")
+        if ledger is not None and placed is not None and placed.data_at == sink.position:
+            sink.skip(nbytes)
+            ledger.passed.append(placed)
+            yield name, nbytes
+            return
         for done in range(0, nbytes, COPY_STEP):
             check_cancel(cancel)
             n = min(COPY_STEP, nbytes - done)
@@ -173,19 +188,28 @@ def iter_write_pt(
     obj: Any,
     cancel: CancelCheck | None = None,
     deferred: Mapping[int, Callable[[], Iterator[torch.Tensor]]] | None = None,
+    ledger: Ledger | None = None,
 ) -> Progress:
     """What ``torch.save(obj, file)`` writes, yielding after each storage or step of one.
     Storages whose bytes lie unchanged in a file are copied by the kernel. ``deferred``: by
     the address of a placeholder's storage (allocated, never touched, so it holds no memory),
-    the chunks its bytes are written from, in order, as its record is reached."""
+    the chunks its bytes are written from, in order, as its record is reached. ``ledger``:
+    storage records ``head_start`` already copied to the file from its start (passed over
+    where they lie at their place; the ledger lists those).
+
+    The storages come first, then the pickle and the small records (torch reads records by
+    name, whatever their order): a storage's place in the file then depends only on the
+    storages before it, which is what lets ``head_start`` copy them before the pickle exists."""
     recorder = _Recorder()
     # torch's own pickling (persistent ids, storage keys, format records), so the result loads
     # with plain torch.load(weights_only=True) exactly as a torch.save file does.
     torch.serialization._save(obj, recorder, pickle, torch.serialization.DEFAULT_PROTOCOL, False)
-    archive = TorchZip(Sink(file))
+    storages = [r for r in recorder.records if isinstance(r[1], torch.UntypedStorage)]
+    others = [r for r in recorder.records if not isinstance(r[1], torch.UntypedStorage)]
+    archive = TorchZip(Sink(file), ledger)
     maps = FileMaps()
     with Files() as files:
-        for name, data, nbytes in recorder.records:
+        for name, data, nbytes in [*storages, *others]:
             if not isinstance(data, torch.UntypedStorage):
                 archive.write(name, data)
                 continue

@@ -1,0 +1,136 @@
+"""Byte ranges of files, read into buffers rather than through memory maps (no page fault per
+4 KB): whether two ranges hold the same bytes, their CRC-32, and the record of ranges already
+found equal once written. Free of torch: ``head_start`` checks what it copied with it while
+torch is still being imported.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from dataclasses import dataclass, field
+
+STEP = 8 << 20  # bytes read from each file at a time
+
+_buffers = threading.local()
+
+
+def _buffer(which: str) -> bytearray:
+    """This thread's buffer ``which`` (a new one for every read would fault in every page)."""
+    buffer = getattr(_buffers, which, None)
+    if buffer is None:
+        buffer = bytearray(STEP)
+        setattr(_buffers, which, buffer)
+    return buffer
+
+
+def same_step(fd_a: int, at_a: int, fd_b: int, at_b: int, k: int) -> bool:
+    """Whether ``k`` (at most ``STEP``) bytes at ``at_a`` of ``fd_a`` equal those at ``at_b``
+    of ``fd_b``."""
+    buf_a, buf_b = _buffer("a"), _buffer("b")
+    a, b = memoryview(buf_a)[:k], memoryview(buf_b)[:k]
+    if os.preadv(fd_a, [a], at_a) != k or os.preadv(fd_b, [b], at_b) != k:
+        return False  # a file became shorter
+    if k == STEP:
+        return buf_a == buf_b  # memcmp (comparing memoryviews goes byte by byte)
+    return a.tobytes() == b.tobytes()
+
+
+def same_range(fd_a: int, at_a: int, fd_b: int, at_b: int, nbytes: int) -> bool:
+    """Whether ``nbytes`` bytes at ``at_a`` of ``fd_a`` equal those at ``at_b`` of ``fd_b``,
+    read a step at a time on this thread."""
+    done = 0
+    while done < nbytes:
+        k = min(STEP, nbytes - done)
+        if not same_step(fd_a, at_a + done, fd_b, at_b + done, k):
+            return False
+        done += k
+    return True
+
+
+def crc_of_range(fd: int, offset: int, nbytes: int) -> int:
+    """CRC-32 of ``nbytes`` of the file ``fd`` from ``offset`` (zlib releases the GIL)."""
+    buf = memoryview(_buffer("a"))
+    crc, end = 0, offset + nbytes
+    while offset < end:
+        n = os.preadv(fd, [buf[: min(STEP, end - offset)]], offset)
+        if n == 0:
+            return -1  # shorter than it should be: matches no checksum
+        crc = zlib.crc32(buf[:n], crc)
+        offset += n
+    return crc
+
+
+@dataclass(frozen=True)
+class CheckedRange:
+    """``nbytes`` bytes at ``at`` of the file ``result`` (``(st_dev, st_ino)``), found equal,
+    byte for byte, to those at ``source_at`` of the file ``source`` after they were written,
+    and not written again since: what a verification need not read a second time."""
+
+    result: tuple[int, int]
+    at: int
+    source: tuple[int, int]
+    source_at: int
+    nbytes: int
+
+    def covers(
+        self, result: tuple[int, int], at: int, source: tuple[int, int], source_at: int, n: int
+    ) -> bool:
+        """Whether ``n`` bytes at ``at`` of ``result`` and at ``source_at`` of ``source`` lie
+        within this range, at the same place in both."""
+        return (
+            result == self.result
+            and source == self.source
+            and self.at <= at
+            and at + n <= self.at + self.nbytes
+            and at - self.at == source_at - self.source_at
+        )
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Bytes already in a file being written (``head_start``), found equal to the source once
+    copied: what its writer would put at ``position`` (a zip record's local header, for the
+    record ``name``, then its data from ``data_at``; a safetensors tensor's data alone, named
+    ""), ``nbytes`` from ``offset`` of the file ``source`` (``(st_dev, st_ino)``), with the
+    CRC-32 ``crc`` of a record."""
+
+    position: int
+    data_at: int
+    name: str
+    source: tuple[int, int]
+    offset: int
+    nbytes: int
+    crc: int = 0
+
+    def checked(self, result: tuple[int, int]) -> CheckedRange:
+        """Its bytes as a range of the file ``result`` the verification need not read again."""
+        return CheckedRange(result, self.data_at, self.source, self.offset, self.nbytes)
+
+
+@dataclass
+class Ledger:
+    """Bytes placed in a file before its writer started (``placed``), and those the writer
+    found where it would have written them and passed over (``passed``, in order)."""
+
+    placed: list[Placed]
+    passed: list[Placed] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._at = {p.position: p for p in self.placed}
+
+    def find(
+        self, position: int, source: tuple[int, int], offset: int, nbytes: int, name: str
+    ) -> Placed | None:
+        """What was placed at ``position`` if it is exactly this: ``nbytes`` from ``offset``
+        of ``source``, under ``name``."""
+        placed = self._at.get(position)
+        if placed is None or (placed.source, placed.offset, placed.nbytes, placed.name) != (
+            source,
+            offset,
+            nbytes,
+            name,
+        ):
+            return None
+        return placed
