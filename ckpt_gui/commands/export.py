@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 from ckpt_gui.commands.output import echo, echo_lines, end_progress, show_progress
-from ckpt_gui.core.export import (
+from ckpt_gui.core.export.head_start import HeadStart, head_start
+from ckpt_gui.core.export.options import (
     CASTS,
+    NUMPY_CHOICES,
+    ON_OVERFLOW,
+    ExportError,
     ExportOptions,
-    ExportProgress,
-    ExportResult,
-    iter_export,
     parse_size,
 )
-from ckpt_gui.core.export.casting import ON_OVERFLOW
-from ckpt_gui.core.export.dequantize import iter_dequantize_export
-from ckpt_gui.core.export.merge import iter_merge_export
-from ckpt_gui.core.export.options import NUMPY_CHOICES, ExportError
+from ckpt_gui.core.preload import import_in_background
 from ckpt_gui.core.reader import open_checkpoint
+
+if TYPE_CHECKING:
+    from ckpt_gui.core.export.run import ExportProgress, ExportResult
 
 HELP = "write a clean, verified copy: parameters only or a CPU copy, cast, filtered, sharded"
 
@@ -142,6 +144,22 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     if args.dequantize and args.merge_into is not None:
         raise ExportError("--dequantize and --merge-into cannot be combined")
+    # A plain export's tensor bytes are copied without torch (``head_start``: by a child
+    # process, forked before any thread starts) while torch loads on a thread.
+    head = HeadStart()
+    if not args.dequantize and args.merge_into is None and not args.trust:
+        head = head_start(args.src, args.dst, options, overwrite=args.force)
+    with head:
+        loading = import_in_background("ckpt_gui.core.export.run")
+        loading.join()
+        return _export(args, options, head)
+
+
+def _export(args: argparse.Namespace, options: ExportOptions, head: HeadStart) -> int:
+    from ckpt_gui.core.export.dequantize import iter_dequantize_export
+    from ckpt_gui.core.export.merge import iter_merge_export
+    from ckpt_gui.core.export.run import iter_export
+
     if args.dequantize:
         with open_checkpoint(args.src, trust=args.trust) as ckpt:
             result = _drain(iter_dequantize_export(ckpt, args.dst, options, overwrite=args.force))
@@ -157,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         echo_lines(result.describe())
         return 0
     with open_checkpoint(args.src, trust=args.trust) as ckpt:
-        result = _drain(iter_export(ckpt, args.dst, options, overwrite=args.force))
+        steps = iter_export(ckpt, args.dst, options, overwrite=args.force, head_start=head)
+        result = _drain(steps)
     echo_lines(result.describe())
     plan = result.plan
     others = [c for c in plan.candidates if c != plan.state_dict]

@@ -19,6 +19,7 @@ import torch
 from ckpt_gui.core.build import numpy_tensor
 from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.export.atomic import AtomicFile, AtomicFolder, check_destination, write_error
+from ckpt_gui.core.export.byte_ranges import CheckedRange, Ledger
 from ckpt_gui.core.export.casting import CastEffect
 from ckpt_gui.core.export.check import (
     cast_check_bytes,
@@ -26,6 +27,7 @@ from ckpt_gui.core.export.check import (
     iter_cast_check,
     refuse_overflow,
 )
+from ckpt_gui.core.export.head_start import HeadStart, fingerprint
 from ckpt_gui.core.export.layout import index_json, safetensors_header
 from ckpt_gui.core.export.options import ExportError, ExportOptions, ExportPlan, KeptTensor
 from ckpt_gui.core.export.plan import plan_export
@@ -129,13 +131,15 @@ def iter_export(
     *,
     overwrite: bool = False,
     verifier: Verifier | None = None,
+    head_start: HeadStart | None = None,
 ) -> Generator[ExportProgress, None, ExportResult]:
     """Export ``source`` to ``destination``; returns the verified ``ExportResult``.
 
     ``cancel()`` is polled inside long writes too (the worker's abort flag). An existing
     destination is replaced only with ``overwrite=True`` (``--force``, or the user said so).
     ``verifier``: what checks the written result (``iter_verify`` unless given: a merge checks
-    its merged tensors its own way).
+    its merged tensors its own way). ``head_start``: storage records already copied to a
+    temporary file for this export (``head_start.py``), used where they fit the plan.
     Raises ``ExportError`` (a ``CheckpointError``) with one line when it refuses or fails.
     """
     own = not isinstance(source, Checkpoint)
@@ -168,14 +172,20 @@ def iter_export(
                 done += n
                 yield ExportProgress("checking", key, done, total)
             refuse_overflow(plan, effects)
-        target: AtomicFile | AtomicFolder = AtomicFolder(dest) if plan.files else AtomicFile(dest)
         before = _fingerprint(ckpt)
+        adopted = None
+        if head_start is not None and not plan.files:
+            adopted = head_start.adopt(dest, before[0])
+        ledger = Ledger(head_start.placed if adopted and head_start else [])
+        target: AtomicFile | AtomicFolder = adopted or (
+            AtomicFolder(dest) if plan.files else AtomicFile(dest)
+        )
         streamed: dict[str, CastEffect] = {}
         with target:
             yield ExportProgress("writing", "", done, total)
             try:
                 written = 0
-                for key, n in _write(plan, ckpt, target, cancel, streamed):
+                for key, n in _write(plan, ckpt, target, cancel, streamed, ledger):
                     written = min(written + n, plan.tensor_bytes)
                     yield ExportProgress("writing", key, checked + written, total)
                 # Streamed tensors (dequantized weights) were measured as they were cast.
@@ -184,7 +194,11 @@ def iter_export(
                 assert target.path is not None
                 result_path = target.path / plan.files[-1] if plan.files else target.path
                 size_after = _size(target.path)
-                verifying = (verifier or iter_verify)(plan, ckpt, result_path, cancel)
+                if verifier is not None:
+                    verifying = verifier(plan, ckpt, result_path, cancel)
+                else:
+                    ranges = _checked(ledger, result_path)
+                    verifying = iter_verify(plan, ckpt, result_path, cancel, checked=ranges)
                 done = checked + plan.tensor_bytes
                 while True:
                     try:
@@ -215,21 +229,24 @@ def _write(
     target: AtomicFile | AtomicFolder,
     cancel: CancelCheck | None,
     streamed: dict[str, CastEffect],
+    ledger: Ledger,
 ) -> Iterator[tuple[str, int]]:
     """Writes the planned files; ``streamed`` receives what the cast did to each streamed
-    tensor, by source key."""
+    tensor, by source key. ``ledger``: records a head start left in a single .pt file."""
     policy = plan.options.on_overflow
     if isinstance(target, AtomicFile):
         assert target.file is not None
         if plan.options.format == "safetensors":
-            yield from _write_safetensors(target.file, plan.kept, ckpt, cancel, policy, streamed)
+            yield from _write_safetensors(
+                target.file, plan.kept, ckpt, cancel, policy, streamed, ledger
+            )
         else:
             places = _Placeholders(plan.kept, policy, streamed)
             if plan.flat:
                 obj = _flat_pt_object(plan.kept, ckpt, policy, places)
             else:
                 obj = _pt_object(plan, ckpt, places)
-            yield from iter_write_pt(target.file, obj, cancel, places.deferred)
+            yield from iter_write_pt(target.file, obj, cancel, places.deferred, ledger)
         target.finish()
         return
     for shard, name in enumerate(plan.files[:-1]):
@@ -254,13 +271,14 @@ def _write_safetensors(
     cancel: CancelCheck | None,
     on_overflow: str,
     streamed: dict[str, CastEffect],
+    ledger: Ledger | None = None,
 ) -> Iterator[tuple[str, int]]:
     nodes = _tensor_nodes(ckpt)
     header = safetensors_header([(k.name, k.dtype, k.shape) for k in kept])
     items = [
         (k.name, _loader(nodes[k.key], k.key, streamed), dtype_from_name(k.dtype)) for k in kept
     ]
-    yield from iter_write_safetensors(file, header, items, cancel, on_overflow)
+    yield from iter_write_safetensors(file, header, items, cancel, on_overflow, ledger)
 
 
 def _loader(
@@ -387,16 +405,17 @@ def _tensor_nodes(ckpt: Checkpoint) -> dict[str, Node]:
 
 
 def _fingerprint(ckpt: Checkpoint) -> list[tuple[int, ...] | None]:
-    """What changes when a file is written to or replaced: its identity, size and times."""
-    out: list[tuple[int, ...] | None] = []
-    for path in dict.fromkeys([ckpt.path, *ckpt.files]):
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append(None)
-            continue
-        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return out
+    """What changes when one of the source's files is written to or replaced."""
+    return [fingerprint(path) for path in dict.fromkeys([ckpt.path, *ckpt.files])]
+
+
+def _checked(ledger: Ledger, result: Path) -> list[CheckedRange]:
+    """The records a head start copied and compared with the source, which the writer then
+    passed over: no byte of them was written since they were found equal."""
+    if not ledger.passed:
+        return []
+    st = os.stat(result)
+    return [p.checked((st.st_dev, st.st_ino)) for p in ledger.passed]
 
 
 def _size(path: Path) -> int:
