@@ -100,22 +100,28 @@ def test_records_placed_ahead_are_passed_over_and_small_ones_compared_again(
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.fixture
+def read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the steps the verification reads from both files (``same_step``)."""
+    steps: list[int] = []
+    real = file_compare.same_step
+
+    def counted(fd_a: int, at_a: int, fd_b: int, at_b: int, k: int) -> bool:
+        steps.append(k)
+        return real(fd_a, at_a, fd_b, at_b, k)
+
+    monkeypatch.setattr(file_compare, "same_step", counted)
+    return steps
+
+
 def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, read: list[int]
 ) -> None:
     g = torch.Generator().manual_seed(3)
     sd = {f"w{i}": torch.randn(512, 1024, generator=g) for i in range(3)}  # 2 MB each
     sd["bias"] = torch.randn(16, generator=g)
     src = tmp_path / "model.pt"
     torch.save(sd, src)
-    read: list[int] = []
-    real = file_compare.same_step
-
-    def counted(fd_a: int, at_a: int, fd_b: int, at_b: int, k: int) -> bool:
-        read.append(k)
-        return real(fd_a, at_a, fd_b, at_b, k)
-
-    monkeypatch.setattr(file_compare, "same_step", counted)
     exported(src, tmp_path / "plain.pt", PARAMS, None)
     assert sum(read) == 3 * 2 * 2**20  # without a head start: every big tensor read back
     read.clear()
@@ -139,7 +145,7 @@ def test_a_checked_range_covers_only_the_same_place_in_both_files() -> None:
 
 
 def test_a_safetensors_export_gets_its_header_and_tensors_ahead(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, read: list[int]
 ) -> None:
     g = torch.Generator().manual_seed(4)
     sd = OrderedDict(
@@ -155,14 +161,6 @@ def test_a_safetensors_export_gets_its_header_and_tensors_ahead(
     assert [p.nbytes for p in head.wait()] == [2 << 20, 600, 2 << 20]  # not the transposed
     assert head.target is not None
     ahead = inode(head.target.path)
-    read: list[int] = []
-    real = file_compare.same_step
-
-    def counted(fd_a: int, at_a: int, fd_b: int, at_b: int, k: int) -> bool:
-        read.append(k)
-        return real(fd_a, at_a, fd_b, at_b, k)
-
-    monkeypatch.setattr(file_compare, "same_step", counted)
     out = exported(src, tmp_path / "out.safetensors", options, head)
     assert inode(out) == ahead and read == []  # a and c not read again; t compared in memory
     plain = exported(src, tmp_path / "plain.safetensors", options, None)
