@@ -1,6 +1,6 @@
 """Speed and memory of a parameters-only export, next to baselines measured in the same run.
 
-    python benchmarks/export.py [--gb 2.1] [--only params|train] [--keep]
+    python benchmarks/export.py [--gb 2.1] [--only params|train] [--keep] [--repeat 3]
 
 Two generated float32 checkpoints of at least ``--gb`` GB:
 - ``params``: a bare transformer state_dict, 100 % parameters, so a params-only export writes
@@ -14,7 +14,8 @@ For each, with a warm page cache and no dirty pages pending:
   whole process, ``import torch`` included;
 - baselines: ``cp`` of the file, ``cp`` followed by an fsync of the copy (what an export must
   do at least), and ``torch.load`` + ``torch.save`` of the model, what one writes by hand.
-Each with the peak anonymous memory (RssAnon) above the baseline.
+Each with the peak anonymous memory (RssAnon) above the baseline. The exports and the ``cp``
+baselines run interleaved ``--repeat`` times: the best of each is shown, with the median.
 Goals (issue 18): export <= 1.3x ``cp`` + fsync of the same file; peak RssAnon < 256 MB.
 """
 
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -135,13 +137,21 @@ def run_cli(src: Path, dst: Path, fmt: str) -> None:
     subprocess.run([*command, "--format", fmt], check=True, capture_output=True)
 
 
-def bench_source(kind: str, src: Path, out: Path, keep: bool) -> tuple[list[dict], list[str]]:
-    """The rows for one source, each with its ratio to ``cp`` + fsync, and the export reports."""
+def bench_source(
+    kind: str, src: Path, out: Path, keep: bool, repeat: int
+) -> tuple[list[dict], list[str]]:
+    """The rows for one source, each with its ratio to ``cp`` + fsync, and the export reports.
+    The exports and ``cp`` + fsync run interleaved ``repeat`` times, the best run of each shown
+    with the median: on this kind of virtual machine writing a gigabyte of fresh page cache
+    takes up to twice as long right after another gigabyte was freed, whoever writes it."""
     warm_page_cache(src)
-    rows, reports = [], []
     cp = out / "cp.pt"
-    rows.append(measure("baseline: cp", lambda: run_cp(src, cp, False), cp))
-    rows.append(measure("baseline: cp + fsync", lambda: run_cp(src, cp, True), cp))
+    reports: list[tuple[str, list[ExportResult]]] = []
+    runs: dict[str, list[dict]] = {}
+    jobs: list[tuple[str, Any, Path]] = [
+        ("baseline: cp", lambda: run_cp(src, cp, False), cp),
+        ("baseline: cp + fsync", lambda: run_cp(src, cp, True), cp),
+    ]
     for fmt in ("pt", "safetensors"):
         dst = out / f"params.{fmt}"
         results: list[ExportResult] = []
@@ -149,23 +159,31 @@ def bench_source(kind: str, src: Path, out: Path, keep: bool) -> tuple[list[dict
         def in_process(dst: Path = dst, fmt: str = fmt, results: list = results) -> None:
             results.append(run_export(src, dst, fmt))
 
-        rows.append(measure(f"iter_export params-only ({fmt})", in_process, dst, keep))
-        reports.append(f"{fmt}: " + "; ".join(results[0].describe()[1:]))
-        rows.append(
-            measure(
+        jobs.append((f"iter_export params-only ({fmt})", in_process, dst))
+        jobs.append(
+            (
                 f"ckpt-gui export --params-only --format {fmt} (process)",
                 lambda dst=dst, fmt=fmt: run_cli(src, dst, fmt),
                 dst,
             )
         )
+        reports.append((fmt, results))
+    for _ in range(repeat):
+        for name, fn, dst in jobs:
+            runs.setdefault(name, []).append(measure(name, fn, dst, keep))
+    rows = []
+    for measured in runs.values():
+        best = min(measured, key=lambda r: r["seconds"])
+        seconds = sorted(r["seconds"] for r in measured)
+        rows.append({**best, "median s": seconds[len(seconds) // 2]})
     loaded = out / "load-save.pt"
     save = run_load_save if kind == "train" else run_load_save_all
     rows.append(measure("baseline: torch.load + torch.save", lambda: save(src, loaded), loaded))
-    # The figures after the second cp: the one next to which goals are read.
     cp_sync = rows[1]["seconds"]
     for row in rows:
         row["x cp+fsync"] = row["seconds"] / cp_sync
-    return rows, reports
+    lines = [f"{fmt}: " + "; ".join(results[0].describe()[1:]) for fmt, results in reports]
+    return rows, lines
 
 
 def run_load_save_all(src: Path, dst: Path) -> None:
@@ -177,6 +195,7 @@ def main() -> int:
     parser.add_argument("--gb", type=float, default=2.1, help="size of the checkpoints")
     parser.add_argument("--only", choices=("params", "train"), help="one of the two sources")
     parser.add_argument("--keep", action="store_true", help="keep the exported files")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs (best shown)")
     args = parser.parse_args()
     sources = {
         "params": lambda: make_big_checkpoint(gb=args.gb),
@@ -191,7 +210,7 @@ def main() -> int:
             continue
         src = make()
         print(f"\n{kind}: {src.name}, {src.stat().st_size / 1e9:.2f} GB")
-        rows, reports = bench_source(kind, src, out, args.keep)
+        rows, reports = bench_source(kind, src, out, args.keep, args.repeat)
         print_table(rows)
         for line in reports:
             print(line)
