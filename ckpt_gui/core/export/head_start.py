@@ -23,11 +23,13 @@ import json
 import os
 import signal
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from ckpt_gui.core import libc
 from ckpt_gui.core.export.atomic import AtomicFile, check_destination
 from ckpt_gui.core.export.byte_ranges import same_range
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, safetensors_header
@@ -101,7 +103,9 @@ class HeadStart:
         """The copy started: by a child process where the system forks (the copy then never
         waits for this process's GIL, which the thread importing torch holds most of the
         time: with a thread, the copy took 2.4 s where it takes 0.9 s alone), else here."""
-        fd = os.open(source, os.O_RDONLY)
+        fd = _open_regular(source, 0)
+        if fd is None:
+            return
         try:
             if fingerprint(fd) != self.fingerprint:
                 return  # replaced or changed since it was read
@@ -178,9 +182,8 @@ def head_start(
     ``min_bytes``, ``MIN_BYTES`` unless given) or not a torch zip file whose pickle
     ``stub_pickle`` reads, or anything fails: the export then does all of it, and reports what
     is wrong."""
-    src, dst = Path(source), Path(destination)
     if (
-        isinstance(src, RemotePath)
+        isinstance(source, RemotePath)
         or options.format not in ("pt", "safetensors")
         or options.shard_size is not None
         or options.dtype is not None
@@ -191,28 +194,35 @@ def head_start(
         or options.mode not in ("params", "all")
     ):
         return HeadStart()
+    src, dst = Path(source), Path(destination)
     try:
         check_destination(src, dst, False, [], overwrite=overwrite)
-        smallest = MIN_BYTES if min_bytes is None else min_bytes
-        if not _regular(src, smallest):  # a FIFO would block the open: look first
+        fd = _open_regular(src, MIN_BYTES if min_bytes is None else min_bytes)
+        if fd is None:
             return HeadStart()
-        with open(src, "rb") as f:
-            if not _regular(f.fileno(), smallest):  # what was opened, in case it was swapped
-                return HeadStart()
-            before = fingerprint(src)
-            kept, records = _read(f.fileno(), options)
-            if options.format == "pt":
-                header, pieces = b"", _pt_pieces(kept, records)
-            else:
-                header, pieces = _safetensors_pieces(kept, records)
-            return HeadStart(dst, src, before, header, pieces)
+        try:
+            before = fingerprint(fd)
+            kept, records = _read(fd, options)
+        finally:
+            os.close(fd)
+        if options.format == "pt":
+            header, pieces = b"", _pt_pieces(kept, records)
+        else:
+            header, pieces = _safetensors_pieces(kept, records)
+        return HeadStart(dst, src, before, header, pieces)
     except (Unreadable, ExportError, OSError, ValueError):
         return HeadStart()
 
 
-def _regular(file: Path | int, smallest: int) -> bool:
-    st = os.stat(file)
-    return stat.S_ISREG(st.st_mode) and st.st_size >= smallest
+def _open_regular(path: Path, smallest: int) -> int | None:
+    """A descriptor of ``path`` when it is a regular file of at least ``smallest`` bytes
+    (opened without blocking: a FIFO would wait for a writer), else None."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_size >= smallest:
+        return fd
+    os.close(fd)
+    return None
 
 
 _Records = dict[str, tuple[int, int, int]]  # data/<key> -> (data offset, size, CRC-32)
@@ -277,12 +287,14 @@ def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[_Piec
 
 
 def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list[Placed]:
-    """Write ``header`` at the start of ``file`` and copy each piece of the source ``fd`` to
-    its place, each compared with the source once copied."""
-    placed = []
+    """Write ``header`` at the start of ``file``, copy each piece of the source ``fd`` to its
+    place, ask the kernel to start writing all of it to the disk (the export's closing fsync
+    then finds little left to do), and compare each piece with the source: those found equal
+    are placed (a piece that is not is left to the export)."""
     sink = Sink(file)
     sink.write(header)
     identity = file_identity(fd)
+    copied = []
     for piece in pieces:
         sink.skip(piece.position - sink.position)  # a tensor left to the export
         if piece.record is not None:
@@ -290,14 +302,17 @@ def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list
             sink.write(local_header(record, piece.nbytes, piece.position, piece.crc))
         data_at = sink.position
         sink.copy(fd, piece.offset, piece.nbytes)
-        # Checked at once, while torch still loads: the export's verification then need not
-        # read these bytes again (``CheckedRange``), unless it wrote them itself.
-        if not same_range(sink.fd, data_at, fd, piece.offset, piece.nbytes):
-            break  # what follows is left to the export
         where = (piece.position, data_at, piece.record or "", identity)
-        placed.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
+        copied.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
     sink.flush()
-    return placed
+    if libc.sync_file_range is not None:
+        libc.sync_file_range(sink.fd, 0, 0, libc.SYNC_FILE_RANGE_WRITE)
+    # Checked at once, while torch still loads, on two threads (reading releases the GIL):
+    # the export's verification then need not read these bytes again (``CheckedRange``),
+    # unless it wrote them itself.
+    with ThreadPoolExecutor(2) as pool:
+        same = pool.map(lambda p: same_range(sink.fd, p.data_at, fd, p.offset, p.nbytes), copied)
+        return [p for p, equal in zip(copied, list(same)) if equal]
 
 
 class _Child:
