@@ -288,9 +288,9 @@ def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[_Piec
 
 def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list[Placed]:
     """Write ``header`` at the start of ``file``, copy each piece of the source ``fd`` to its
-    place, ask the kernel to start writing all of it to the disk (the export's closing fsync
-    then finds little left to do), and compare each piece with the source: those found equal
-    are placed (a piece that is not is left to the export)."""
+    place, compare each with the source (those found equal are placed; one that is not is left
+    to the export), and ask the kernel to write all of it to the disk (the export's closing
+    fsync then finds little left to do)."""
     sink = Sink(file)
     sink.write(header)
     identity = file_identity(fd)
@@ -305,14 +305,15 @@ def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list
         where = (piece.position, data_at, piece.record or "", identity)
         copied.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
     sink.flush()
-    if libc.sync_file_range is not None:
-        libc.sync_file_range(sink.fd, 0, 0, libc.SYNC_FILE_RANGE_WRITE)
-    # Checked at once, while torch still loads, on two threads (reading releases the GIL):
-    # the export's verification then need not read these bytes again (``CheckedRange``),
-    # unless it wrote them itself.
+    # Checked at once, while torch still loads, on two threads (reading releases the GIL) and
+    # while the disk writes what the sink asked it to: the export's verification then need
+    # not read these bytes again (``CheckedRange``), unless it wrote them itself.
     with ThreadPoolExecutor(2) as pool:
         same = pool.map(lambda p: same_range(sink.fd, p.data_at, fd, p.offset, p.nbytes), copied)
-        return [p for p, equal in zip(copied, list(same)) if equal]
+        placed = [p for p, equal in zip(copied, list(same)) if equal]
+    if libc.sync_file_range is not None:  # the rest of the file to the disk, now
+        libc.sync_file_range(sink.fd, 0, 0, libc.SYNC_FILE_RANGE_WRITE)
+    return placed
 
 
 class _Child:
