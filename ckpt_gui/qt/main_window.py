@@ -37,6 +37,7 @@ from ckpt_gui.qt.file_commands import FILE_FILTERS as FILE_FILTERS  # the adapte
 from ckpt_gui.qt.file_commands import FileCommands
 from ckpt_gui.qt.page import Page
 from ckpt_gui.qt.plain_text import plain_tooltip
+from ckpt_gui.qt.widgets.progress import set_progress
 
 if TYPE_CHECKING:  # the pages import torch: the window imports them once it is shown
     from ckpt_gui.qt.compare import CompareView
@@ -388,8 +389,7 @@ class MainWindow(FileCommands):
         self.status_label.setText(text)
         self.progress_bar.setVisible(view.is_busy())
         self.cancel_button.setVisible(view.is_busy())
-        self.progress_bar.setRange(0, total)  # 0..0 shows a busy indicator
-        self.progress_bar.setValue(done)
+        set_progress(self.progress_bar, done, total)  # 0..0 shows a busy indicator
 
     # --- drag and drop ----------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override

@@ -46,6 +46,7 @@ from ckpt_gui.qt.adapter.merge_dialog import MergeExportDialog
 from ckpt_gui.qt.adapter.model import AdapterModel
 from ckpt_gui.qt.adapter.table import ModuleTable
 from ckpt_gui.qt.errors import error_text
+from ckpt_gui.qt.widgets.progress import set_progress
 
 
 class AdapterPanel(QWidget):
@@ -415,8 +416,7 @@ class AdapterPanel(QWidget):
 
     def _status(self, text: str, done: int, total: int, busy: bool = True) -> None:
         self.status_label.setText(text)
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(done)
+        set_progress(self.progress_bar, done, total)
         self._set_busy(busy and bool(text))
 
     def _set_busy(self, busy: bool) -> None:

@@ -36,6 +36,7 @@ from ckpt_gui.qt.filter_keys import clear_on_escape
 from ckpt_gui.qt.formatting import format_value
 from ckpt_gui.qt.models.filter_proxy import MODES
 from ckpt_gui.qt.plain_text import plain_tooltip
+from ckpt_gui.qt.widgets.progress import set_progress
 from ckpt_gui.qt.workers import PROGRESS_STEPS
 
 TOGGLE_ORDER = (CHANGED, IDENTICAL, ONLY_A, ONLY_B, SHAPE, DTYPE)
@@ -120,7 +121,7 @@ class PathsBar(QWidget):
         """``None`` hides the bar."""
         self.progress_bar.setVisible(done is not None)
         if done is not None:
-            self.progress_bar.setValue(done)
+            set_progress(self.progress_bar, done)
 
     def match(self) -> str | KeyMatch:
         text = self.map_edit.text().strip()
