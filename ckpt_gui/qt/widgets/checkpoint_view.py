@@ -21,14 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from ckpt_gui.core.checkpoint import Checkpoint
-from ckpt_gui.core.memory import freeze_heap, return_freed_memory, thaw_heap
+from ckpt_gui.core.memory import return_freed_memory, thaw_heap
 from ckpt_gui.core.remote.location import as_location
-from ckpt_gui.core.tree import Node
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.adapter import AdapterPanel
 from ckpt_gui.qt.errors import error_text
-from ckpt_gui.qt.formatting import format_bytes
-from ckpt_gui.qt.gui_turns import after_paint
 from ckpt_gui.qt.header import restore_splitter
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.models.items import Item
@@ -40,31 +37,27 @@ from ckpt_gui.qt.widgets.changed_bar import ChangedBar, FileWatch
 from ckpt_gui.qt.widgets.details import DetailsPanel
 from ckpt_gui.qt.widgets.error_view import ErrorView
 from ckpt_gui.qt.widgets.histogram import HistogramPanel
-from ckpt_gui.qt.widgets.remote_actions import REMOTE_STATS, RemoteActions
+from ckpt_gui.qt.widgets.remote_actions import RemoteActions
 from ckpt_gui.qt.widgets.safety_actions import SafetyActions
 from ckpt_gui.qt.widgets.safety_banner import SafetyBanner
 from ckpt_gui.qt.widgets.scan_dialog import ScanReportDialog
+from ckpt_gui.qt.widgets.stats_sweep import FIRST_PAINT_MS, StatsSweep
 from ckpt_gui.qt.widgets.summary_bar import SummaryBar
 from ckpt_gui.qt.widgets.tab_states import CANCELLED, FAILED, LOADING, READY, STATS
-from ckpt_gui.qt.widgets.tree_panel import TreePanel, ViewState
+from ckpt_gui.qt.widgets.tree_panel import TreePanel
 from ckpt_gui.qt.widgets.tree_row_actions import TreeRowActions
+from ckpt_gui.qt.widgets.tree_state import ViewState
 from ckpt_gui.qt.widgets.trust_dialog import TrustDialog
 from ckpt_gui.qt.widgets.values import ValuesPanel
-from ckpt_gui.qt.workers import PROGRESS_STEPS
 
-# Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
-# the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
-STATS_BATCH_SECONDS = 0.25
-# How long (ms) the tree gets to paint after loading before the statistics workers start.
-FIRST_PAINT_MS = 60
 SIDE_MINIMUM = (200, 120)  # the details and plot panels beside the tree (width, height)
 TREE_MINIMUM_WIDTH = 300
 
 
-class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, Page):
+class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, StatsSweep, RemoteActions, Page):
     """Summary bar, tree and the panels beside it for one checkpoint (its rows' menu:
     ``TreeRowActions``; the scan report and trust dialog: ``SafetyActions``; a LoRA adapter's
-    tabs: ``AdapterTabs``)."""
+    tabs: ``AdapterTabs``; the statistics sweep: ``StatsSweep``)."""
 
     load_failed = Signal(str)
     stats_finished = Signal()
@@ -337,77 +330,6 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, RemoteActions, 
     def _on_file_changed(self) -> None:
         if self.state in (READY, STATS):
             self.changed_bar.show()
-
-    # --- statistics -------------------------------------------------------------------------
-    def _start_stats_if_current(self) -> None:
-        if self.state == STATS and not self._work.busy() and self.checkpoint is not None:
-            if self.remote():  # every tensor would be downloaded: only the ones looked at
-                self._finish_stats(REMOTE_STATS)
-                return
-            self._start_stats()
-
-    def _start_stats(self, only: list[Node] | None = None) -> None:
-        assert self.checkpoint is not None
-        nodes = self.checkpoint.tensors() if only is None else only
-        if not nodes:
-            self._finish_stats("")
-            return
-        self._stats_failures = 0
-        self._set_state(STATS)
-        self._report("Computing statistics…", 0, PROGRESS_STEPS)
-        self.fetch_rate = Rate()
-        self._work.start(
-            lambda cancel: jobs.stats_events(nodes, cancel),
-            on_yield=self._on_stats,
-            on_finish=lambda _: self._on_stats_done(),
-            on_error=self._on_stats_failed,
-            with_abort=True,
-            batch_seconds=STATS_BATCH_SECONDS,
-        )
-
-    def _on_stats(self, batch: list[Any]) -> None:
-        if self.model is None:
-            return
-        pairs, progress, failures = jobs.split_stats_events(batch)
-        self._stats_failures += len(failures)
-        if pairs:
-            self.tree.apply_stats(pairs)
-            if self._frozen_heap:
-                # The statistics live as long as the rows: frozen like them, so that the
-                # collector's full passes stay the size of a batch, not of every result so far.
-                freeze_heap()
-            selected = self.tree.selected_items()
-            if len(selected) == 1:
-                item = selected[0]
-                if not item.is_tensor or any(n is item.node for n, _ in pairs):
-                    self.details.show_item(item, self.model.details_stats(item))
-        if progress is not None and progress.total_bytes:
-            done = int(PROGRESS_STEPS * progress.done_bytes / progress.total_bytes)
-            text = f"Computing statistics… {format_bytes(progress.done_bytes)} of " + format_bytes(
-                progress.total_bytes
-            )
-            if self.remote():  # the bytes are fetched: say at what speed, and how long still
-                text = self.fetch_rate.text(progress.done_bytes, progress.total_bytes)
-            self._report(text, done, PROGRESS_STEPS)
-
-    def _on_stats_done(self) -> None:
-        failed = self._stats_failures
-        self._finish_stats(f"Statistics: {failed} tensors could not be read" if failed else "")
-
-    def _on_stats_failed(self, exc: BaseException) -> None:
-        line, _ = error_text(exc)
-        self._finish_stats(f"Statistics stopped: {line}")
-
-    def _finish_stats(self, message: str) -> None:
-        self.tree.apply_stats([], final=True)
-        # The plots, made while idle on turns of their own after the repaint (~15 ms each).
-        after_paint(self.histogram, self.histogram.prepare, FIRST_PAINT_MS)
-        after_paint(self.values, self.values.prepare, 2 * FIRST_PAINT_MS)
-        self._set_state(READY)
-        self._report(message, 0, 0)
-        if self.model is not None:
-            self._on_selection(self.tree.selected_items())
-        self.stats_finished.emit()
 
     # --- selection --------------------------------------------------------------------------
     def _on_selection(self, items: list[Item]) -> None:

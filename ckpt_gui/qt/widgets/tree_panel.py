@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Signal
@@ -29,8 +28,10 @@ from ckpt_gui.qt.models.filter_proxy import MODES, TreeFilterProxy
 from ckpt_gui.qt.models.items import Item, rows_with_depth
 from ckpt_gui.qt.models.marks import MARKS
 from ckpt_gui.qt.models.tree_model import CheckpointModel
+from ckpt_gui.qt.widgets import tree_state
 from ckpt_gui.qt.widgets.marks_legend import marks_legend
 from ckpt_gui.qt.widgets.tree_expand import expand_within, hold_repaint
+from ckpt_gui.qt.widgets.tree_state import ViewState
 
 # Keys and free text may elide (the tooltip has them in full); every other column is fitted
 # to its content and never elides.
@@ -55,19 +56,7 @@ RESORT_COLUMNS = (col.VALUE, *col.STAT_COLUMNS)
 RESORT_LIMIT = 5000  # past this many rows, a stats-sorted tree re-sorts only when stats finish
 FILTER_AT_ONCE_ROWS = 2_000  # trees with more rows filter once typing pauses for:
 FILTER_PAUSE_MS = 150
-MAX_KEPT_OPEN = 20_000  # open rows a reload reopens at most
 AUTO_EXPAND_ROWS = 10_000  # a row with more rows than this below it does not open by itself
-
-
-@dataclass
-class ViewState:
-    """What F5 keeps: the selected rows, the current one, the open rows (each by ``row_id``),
-    the scroll position."""
-
-    selected: list[str] = field(default_factory=list)
-    current: str | None = None
-    expanded: list[str] = field(default_factory=list)
-    scroll: tuple[int, int] = (0, 0)
 
 
 class TreePanel(QWidget):
@@ -372,67 +361,14 @@ class TreePanel(QWidget):
     # --- state kept over a reload ----------------------------------------------------------
     def view_state(self) -> ViewState:
         """Selection, open rows (by key) and scroll position, to put back after a reload."""
-        model = self.model()
-        expanded: list[str] = []
-        if model is not None:
-            for item in model.root_item().walk():
-                if item.children and len(expanded) < MAX_KEPT_OPEN:
-                    index = self.proxy.mapFromSource(model.index_of(item))
-                    if index.isValid() and self.view.isExpanded(index):
-                        expanded.append(row_id(item))
-        current = self.view.currentIndex()
-        return ViewState(
-            selected=[row_id(item) for item in self.selected_items()],
-            current=row_id(self.proxy.mapToSource(current).internalPointer())
-            if current.isValid()
-            else None,
-            expanded=expanded,
-            scroll=(
-                self.view.verticalScrollBar().value(),
-                self.view.horizontalScrollBar().value(),
-            ),
-        )
+        return tree_state.view_state(self.view, self.proxy, self.model(), self.selected_items())
 
     def restore_view_state(self, state: ViewState) -> None:
         """Open, select and scroll as ``state`` says, for the rows that still exist."""
-        model = self.model()
-        if model is None:
-            return
-        by_key = {row_id(item): item for item in model.root_item().walk()}
-        self.view.collapseAll()  # the rows the user had closed stay closed
-        for key in state.expanded:
-            item = by_key.get(key)
-            if item is not None:
-                self.view.expand(self.proxy.mapFromSource(model.index_of(item)))
-        selection = self.view.selectionModel()
-        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
-        for key in state.selected:
-            item = by_key.get(key)
-            if item is not None:
-                index = self.proxy.mapFromSource(model.index_of(item))
-                if key == state.current:
-                    selection.setCurrentIndex(index, flags)
-                else:
-                    selection.select(index, flags)
-        vertical, horizontal = state.scroll
-        # After the view has laid out the rows it now shows.
-        QTimer.singleShot(0, self, lambda: self._scroll_to(vertical, horizontal))
-
-    def _scroll_to(self, vertical: int, horizontal: int) -> None:
-        self.view.verticalScrollBar().setValue(vertical)
-        self.view.horizontalScrollBar().setValue(horizontal)
+        tree_state.restore_view_state(self.view, self.proxy, self.model(), state)
 
     def _emit_selection(self) -> None:
         self.selection_changed.emit(self.selected_items())
-
-
-def row_id(item: Item) -> str:
-    """A row's key, told apart from its logical weight's where a quantized weight's raw part
-    has the same key (fp8's ``weight``, a GGUF tensor): one row per id."""
-    node = item.node
-    if node is not None and node.role == "quantization":
-        return f"{item.key}\x00part"
-    return item.key
 
 
 def _tool_button(text: str, slot: object) -> QToolButton:

@@ -1,0 +1,136 @@
+"""A checkpoint tab's statistics sweep (``StatsSweep``, part of ``CheckpointView``): every
+tensor's statistics computed on a worker once the tree has painted, the rows filled in a batch
+at a time, and the plots made ahead of their first use once the sweep is done."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ckpt_gui.core.memory import freeze_heap
+from ckpt_gui.qt import jobs
+from ckpt_gui.qt.errors import error_text
+from ckpt_gui.qt.formatting import format_bytes
+from ckpt_gui.qt.gui_turns import after_paint
+from ckpt_gui.qt.remote_download import Rate
+from ckpt_gui.qt.widgets.remote_actions import REMOTE_STATS
+from ckpt_gui.qt.widgets.tab_states import READY, STATS
+from ckpt_gui.qt.workers import PROGRESS_STEPS
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import SignalInstance
+
+    from ckpt_gui.core.checkpoint import Checkpoint
+    from ckpt_gui.core.tree import Node
+    from ckpt_gui.qt import workers
+    from ckpt_gui.qt.models.items import Item
+    from ckpt_gui.qt.models.tree_model import CheckpointModel
+    from ckpt_gui.qt.page import Page
+    from ckpt_gui.qt.widgets.details import DetailsPanel
+    from ckpt_gui.qt.widgets.histogram import HistogramPanel
+    from ckpt_gui.qt.widgets.tree_panel import TreePanel
+    from ckpt_gui.qt.widgets.values import ValuesPanel
+
+    _Base = Page
+else:
+    _Base = object
+
+# Rows fill in a few times a second: each update repaints the tree, and a repaint competes with
+# the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
+STATS_BATCH_SECONDS = 0.25
+# How long (ms) the tree gets to paint after loading before the statistics workers start (and
+# the plots after the sweep, one after the other).
+FIRST_PAINT_MS = 60
+
+
+class StatsSweep(_Base):
+    """The statistics part of a ``CheckpointView`` (which has the attributes declared here)."""
+
+    state: str
+    checkpoint: Checkpoint | None
+    model: CheckpointModel | None
+    tree: TreePanel
+    details: DetailsPanel
+    histogram: HistogramPanel
+    values: ValuesPanel
+    fetch_rate: Rate
+    stats_finished: SignalInstance
+    _work: workers.WorkerSlot
+    _stats_failures: int
+    _frozen_heap: bool
+
+    if TYPE_CHECKING:  # the view's
+
+        def _set_state(self, state: str) -> None: ...
+        def _report(self, text: str, done: int, total: int) -> None: ...
+        def _on_selection(self, items: list[Item]) -> None: ...
+        def remote(self) -> bool: ...
+
+    def _start_stats_if_current(self) -> None:
+        if self.state == STATS and not self._work.busy() and self.checkpoint is not None:
+            if self.remote():  # every tensor would be downloaded: only the ones looked at
+                self._finish_stats(REMOTE_STATS)
+                return
+            self._start_stats()
+
+    def _start_stats(self, only: list[Node] | None = None) -> None:
+        assert self.checkpoint is not None
+        nodes = self.checkpoint.tensors() if only is None else only
+        if not nodes:
+            self._finish_stats("")
+            return
+        self._stats_failures = 0
+        self._set_state(STATS)
+        self._report("Computing statistics…", 0, PROGRESS_STEPS)
+        self.fetch_rate = Rate()
+        self._work.start(
+            lambda cancel: jobs.stats_events(nodes, cancel),
+            on_yield=self._on_stats,
+            on_finish=lambda _: self._on_stats_done(),
+            on_error=self._on_stats_failed,
+            with_abort=True,
+            batch_seconds=STATS_BATCH_SECONDS,
+        )
+
+    def _on_stats(self, batch: list[Any]) -> None:
+        if self.model is None:
+            return
+        pairs, progress, failures = jobs.split_stats_events(batch)
+        self._stats_failures += len(failures)
+        if pairs:
+            self.tree.apply_stats(pairs)
+            if self._frozen_heap:
+                # The statistics live as long as the rows: frozen like them, so that the
+                # collector's full passes stay the size of a batch, not of every result so far.
+                freeze_heap()
+            selected = self.tree.selected_items()
+            if len(selected) == 1:
+                item = selected[0]
+                if not item.is_tensor or any(n is item.node for n, _ in pairs):
+                    self.details.show_item(item, self.model.details_stats(item))
+        if progress is not None and progress.total_bytes:
+            done = int(PROGRESS_STEPS * progress.done_bytes / progress.total_bytes)
+            text = f"Computing statistics… {format_bytes(progress.done_bytes)} of " + format_bytes(
+                progress.total_bytes
+            )
+            if self.remote():  # the bytes are fetched: say at what speed, and how long still
+                text = self.fetch_rate.text(progress.done_bytes, progress.total_bytes)
+            self._report(text, done, PROGRESS_STEPS)
+
+    def _on_stats_done(self) -> None:
+        failed = self._stats_failures
+        self._finish_stats(f"Statistics: {failed} tensors could not be read" if failed else "")
+
+    def _on_stats_failed(self, exc: BaseException) -> None:
+        line, _ = error_text(exc)
+        self._finish_stats(f"Statistics stopped: {line}")
+
+    def _finish_stats(self, message: str) -> None:
+        self.tree.apply_stats([], final=True)
+        # The plots, made while idle on turns of their own after the repaint (~15 ms each).
+        after_paint(self.histogram, self.histogram.prepare, FIRST_PAINT_MS)
+        after_paint(self.values, self.values.prepare, 2 * FIRST_PAINT_MS)
+        self._set_state(READY)
+        self._report(message, 0, 0)
+        if self.model is not None:
+            self._on_selection(self.tree.selected_items())
+        self.stats_finished.emit()
