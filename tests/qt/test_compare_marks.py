@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
 from ckpt_gui.qt import theme
-from ckpt_gui.qt.compare.table_model import STATUS
+from ckpt_gui.qt.compare.cells import STATUS
 from ckpt_gui.qt.main_window import MainWindow
 from tests.qt.files import wait_idle
 

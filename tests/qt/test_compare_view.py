@@ -15,7 +15,8 @@ from ckpt_gui.core.diff import diff_checkpoints, layer_changes
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import workers
 from ckpt_gui.qt.compare import CompareView, DiffFilterProxy, DiffTableModel
-from ckpt_gui.qt.compare.table_model import REL, SORT_ROLE, change_of, status_text
+from ckpt_gui.qt.compare.cells import REL, change_of, status_text
+from ckpt_gui.qt.compare.table_model import SORT_ROLE
 
 TIMEOUT = 30_000
 

@@ -19,7 +19,8 @@ from ckpt_gui.core.diff import diff_checkpoints
 from ckpt_gui.core.reader import open_checkpoint
 from ckpt_gui.qt import gui_turns
 from ckpt_gui.qt.compare import CompareView
-from ckpt_gui.qt.compare.table_model import HEADERS, REL, DiffTableModel
+from ckpt_gui.qt.compare.cells import HEADERS, REL
+from ckpt_gui.qt.compare.table_model import DiffTableModel
 from ckpt_gui.qt.widgets import tree_expand, tree_panel
 from ckpt_gui.qt.widgets.tree_expand import expand_within
 from tests.qt.files import opened

@@ -9,7 +9,7 @@ import torch
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QAbstractItemView
 
-from ckpt_gui.qt.compare.table_model import KEY, STATUS
+from ckpt_gui.qt.compare.cells import KEY, STATUS
 from ckpt_gui.qt.main_window import MainWindow
 from ckpt_gui.qt.models import columns as col
 from ckpt_gui.qt.widgets.checkpoint_view import CheckpointView

@@ -12,9 +12,10 @@ from PySide6.QtWidgets import QAbstractItemView, QMenu, QSplitter, QVBoxLayout, 
 from ckpt_gui.core.diff import DiffEntry, DiffReport
 from ckpt_gui.qt import jobs
 from ckpt_gui.qt.compare.bars import FilterBar, SummaryLines
+from ckpt_gui.qt.compare.cells import HEADERS, KEY
 from ckpt_gui.qt.compare.plots import MAX_BARS, LayerChart, PairHistogramPanel
 from ckpt_gui.qt.compare.table import DiffFilterProxy, fit_widths, make_table
-from ckpt_gui.qt.compare.table_model import ENTRY_ROLE, HEADERS, KEY, DiffTableModel
+from ckpt_gui.qt.compare.table_model import ENTRY_ROLE, DiffTableModel
 from ckpt_gui.qt.header import ColumnHeader, restore_splitter
 from ckpt_gui.qt.widgets.row_menu import diff_row_menu
 from ckpt_gui.qt.widgets.tree_panel import FILTER_AT_ONCE_ROWS, FILTER_PAUSE_MS

@@ -19,21 +19,20 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
 )
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from ckpt_gui.core.diff import CATEGORIES
-from ckpt_gui.qt.compare.table_model import (
+from ckpt_gui.qt.compare.cells import (
     BOUNDED,
     ELIDE,
     HEADERS,
     KEY,
     KEY_WIDTH,
     REL,
-    SORT_ROLE,
     STATUS,
-    DiffTableModel,
     cell_text,
 )
+from ckpt_gui.qt.compare.table_model import SORT_ROLE, DiffTableModel
 from ckpt_gui.qt.header import header_width, room, set_elide_modes, text_width
 from ckpt_gui.qt.models.filter_proxy import KeyFilterProxy
 
@@ -53,22 +52,45 @@ class DiffFilterProxy(KeyFilterProxy):
         self._categories: set[str] = set(CATEGORIES)
         self._values = True
         self._diff_model: DiffTableModel | None = None
+        # Whether every row is kept (no pattern, and every kind of row there is shown), worked
+        # out once for all the rows Qt asks about; None: to be worked out again.
+        self._keeps_all: bool | None = None
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(True)
 
     def setSourceModel(self, model: QAbstractItemModel | None) -> None:  # noqa: N802
         # Kept in Python: every row filtered asks for it, and each call into Qt costs.
+        old = self._diff_model
+        if old is not None:
+            old.rowsAboutToBeInserted.disconnect(self._forget_keeps_all)
+            old.modelAboutToBeReset.disconnect(self._forget_keeps_all)
         self._diff_model = model if isinstance(model, DiffTableModel) else None
+        self._keeps_all = None
+        if self._diff_model is not None:
+            # Before the proxy hears of new rows: they may be of a kind not seen yet.
+            self._diff_model.rowsAboutToBeInserted.connect(self._forget_keeps_all)
+            self._diff_model.modelAboutToBeReset.connect(self._forget_keeps_all)
         super().setSourceModel(model)  # type: ignore[arg-type]
 
+    def _forget_keeps_all(self, *_: object) -> None:
+        self._keeps_all = None
+
+    def _filter_changing(self) -> None:
+        self._keeps_all = None
+
     def set_categories(self, categories: set[str]) -> None:
-        self._refilter(lambda: setattr(self, "_categories", set(categories)))
+        self._refilter(lambda: self._set(_categories=set(categories)))
 
     def categories(self) -> set[str]:
         return set(self._categories)
 
     def set_show_values(self, shown: bool) -> None:
-        self._refilter(lambda: setattr(self, "_values", shown))
+        self._refilter(lambda: self._set(_values=shown))
+
+    def _set(self, **state: object) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._keeps_all = None
 
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
         # Asked for every row at each re-sort and filter change: as little as can be. (The
@@ -76,6 +98,14 @@ class DiffFilterProxy(KeyFilterProxy):
         model = self._diff_model
         if model is None:
             return False
+        keeps_all = self._keeps_all
+        if keeps_all is None:
+            keeps_all = self._keeps_all = not self._pattern and all(
+                category in self._categories and (self._values or kind != "value")
+                for kind, category in model.row_kinds()
+            )
+        if keeps_all:
+            return True
         entry = model.entry(source_row)
         return (
             entry.category in self._categories
@@ -107,9 +137,68 @@ class DiffFilterProxy(KeyFilterProxy):
             super().sort(column, order)
 
 
+class DiffTableView(QTableView):
+    """A table view that does not repaint for rows added below the ones it shows. A big
+    comparison's rows arrive in batches, appended at the end (they are sorted in once the
+    comparison is done): Qt lays the table out after each batch and repaints every visible
+    cell (10-25 ms here), though the rows shown have not changed; here only the scroll bar
+    follows them."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # Since the last layout: nothing (None), only rows below the viewport (True), or
+        # something else (False: the layout repaints as usual).
+        self._unseen_rows: bool | None = None
+
+    def setModel(self, model: QAbstractItemModel | None) -> None:  # noqa: N802 - Qt override
+        old = self.model()
+        if old is not None:
+            for signal in _CHANGES:
+                getattr(old, signal).disconnect(self._on_changed)
+            old.rowsInserted.disconnect(self._on_rows_inserted)
+        super().setModel(model)
+        self._unseen_rows = False
+        if model is not None:
+            # Connected after the view's own handlers: the new rows have their places.
+            for signal in _CHANGES:
+                getattr(model, signal).connect(self._on_changed)
+            model.rowsInserted.connect(self._on_rows_inserted)
+
+    def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        unseen = (
+            not parent.isValid()
+            and last == self.model().rowCount() - 1
+            and self.rowViewportPosition(first) >= self.viewport().height()
+        )
+        self._unseen_rows = unseen and self._unseen_rows is not False
+
+    def _on_changed(self, *_: object) -> None:
+        self._unseen_rows = False
+
+    def doItemsLayout(self) -> None:  # noqa: N802 - Qt override
+        unseen, self._unseen_rows = self._unseen_rows, None
+        if unseen:
+            self.updateGeometries()  # what Qt's layout does, less repainting the viewport
+        else:
+            super().doItemsLayout()
+
+
+# Model changes after which the table lays out and repaints as usual.
+_CHANGES = (
+    "modelReset",
+    "layoutChanged",
+    "rowsRemoved",
+    "rowsMoved",
+    "columnsInserted",
+    "columnsRemoved",
+    "dataChanged",
+    "headerDataChanged",
+)
+
+
 def make_table(proxy: DiffFilterProxy) -> QTableView:
     """The table view over ``proxy``: sorted by relative change, largest first."""
-    table = QTableView()
+    table = DiffTableView()
     table.setModel(proxy)
     table.setSortingEnabled(True)
     table.sortByColumn(REL, Qt.SortOrder.DescendingOrder)

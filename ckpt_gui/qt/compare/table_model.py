@@ -1,11 +1,9 @@
 """``DiffTableModel``: one row per compared key, A and B side by side with the change metrics,
-sorted in one Python sort; what each cell shows, and the texts that decide the columns' widths.
-The proxy and the view over it are in ``table.py``."""
+sorted in one Python sort. What each cell shows, and the texts that decide the columns'
+widths, are in ``cells.py``; the proxy and the view over the model in ``table.py``."""
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,34 +17,29 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QFont
 
-from ckpt_gui.core.diff import CATEGORIES, CATEGORY_TITLES, CHANGED, DTYPE, DiffEntry
+from ckpt_gui.core.diff import CATEGORIES, DiffEntry
 from ckpt_gui.qt import theme
 from ckpt_gui.qt.compare.categories import COLOURS
+from ckpt_gui.qt.compare.cells import (
+    COSINE,
+    HEADERS,
+    KEY,
+    MAX_ABS,
+    MEAN_ABS,
+    REL,
+    SIDE_A,
+    SIDE_B,
+    STATUS,
+    TOOLTIPS,
+    WidthSample,
+    cell_text,
+    change_of,
+    side_text,
+)
 from ckpt_gui.qt.compare.sort_keys import sort_key
-from ckpt_gui.qt.formatting import format_count, format_float, format_shape, format_value
-from ckpt_gui.qt.header import MEASURED
+from ckpt_gui.qt.gui_turns import release_later
 from ckpt_gui.qt.plain_text import plain_tooltip
 
-KEY, STATUS, SIDE_A, SIDE_B, MAX_ABS, MEAN_ABS, REL, COSINE = range(8)
-HEADERS = ("Key", "Status", "A", "B", "max |A−B|", "mean |A−B|", "‖A−B‖/‖A‖", "cosine")
-TOOLTIPS = {
-    SIDE_A: "A's dtype and shape (or value)",
-    SIDE_B: "B's dtype and shape (or value)",
-    MAX_ABS: "Largest absolute difference over the positions where both are finite",
-    MEAN_ABS: "Mean absolute difference over the positions where both are finite",
-    REL: "Relative change: L2 norm of A−B over the L2 norm of A",
-    COSINE: "Cosine similarity of A and B as vectors",
-}
-# Keys may elide (the tooltip has them in full); the other columns are fitted, never elided.
-ELIDE = {KEY: Qt.TextElideMode.ElideLeft}
-KEY_WIDTH = (120, 420)
-# The widest text of each figure column: 4 significant digits (6 for the cosine).
-BOUNDED = {
-    MAX_ABS: "-8.888e+88",
-    MEAN_ABS: "-8.888e+88",
-    REL: "-8.888e+88",
-    COSINE: "-8.88888e+88",
-}  # the Key column fits its keys within these bounds and the room left
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 2
 PAINTED = frozenset(
@@ -62,81 +55,6 @@ PAINTED = frozenset(
 )
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def status_text(entry: DiffEntry) -> str:
-    text = CATEGORY_TITLES.get(entry.category, entry.category)
-    m = entry.metrics
-    if entry.category == CHANGED and m is not None and m.within_tolerance:
-        text += " (within tolerance)"
-    if entry.category == DTYPE and m is not None and m.diff_l2 == 0 and m.within_tolerance:
-        text += ", equal values"
-    if m is not None and m.nonfinite_b_only:
-        text += f" · NaN/Inf in B ({format_count(m.nonfinite_b_only)})"
-    return text
-
-
-def side_text(entry: DiffEntry, side: str) -> str:
-    if entry.kind == "value":
-        present = entry.node_a if side == "a" else entry.node_b
-        value = entry.value_a if side == "a" else entry.value_b
-        return "" if present is None else format_value(value, limit=60)
-    dtype = entry.dtype_a if side == "a" else entry.dtype_b
-    shape = entry.shape_a if side == "a" else entry.shape_b
-    return "" if dtype is None else f"{dtype} {format_shape(shape)}"
-
-
-def cell_text(entry: DiffEntry, column: int) -> str:
-    """What the cell of ``entry`` in ``column`` shows."""
-    m = entry.metrics
-    if column == KEY:
-        return entry.key
-    if column == STATUS:
-        return status_text(entry)
-    if column in (SIDE_A, SIDE_B):
-        return side_text(entry, "a" if column == SIDE_A else "b")
-    if m is None:
-        return ""
-    if column == MAX_ABS:
-        return format_float(m.max_abs_diff)
-    if column == MEAN_ABS:
-        return format_float(m.mean_abs_diff)
-    if column == REL:
-        return "A is zero" if m.rel_l2 is None else format_float(m.rel_l2)
-    if column == COSINE:
-        return format_float(m.cosine, digits=6)
-    return ""
-
-
-def change_of(entry: DiffEntry) -> float | None:
-    """How much an entry changed, for sorting: ‖A−B‖/‖A‖ (A all zeros: infinite), None when
-    there is no measure (one side only, a shape mismatch, a value)."""
-    m = entry.metrics
-    if m is None:
-        return None
-    rel = m.rel_l2
-    return math.inf if rel is None else rel
-
-
-class WidthSample:
-    """The texts that decide the columns' widths, gathered as rows arrive, so that fitting the
-    columns never walks every row of a big comparison: each distinct status, one row per
-    distinct pair of dtypes and shapes (each plain value: values differ), and the longest keys.
-    The figure columns need no sample: their widest text is bounded (``BOUNDED``)."""
-
-    def __init__(self) -> None:
-        self.statuses: set[str] = set()
-        self.sides: dict[object, DiffEntry] = {}
-        self.keys: list[str] = []  # the MEASURED longest, longest first
-
-    def add(self, entries: Iterable[DiffEntry]) -> None:
-        keys = self.keys
-        for e in entries:
-            self.statuses.add(status_text(e))
-            value = id(e) if e.kind == "value" else 0
-            self.sides.setdefault((e.dtype_a, e.shape_a, e.dtype_b, e.shape_b, value), e)
-            keys.append(e.key)
-        self.keys = heapq.nlargest(MEASURED, keys, key=len)
 
 
 class DiffTableModel(QAbstractTableModel):
@@ -193,14 +111,17 @@ class DiffTableModel(QAbstractTableModel):
         self.endInsertRows()
 
     def clear(self) -> None:
+        """No rows; the old ones are freed on a later turn (``release_later``)."""
         self.beginResetModel()
+        old = (self._entries, self._keys, self._cells)
         self._entries = []
         self._keys = []
         self._sorted_rows = 0
-        self._cells.clear()
+        self._cells = {}
         self._counts.clear()
         self.widths = WidthSample()
         self.endResetModel()
+        release_later(old)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort the rows by ``column``'s raw values, rows without a value last (either order);
@@ -284,6 +205,10 @@ class DiffTableModel(QAbstractTableModel):
 
     def entry(self, row: int) -> DiffEntry:
         return self._entries[row]
+
+    def row_kinds(self) -> Iterable[tuple[str, str]]:
+        """Each (kind, category) that some row has."""
+        return self._counts.keys()
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
         """Rows per category (of one ``kind``, "tensor" or "value", when given)."""

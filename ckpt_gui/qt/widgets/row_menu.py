@@ -79,7 +79,7 @@ def tree_row_menu(
 
 def diff_row_menu(parent: QWidget, entry: DiffEntry) -> QMenu:
     """The compare row's menu: its key, its shapes, its change figures, as Python."""
-    from ckpt_gui.qt.compare.table_model import HEADERS, MAX_ABS, STATUS, cell_text
+    from ckpt_gui.qt.compare.cells import HEADERS, MAX_ABS, STATUS, cell_text
 
     menu = QMenu(parent)
     menu.addAction("Copy Key").triggered.connect(lambda: copy_text(entry.key))
