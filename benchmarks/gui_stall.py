@@ -4,7 +4,10 @@
     QT_QPA_PLATFORM=offscreen python benchmarks/gui_stall.py --huge-tree [--runs N]
 
 A 2 ms precise timer runs on the GUI thread; every gap between two of its ticks beyond the
-interval is time the event loop could not paint or react. Figures, on a generated float32
+interval is time the event loop could not paint or react. Beside the longest gap, "longest busy
+ms" is the most CPU time the GUI thread itself spent between two ticks: the app's own longest
+turn, which other processes on a shared machine (and workers holding the GIL) do not inflate
+the way they do the gaps. Figures, on a generated float32
 transformer checkpoint (warm page cache), side by side:
 - idle: the event loop with nothing to do (the floor on this machine);
 - ckpt-gui open + stats: ``MainWindow.open_path`` (open on a worker, then every statistic on a
@@ -21,7 +24,9 @@ With ``--huge-tree`` it measures a checkpoint of 8,000 small tensors (400 blocks
   each key, so that each key applies a filter (most keep thousands of rows);
 - compare: two such files opened and compared in a compare tab, until it is idle;
 - swap: the compare tab's Swap, until it is idle again;
-compare and Swap ``--runs`` times (a shared machine's other work shows up as gaps too).
+compare and Swap ``--runs`` times (a shared machine's other work shows up as gaps too); for each,
+"longest gap by phase": the longest gap while the files open, while the diff runs and while the
+finished comparison is shown, step by step (and the turn of Swap itself).
 Goals: each filter applies in < 50 ms; no event-loop stall > 50 ms while comparing or swapping.
 
 As the app starts (``run_app``): the libraries are imported on a thread of their own before the
@@ -42,6 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,12 +74,25 @@ class GapProbe:
         self.timer.timeout.connect(self._tick)
         self.clock = QElapsedTimer()
         self.last_ns = 0
+        self.last_cpu_ns = 0
         self.gaps_ms: list[float] = []
+        self.busy_ms: list[float] = []  # the GUI thread's CPU time in each gap
+        # What the window is doing (``phase()``), and the longest gap that began in each phase.
+        self.phase: Callable[[], str] | None = None
+        self.last_phase = ""
+        self.by_phase: dict[str, float] = {}
 
-    def start(self) -> None:
+    def start(self, phase: Callable[[], str] | None = None, first: str = "") -> None:
+        """Start recording; ``phase`` names what the window is doing (``first``: the phase of
+        the first gap, when it is the one that starts the measured work)."""
         self.gaps_ms = []
+        self.busy_ms = []
+        self.phase = phase
+        self.by_phase = {}
+        self.last_phase = first or (phase() if phase is not None else "")
         self.clock.start()
         self.last_ns = self.clock.nsecsElapsed()
+        self.last_cpu_ns = time.thread_time_ns()
         self.timer.start()
 
     def stop(self) -> None:
@@ -81,20 +100,32 @@ class GapProbe:
         self.timer.stop()
 
     def _tick(self) -> None:
-        now = self.clock.nsecsElapsed()
-        self.gaps_ms.append((now - self.last_ns) / 1e6)
-        self.last_ns = now
+        now, cpu = self.clock.nsecsElapsed(), time.thread_time_ns()
+        gap = (now - self.last_ns) / 1e6
+        self.gaps_ms.append(gap)
+        self.busy_ms.append((cpu - self.last_cpu_ns) / 1e6)
+        self.last_ns, self.last_cpu_ns = now, cpu
+        if self.phase is not None:
+            began = self.last_phase
+            self.by_phase[began] = max(self.by_phase.get(began, 0.0), gap)
+            self.last_phase = self.phase()
 
     def summary(self, name: str, seconds: float) -> dict[str, object]:
         gaps = sorted(self.gaps_ms) or [0.0]
-        return {
+        row: dict[str, object] = {
             "run": name,
             "wall s": round(seconds, 2),
             "longest gap ms": round(gaps[-1], 1),
             "p99 gap ms": round(gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))], 1),
             "median ms": round(statistics.median(gaps), 2),
             "gaps > 50 ms": sum(g > 50 for g in gaps),
+            "longest busy ms": round(max(self.busy_ms, default=0.0), 1),
         }
+        if self.by_phase:
+            row["longest gap by phase"] = " / ".join(
+                f"{name} {gap:.0f}" for name, gap in self.by_phase.items()
+            )
+        return row
 
 
 def run_until(app: QApplication, done: Callable[[], bool], timeout_s: float = 1800) -> None:
@@ -238,17 +269,33 @@ def measure_filter(app: QApplication, probe: GapProbe, path: Path) -> list[dict[
     return rows
 
 
+def compare_phase(view: Any) -> Callable[[], str]:
+    """What ``view`` (a compare tab) is doing: opening the files, comparing them, or showing
+    the finished comparison step by step (until it is idle). The turn of Swap itself is
+    "swap"."""
+
+    def phase() -> str:
+        if view is None or view.state == "loading":
+            return "open"
+        if view.report is None and not view.is_idle():
+            return "diff"
+        return "show"
+
+    return phase
+
+
 def measure_compare(
     app: QApplication, probe: GapProbe, a: Path, b: Path, run: int = 1
 ) -> list[dict[str, object]]:
     window = shown_window(app)
-    probe.start()
+    views: list[Any] = [None]
+    probe.start(lambda: compare_phase(views[0])())
     start = time.perf_counter()
-    view = window.open_compare(a, b)
+    view = views[0] = window.open_compare(a, b)
     run_until(app, view.is_idle)
     probe.stop()
     rows = [probe.summary(f"compare 8,000 tensors #{run}", time.perf_counter() - start)]
-    probe.start()
+    probe.start(compare_phase(view), first="swap")
     start = time.perf_counter()
     view.swap()
     run_until(app, view.is_idle)
@@ -270,7 +317,7 @@ def main_huge_tree(runs: int = 1) -> int:
     for run in range(1, runs + 1):
         rows += measure_compare(app, probe, a, b, run)
     print(f"{a.name} and {b.name}: 8,000 tensors each, {os.cpu_count()} CPUs, tick {TICK_MS} ms")
-    headers = [*rows[0], "filter applies", "slowest apply ms"]
+    headers = [*rows[0], "filter applies", "slowest apply ms", "longest gap by phase"]
     print_table(rows, headers)
     print(
         "goals: each filter applies in < 50 ms; no gap > 50 ms while comparing or swapping "
