@@ -34,6 +34,16 @@ def _stream(err: bool) -> TextIO:
     return sys.stderr if err else sys.stdout
 
 
+def flush() -> None:
+    """Everything written so far out to the terminal or pipe (before the process ends without
+    Python's teardown, which would have flushed it); a reader that went away is no error."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass  # ``| head``: nothing more to say
+
+
 def echo(text: object = "", *, err: bool = False) -> None:
     """Print one line of text (escaped: a newline inside it shows as ``\\n``)."""
     _stream(err).write(clean(text) + "\n")

@@ -92,6 +92,21 @@ def test_console_script_and_module_entry_point(tmp_path: Path) -> None:
     assert "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
 
 
+def test_a_command_ends_its_process_with_all_its_output(tmp_path: Path) -> None:
+    # The process ends without Python's teardown (``cli._end_process``): output that fills
+    # many buffers still arrives whole, through a pipe that is read slowly, and the status too.
+    path = tmp_path / "many.pt"
+    torch.save({f"layer.{i}.weight": torch.ones(2) for i in range(3000)}, path)
+    command = [sys.executable, "-m", "ckpt_gui", "inspect", str(path), "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks = []
+    while chunk := proc.stdout.read(4096):  # type: ignore[union-attr]
+        chunks.append(chunk)
+    assert proc.wait(timeout=120) == 0
+    report = json.loads(b"".join(chunks))
+    assert len(report["tensors"]) == 3000 and report["tensors"][-1]["key"] == "layer.2999.weight"
+
+
 def test_keys_from_the_file_cannot_drive_the_terminal(tmp_path: Path, capsys) -> None:
     path = tmp_path / "escape.pt"
     torch.save({"evil\x1b[2J\x1b]0;pwned\x07.weight": torch.ones(1), "note": "bell\x07"}, path)
