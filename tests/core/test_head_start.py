@@ -101,6 +101,12 @@ def test_records_placed_ahead_are_passed_over_and_small_ones_compared_again(
 
 
 @pytest.fixture
+def checking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head start compares what it copied, as on a machine with cores to spare."""
+    monkeypatch.setattr(head_start_module, "CHECK_FROM_CORES", 1)
+
+
+@pytest.fixture
 def read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the steps the verification reads from both files (``same_step``)."""
     steps: list[int] = []
@@ -114,6 +120,7 @@ def read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return steps
 
 
+@pytest.mark.usefixtures("checking")
 def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
     tmp_path: Path, read: list[int]
 ) -> None:
@@ -133,6 +140,26 @@ def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
     assert all(torch.equal(loaded[k], sd[k]) for k in sd)
 
 
+def test_bytes_copied_ahead_unchecked_are_read_by_the_verification(
+    tmp_path: Path, read: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(head_start_module, "CHECK_FROM_CORES", 1 << 20)  # no core to spare
+    g = torch.Generator().manual_seed(3)
+    sd = {f"w{i}": torch.randn(512, 1024, generator=g) for i in range(3)}  # 2 MB each
+    src = tmp_path / "model.pt"
+    torch.save(sd, src)
+    head = started(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
+    assert len(head.wait()) == 3 and not any(p.checked for p in head.placed)
+    assert head.target is not None and head.target.path is not None
+    spoiled = head.placed[1]  # spoil a big tensor's bytes: the verification must find it
+    with open(head.target.path, "r+b") as f:
+        f.seek(spoiled.data_at + spoiled.nbytes // 2)
+        f.write(b"\xff" * 64)
+    with pytest.raises(ExportError, match="verification failed"):
+        exported(src, tmp_path / "out.pt", PARAMS, head)
+    assert sum(read) > 0
+
+
 def test_a_checked_range_covers_only_the_same_place_in_both_files() -> None:
     checked = CheckedRange((1, 2), 1000, (3, 4), 5000, 100)
     assert checked.covers((1, 2), 1000, (3, 4), 5000, 100)
@@ -144,6 +171,7 @@ def test_a_checked_range_covers_only_the_same_place_in_both_files() -> None:
     assert not checked.covers((1, 2), 1000, (3, 9), 5000, 100)  # another source file
 
 
+@pytest.mark.usefixtures("checking")
 def test_a_safetensors_export_gets_its_header_and_tensors_ahead(
     tmp_path: Path, read: list[int]
 ) -> None:

@@ -91,8 +91,8 @@ class CheckedRange:
 
 @dataclass(frozen=True)
 class Placed:
-    """Bytes already in a file being written (``head_start``), found equal to the source once
-    copied: what its writer would put at ``position`` (a zip record's local header, for the
+    """Bytes already in a file being written (``head_start``): what its writer would put at
+    ``position`` (a zip record's local header, for the
     record ``name``, then its data from ``data_at``; a safetensors tensor's data alone, named
     ""), ``nbytes`` from ``offset`` of the file ``source`` (``(st_dev, st_ino)``), with the
     CRC-32 ``crc`` of a record."""
@@ -104,9 +104,13 @@ class Placed:
     offset: int
     nbytes: int
     crc: int = 0
+    checked: bool = False  # compared with the source once copied
 
-    def checked(self, result: tuple[int, int]) -> CheckedRange:
-        """Its bytes as a range of the file ``result`` the verification need not read again."""
+    def checked_range(self, result: tuple[int, int]) -> CheckedRange | None:
+        """Its bytes as a range of the file ``result`` the verification need not read again,
+        if they were compared with the source once copied."""
+        if not self.checked:
+            return None
         return CheckedRange(result, self.data_at, self.source, self.offset, self.nbytes)
 
 

@@ -410,12 +410,13 @@ def _fingerprint(ckpt: Checkpoint) -> list[tuple[int, ...] | None]:
 
 
 def _checked(ledger: Ledger, result: Path) -> list[CheckedRange]:
-    """The records a head start copied and compared with the source, which the writer then
+    """The pieces a head start copied and compared with the source, which the writer then
     passed over: no byte of them was written since they were found equal."""
     if not ledger.passed:
         return []
     st = os.stat(result)
-    return [p.checked((st.st_dev, st.st_ino)) for p in ledger.passed]
+    ranges = [p.checked_range((st.st_dev, st.st_ino)) for p in ledger.passed]
+    return [r for r in ranges if r is not None]
 
 
 def _size(path: Path) -> int:
