@@ -24,7 +24,10 @@ class Preload:
             self.error = exc
 
     def join(self) -> None:
-        self.thread.join()
+        # In short waits: a signal (Ctrl-C, SIGTERM) delivered to the importing thread would
+        # not wake a wait without end, and its handler runs only on this, the main, thread.
+        while self.thread.is_alive():
+            self.thread.join(0.05)
         if self.error is not None:
             error, self.error = self.error, None
             raise error

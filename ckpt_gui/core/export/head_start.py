@@ -19,11 +19,13 @@ only cost time, never change what is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import stat
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from ckpt_gui.core.export.atomic import AtomicFile, check_destination
-from ckpt_gui.core.export.byte_ranges import same_range
+from ckpt_gui.core.export.byte_ranges import Placed, same_range
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, safetensors_header
 from ckpt_gui.core.export.options import ExportError, ExportOptions
 from ckpt_gui.core.export.sink import Sink
@@ -43,13 +45,7 @@ from ckpt_gui.core.export.stub_pickle import (
     read_pickle,
     storages_in_order,
 )
-from ckpt_gui.core.export.torch_zip import (
-    ARCHIVE,
-    Placed,
-    file_identity,
-    local_header,
-    stored_records,
-)
+from ckpt_gui.core.export.torch_zip import ARCHIVE, file_identity, local_header, stored_records
 from ckpt_gui.core.remote.location import RemotePath
 from ckpt_gui.core.tree import itemsize
 
@@ -113,7 +109,8 @@ class HeadStart:
             self.target.__enter__()
             assert self.target.file is not None
             if hasattr(os, "fork"):
-                self.copying = _Child.start(fd, self.target.file, self.header, self.pieces)
+                with _interrupts_held():
+                    self.copying = _Child.start(fd, self.target.file, self.header, self.pieces)
             else:
                 self.placed = _place(fd, self.target.file, self.header, self.pieces)
         finally:
@@ -320,6 +317,22 @@ def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list
         return [dataclasses.replace(p, checked=True) for p, eq in zip(copied, list(same)) if eq]
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while the process forks: the ``KeyboardInterrupt`` they
+    raise (``cli._interrupt_on_sigterm``) inside one of the fork's own hooks is swallowed there
+    and leaves the lock that hook was to release taken (logging's: the thread importing torch
+    then waited for it forever, seen). They are delivered once the child is known."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    mask = getattr(signal, "pthread_sigmask", None)
+    before = mask(signal.SIG_BLOCK, held) if mask is not None else None
+    try:
+        yield
+    finally:
+        if mask is not None and before is not None:
+            mask(signal.SIG_SETMASK, before)
+
+
 class _Child:
     """A forked process copying the pieces (``_place``); it reports what it placed through a
     pipe as JSON and exits without running any of this process's exit handlers."""
@@ -334,6 +347,8 @@ class _Child:
         if pid == 0:  # the child: copy, report, exit
             status = 1
             try:
+                if hasattr(signal, "pthread_sigmask"):  # interrupts as usual (held in the parent)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
                 os.close(read)
                 placed = _place(fd, file, header, pieces)
                 data = json.dumps([dataclasses.astuple(p) for p in placed]).encode()
