@@ -11,6 +11,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -369,3 +370,27 @@ def test_without_fork_the_head_start_copies_before_it_returns(
     out = exported(src, tmp_path / "out.pt", PARAMS, head)
     loaded = torch.load(out, weights_only=True)
     assert all(torch.equal(loaded[k], sd[k]) for k in sd)
+
+
+def test_terminated_while_the_head_start_forks_the_export_ends_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    # SIGTERM right as the temporary file appears, the moment the head start forks: a
+    # KeyboardInterrupt raised inside one of the fork's hooks once left logging's lock taken,
+    # and the process waited for torch's import forever (1 of 2 runs here).
+    src = tmp_path / "src.pt"
+    torch.save({"w": torch.randn(4096, 4097)}, src)  # over MIN_BYTES: a head start
+    out = tmp_path / "out.pt"
+    for delay in (0, 0, 0, 0.0005, 0.001, 0.002, 0.005, 0.01):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ckpt_gui", "export", str(src), str(out), "--force"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        while not list(tmp_path.glob(".out.pt*")) and proc.poll() is None:
+            time.sleep(0.0002)
+        time.sleep(delay)
+        proc.terminate()
+        assert proc.wait(timeout=30) in (0, 2)
+        time.sleep(0.05)  # the child, killed or done, has let go of the file
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out.pt") == ["src.pt"]
