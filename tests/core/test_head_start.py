@@ -109,15 +109,15 @@ def checking(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the steps the verification reads from both files (``same_step``)."""
+    """The sizes of the steps the verification reads from both files (``same_range``)."""
     steps: list[int] = []
-    real = file_compare.same_step
+    real = file_compare.same_range
 
     def counted(fd_a: int, at_a: int, fd_b: int, at_b: int, k: int) -> bool:
         steps.append(k)
         return real(fd_a, at_a, fd_b, at_b, k)
 
-    monkeypatch.setattr(file_compare, "same_step", counted)
+    monkeypatch.setattr(file_compare, "same_range", counted)
     return steps
 
 

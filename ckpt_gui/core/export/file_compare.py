@@ -12,9 +12,10 @@ from concurrent.futures import Future, wait
 import torch
 
 from ckpt_gui.core.chunks import submit
-from ckpt_gui.core.export.byte_ranges import STEP, CheckedRange, same_step
+from ckpt_gui.core.export.byte_ranges import CheckedRange, same_range
 from ckpt_gui.core.export.spans import FileMaps, Files
 
+_STEP = 8 << 20  # bytes compared by one worker's task
 _AHEAD = 4  # steps in flight
 MIN_BYTES = 1 << 20  # smaller tensors are compared in memory, where that is cheaper
 
@@ -33,13 +34,15 @@ def iter_compare_in_files(
     if a.dtype != b.dtype or a.shape != b.shape or n < MIN_BYTES:
         return None
     span_a, span_b = maps.tensor(a), maps.tensor(b)
-    found_a, found_b = files.find(maps, a), files.find(maps, b)
-    if found_a is None or found_b is None or span_a is None or span_b is None:
+    if span_a is None or span_b is None:
+        return None
+    fd_a, fd_b = files.open(span_a), files.open(span_b)
+    if fd_a is None or fd_b is None:
         return None
     result, source = (span_b.dev, span_b.ino), (span_a.dev, span_a.ino)
     if any(c.covers(result, span_b.offset, source, span_a.offset, n) for c in checked):
         return _already(n)
-    return _compare(*found_a, *found_b, n)
+    return _compare(fd_a, span_a.offset, fd_b, span_b.offset, n)
 
 
 def _already(n: int) -> Generator[int, None, bool]:
@@ -54,8 +57,8 @@ def _compare(fd_a: int, at_a: int, fd_b: int, at_b: int, n: int) -> Generator[in
     try:
         while done < n or pending:
             while done < n and len(pending) < _AHEAD:
-                k = min(STEP, n - done)
-                pending.append((submit(same_step, fd_a, at_a + done, fd_b, at_b + done, k), k))
+                k = min(_STEP, n - done)
+                pending.append((submit(same_range, fd_a, at_a + done, fd_b, at_b + done, k), k))
                 done += k
             same, k = pending.popleft()
             if not same.result():

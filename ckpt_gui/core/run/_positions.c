@@ -31,7 +31,7 @@ typedef struct {
 } Point;
 
 /* One member's sums over a block from ``fused_avx2``: the first ``done`` elements (whole
-   groups of 32) summed, the tail left to the caller. */
+   groups of GROUP) summed, the tail left to the caller. */
 typedef struct {
     double sum, sumsq, sq[2], dot, q1, q2;
     float lo, hi;
