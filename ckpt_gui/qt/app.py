@@ -146,6 +146,7 @@ def run_app(args: argparse.Namespace) -> int:
             print(first_line(f"ckpt-gui: error: {exc}", limit=1000), file=sys.stderr)
             return 2
     else:
+        startup.share_the_gil()  # a worker calling torch no longer keeps the GIL from it
         # The window paints at once (it needs no torch); torch loads on a thread meanwhile,
         # and the files named on the command line open once it has.
         loading = startup.preload_libraries()
@@ -156,6 +157,7 @@ def run_app(args: argparse.Namespace) -> int:
         startup.FirstPaint(window, "first-paint")
         window.show()
         startup.when_loaded(loading, window, lambda: _open_when_ready(window, args))
+        startup.warm_pages(loading, window)
     previous_hook = sys.excepthook
     install_excepthook(window)
     try:

@@ -12,6 +12,7 @@ quits once the full window has painted.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 import threading
@@ -22,6 +23,31 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 PROBE = "CKPT_GUI_STARTUP_PROBE"
+# The GIL's switch interval in the app (Python's default is 5 ms): see ``share_the_gil``.
+SWITCH_INTERVAL_S = 20e-6
+# The modules of the window's pages, leaf first: imported on idle turns of their own
+# (``warm_pages``): each costs 1-26 ms here, where the first tab imported them in one turn
+# (106 ms), and the first comparison the rest of them.
+PAGE_MODULES = (
+    "ckpt_gui.core.reader",
+    "ckpt_gui.core.stats",
+    "ckpt_gui.core.diff",
+    "ckpt_gui.core.export",
+    "ckpt_gui.core.adapters",
+    "ckpt_gui.core.run",
+    "ckpt_gui.qt.jobs",
+    "ckpt_gui.qt.models.tree_model",
+    "ckpt_gui.qt.widgets.histogram",
+    "ckpt_gui.qt.widgets.values",
+    "ckpt_gui.qt.widgets.details",
+    "ckpt_gui.qt.export.dialog",
+    "ckpt_gui.qt.adapter.panel",
+    "ckpt_gui.qt.widgets.tree_panel",
+    "ckpt_gui.qt.widgets.checkpoint_view",
+    "ckpt_gui.qt.compare",
+    "ckpt_gui.qt.run.view",
+)
+WARM_STEP_MS = 50  # between two of those imports: the event loop goes round in between
 _loaded = threading.Event()  # preload_libraries' import of torch is done
 
 
@@ -79,14 +105,54 @@ class FirstPaint(QObject):
         return False
 
 
+def share_the_gil() -> None:
+    """Let the GUI thread have the GIL within microseconds of asking for it, while a worker runs.
+
+    A thread waiting for the GIL asks its holder to let go only once a whole switch interval
+    passes without a release; a worker that calls torch (which lets go of the GIL and takes it
+    back around each operation, every few microseconds) restarts that wait at every release,
+    and the thread wins the GIL only when it happens to wake first. Measured with a worker
+    opening an 8,000-tensor checkpoint: a ticking thread waited up to 30-140 ms at 5 ms (168 ms
+    at 1 ms), at most 11 ms at 20 us. The worker took as long (a comparison of two such files
+    too); only threads that both run Python hand the GIL to each other more often.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def warm_pages(loading: threading.Thread, owner: QObject, step_ms: int = WARM_STEP_MS) -> None:
+    """Import the pages' modules (``PAGE_MODULES``) on the GUI thread, one per turn of the
+    event loop, once ``loading`` (``preload_libraries``) has ended: the first tab, comparison
+    or run then imports nothing in the turn that shows it. Not on ``loading``'s thread: two
+    threads importing the same packages can each wait on a module the other holds."""
+    from ckpt_gui.qt.gui_turns import after_paint
+
+    names = list(PAGE_MODULES)
+
+    def next_module() -> None:
+        if names:
+            importlib.import_module(names.pop(0))
+            after_paint(owner, next_module, step_ms)
+
+    def once_loaded() -> None:
+        after_paint(owner, next_module, step_ms)
+
+    _when(lambda: not loading.is_alive(), owner, once_loaded)
+
+
 def when_loaded(thread: threading.Thread, owner: QObject, then: Callable[[], None]) -> None:
     """Call ``then()`` on the GUI thread once ``thread`` (``preload_libraries``) has imported
     torch (or ended); polled every 20 ms while ``owner`` lives."""
+    _when(lambda: _loaded.is_set() or not thread.is_alive(), owner, then)
+
+
+def _when(ready: Callable[[], bool], owner: QObject, then: Callable[[], None]) -> None:
+    """Call ``then()`` on the GUI thread once ``ready()``; polled every 20 ms while ``owner``
+    lives."""
     timer = QTimer(owner)
     timer.setInterval(20)
 
     def check() -> None:
-        if _loaded.is_set() or not thread.is_alive():
+        if ready():
             timer.stop()
             timer.deleteLater()
             then()

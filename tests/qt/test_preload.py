@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import sys
 
+import pytest
+
 from ckpt_gui.qt import startup
 
 
@@ -19,3 +21,58 @@ def test_the_libraries_load_and_their_objects_are_frozen() -> None:
         assert gc.get_freeze_count() > max(before, 100_000)  # torch alone has more objects
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+
+
+WARM_SCRIPT = r"""
+import os, sys, threading, time
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtWidgets import QApplication, QWidget
+from ckpt_gui.qt import startup
+
+app = QApplication([])
+owner = QWidget()
+release = threading.Event()
+loading = threading.Thread(target=release.wait)  # stands for preload_libraries' thread
+loading.start()
+startup.warm_pages(loading, owner, step_ms=1)
+
+
+def spin(seconds, done=lambda: False):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not done():
+        app.processEvents()
+        time.sleep(0.002)
+
+
+spin(0.3)
+waited = not any(name in sys.modules for name in startup.PAGE_MODULES)
+release.set()
+spin(120, lambda: all(name in sys.modules for name in startup.PAGE_MODULES))
+warmed = {name for name in sys.modules if name.startswith("ckpt_gui")}
+import ckpt_gui.qt.adapter.panel, ckpt_gui.qt.compare, ckpt_gui.qt.export.dialog
+import ckpt_gui.qt.run.view, ckpt_gui.qt.widgets.checkpoint_view
+new = sorted({name for name in sys.modules if name.startswith("ckpt_gui")} - warmed)
+print(waited, all(name in warmed for name in startup.PAGE_MODULES), new)
+"""
+
+
+def test_the_pages_modules_are_imported_ahead_once_the_libraries_are() -> None:
+    """``warm_pages`` waits for the libraries' thread, then imports every module the pages
+    need (a page shown later imports nothing new on the GUI thread)."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", WARM_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "True True []"
+
+
+def test_the_app_shares_the_gil_at_a_short_switch_interval() -> None:
+    before = sys.getswitchinterval()
+    try:
+        startup.share_the_gil()
+        assert sys.getswitchinterval() == pytest.approx(startup.SWITCH_INTERVAL_S)
+        assert startup.SWITCH_INTERVAL_S < 1e-4  # shorter than the gap between torch's releases
+    finally:
+        sys.setswitchinterval(before)
