@@ -190,3 +190,21 @@ def test_histogram_says_what_nan_and_inf_it_leaves_out(qtbot, histogram, tmp_pat
     assert histogram.sampled_label.text() == "3 NaN, 1 -Inf not shown"
     (curve,) = histogram.curves()
     assert curve.getOriginalDataset()[1].sum() == 96
+
+
+def test_prepared_values_panel_draws_its_first_heat_map_with_the_parts_made_ahead(
+    qtbot, values, nodes
+) -> None:
+    values.prepare()  # the plot now, the heat map's image and colour bar on a turn after it
+    assert values._plot is not None and values.colour_bar is None
+    qtbot.waitUntil(lambda: values.colour_bar is not None, timeout=5_000)
+    bar, image = values.colour_bar, values.image
+    assert not bar.isVisible()  # nothing drawn yet: hidden beside an empty plot
+    read_values(qtbot, values, nodes["matrix"])
+    assert values.colour_bar is bar and values.image is image  # used, not made again
+    assert bar.isVisible() and image.image.shape == (6, 4)
+    levels = bar.levels()
+    bound = float(nodes["matrix"].load().abs().max())
+    assert levels == pytest.approx((-bound, bound))  # centred on zero: the data has both signs
+    read_values(qtbot, values, nodes["vector"])
+    assert not bar.isVisible()  # a line plot: no colour bar

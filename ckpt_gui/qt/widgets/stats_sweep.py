@@ -38,7 +38,7 @@ else:
 # the statistics worker for the GIL, so fewer, larger updates keep the window responsive.
 STATS_BATCH_SECONDS = 0.25
 # How long (ms) the tree gets to paint after loading before the statistics workers start (and
-# the plots after the sweep, one after the other).
+# before the panels' plots are made, one after the other).
 FIRST_PAINT_MS = 60
 
 
@@ -79,6 +79,7 @@ class StatsSweep(_Base):
             self._finish_stats("")
             return
         self._stats_failures = 0
+        self._prepare_panels()  # a tensor may be selected before the statistics are all in
         self._set_state(STATS)
         self._report("Computing statistics…", 0, PROGRESS_STEPS)
         self.fetch_rate = Rate()
@@ -90,6 +91,12 @@ class StatsSweep(_Base):
             with_abort=True,
             batch_seconds=STATS_BATCH_SECONDS,
         )
+
+    def _prepare_panels(self) -> None:
+        """The panels' plots, made ahead on turns of their own after the repaint (~10 ms each,
+        each made once)."""
+        after_paint(self.histogram, self.histogram.prepare, FIRST_PAINT_MS)
+        after_paint(self.values, self.values.prepare, 2 * FIRST_PAINT_MS)
 
     def _on_stats(self, batch: list[Any]) -> None:
         if self.model is None:
@@ -126,9 +133,7 @@ class StatsSweep(_Base):
 
     def _finish_stats(self, message: str) -> None:
         self.tree.apply_stats([], final=True)
-        # The plots, made while idle on turns of their own after the repaint (~15 ms each).
-        after_paint(self.histogram, self.histogram.prepare, FIRST_PAINT_MS)
-        after_paint(self.values, self.values.prepare, 2 * FIRST_PAINT_MS)
+        self._prepare_panels()
         self._set_state(READY)
         self._report(message, 0, 0)
         if self.model is not None:
