@@ -1,46 +1,62 @@
-"""The roll-ups the tree shows on module and container rows: built from the rows below on first
-request, then kept up to date as statistics arrive, a batch at a time, so that a module row over
-half a million tensors is never summed again from scratch. Qt-free; ``CheckpointModel`` owns
-one."""
+"""The roll-ups the tree shows on module and container rows, kept up to date as statistics
+arrive, a batch at a time: no row is summed from scratch as it paints (a module row over half a
+million tensors, or a model of 8,000 tensors in 2,400 rows, took 130 ms in one paint), only a row
+above a tensor whose statistics were replaced. Qt-free; ``CheckpointModel`` owns one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from ckpt_gui.core.rollup import COUNTER_NAMES, Rollup, combine, is_counter
+from ckpt_gui.core.rollup import COUNTER_NAMES, Rollup, is_counter
 from ckpt_gui.core.stats import TensorStats
 from ckpt_gui.qt.models.items import Item
 
-_UNKNOWN: Any = object()  # a roll-up not built yet
+_STALE: Any = object()  # a roll-up to build again from the rows below (``replaced``)
 _COUNTER_ENDINGS = tuple(COUNTER_NAMES)
 
 
 class RowRollups:
     """Roll-ups of container rows over ``stats`` (tensor row -> its statistics, which the
-    owner fills and tells about through ``arrived`` and ``replaced``)."""
+    owner fills and tells about through ``arrived`` and ``replaced``: every first figures of a
+    tensor that counts go through ``arrived``, so a row without a roll-up kept has nothing
+    below it yet)."""
 
     def __init__(self, root: Item, stats: dict[Item, TensorStats]) -> None:
         self._root = root
         self._stats = stats
-        self._rolled: dict[Item, Rollup | None] = {}  # built so far (None: nothing below yet)
+        self._rolled: dict[Item, Any] = {}  # a Rollup, None (nothing below yet) or _STALE
         self._counts: dict[Item, bool] = {}  # tensor rows whose figures count in roll-ups
         self._mixes: dict[Item, bool] = {}  # container rows that mix state names
 
     def of(self, item: Item) -> Rollup | None:
-        """The roll-up of the container row ``item`` (built from the rows below, then kept)."""
-        if not item.tensors or not self._stats or self.mixes_state_names(item):
+        """The roll-up of the container row ``item``."""
+        if not item.tensors or self.mixes_state_names(item):
             return None  # a row mixing state names stays blank (see details_stats)
-        if item not in self._rolled:
-            parts = (self._part(c) for c in item.children if c.tensors)
-            self._rolled[item] = combine(parts, _prefix(item))
-        return self._rolled[item]
+        rolled = self._rolled.get(item)
+        if rolled is _STALE:
+            # From the tensors right below in one loop (``add_all``) and the rows below.
+            tensors = [s for c in item.children if (s := self._counted(c)) is not None]
+            below = [r for c in item.children if (r := self._below(c)) is not None]
+            rolled = None
+            if tensors or below:
+                rolled = Rollup(_prefix(item))
+                rolled.add_all(tensors)
+                for part in below:
+                    rolled.absorb(part)
+            self._rolled[item] = rolled
+        return rolled
 
-    def _part(self, item: Item) -> TensorStats | Rollup | None:
-        if item.is_tensor:
-            stats = self._stats.get(item)
-            return stats if stats is not None and self.counts(item) else None
-        return self.of(item)
+    def _counted(self, item: Item) -> TensorStats | None:
+        """A tensor row's statistics, where they are in and count in roll-ups."""
+        if not item.is_tensor:
+            return None
+        stats = self._stats.get(item)
+        return stats if stats is not None and self.counts(item) else None
+
+    def _below(self, item: Item) -> Rollup | None:
+        """A container row's roll-up (None for tensor rows and rows without any)."""
+        return None if item.is_tensor or not item.tensors else self.of(item)
 
     def counts(self, item: Item) -> bool:
         """Whether a tensor row's figures count in the roll-ups above it: integer and bool
@@ -70,27 +86,40 @@ class RowRollups:
         next asked for. Yields the rows above (whose cells change)."""
         up = item.parent
         while up is not None:
-            self._rolled.pop(up, None)
+            self._rolled[up] = _STALE
             yield up
             up = up.parent
 
-    def arrived(self, parent: Item, many: list[TensorStats]) -> Iterable[Item]:
-        """First statistics for tensor rows under ``parent`` (rows that count, ``counts``):
-        every roll-up built above takes them in at once. Yields the rows whose roll-up
-        changed."""
-        batch = Rollup("")
-        batch.add_all(many)
-        up: Item | None = parent
-        while up is not None:
-            cached = self._rolled.get(up, _UNKNOWN)
-            if cached is None:  # no figures below it before these
-                cached = self._rolled[up] = Rollup(_prefix(up))
-            if cached is not _UNKNOWN:
-                cached.absorb(batch)
-            yield up
-            if self.mixes_state_names(up):  # passes nothing up (see _part)
-                return
-            up = up.parent
+    def arrived(self, batches: dict[Item, list[TensorStats]]) -> list[Item]:
+        """First statistics for tensor rows (rows that count, ``counts``), by the row they
+        are under: every roll-up built above takes them in. The batches go up a level at a
+        time, those that meet at a row merged there first, so a row above a thousand blocks
+        takes them in once, not once per block. Returns the rows whose roll-up changed."""
+        changed: dict[Item, None] = {}
+        level: dict[Item, Rollup] = {}
+        for parent, many in batches.items():
+            level[parent] = batch = Rollup("")
+            batch.add_all(many)
+        while level:
+            above: dict[Item, Rollup] = {}
+            for up, batch in level.items():
+                changed[up] = None
+                if self.mixes_state_names(up):  # blank, and passes nothing up (see of)
+                    continue
+                cached = self._rolled.get(up)
+                if cached is None:  # no figures below it before these
+                    cached = self._rolled[up] = Rollup(_prefix(up))
+                if cached is not _STALE:  # (a stale one is built with them when asked for)
+                    cached.absorb(batch)
+                if up.parent is None:
+                    continue
+                merged = above.get(up.parent)
+                if merged is None:
+                    above[up.parent] = batch
+                else:
+                    merged.absorb(batch)
+            level = above
+        return list(changed)
 
     def clear(self) -> None:
         self._rolled.clear()

@@ -279,8 +279,7 @@ class CheckpointModel(QAbstractItemModel):
             elif rollups.counts(item):
                 assert item.parent is not None
                 arrived.setdefault(item.parent, []).append(stats)
-        for parent, many in arrived.items():
-            touched.update(dict.fromkeys(rollups.arrived(parent, many)))
+        touched.update(dict.fromkeys(rollups.arrived(arrived)))
         touched.pop(self._root, None)  # the invisible root has no cells
         # One signal per parent covering its changed rows: each signal costs the view a pass.
         rows_by_parent: dict[Item, list[int]] = {}
