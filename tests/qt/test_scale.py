@@ -92,6 +92,23 @@ def test_rollups_kept_up_to_date_equal_rollups_built_from_scratch(tmp_path: Path
     assert top.max == max(float(t[torch.isfinite(t)].max()) for t in floats)
 
 
+def test_rollups_are_kept_from_the_first_statistics_on(tmp_path: Path) -> None:
+    """No row's roll-up is built from scratch as it paints: each batch went into every row
+    above it already (and the roll-ups equal those built from scratch)."""
+    torch.save(state(120), tmp_path / "many.pt")
+    ckpt = open_checkpoint(tmp_path / "many.pt")
+    model = CheckpointModel(build_items(ckpt.root))
+    nodes = ckpt.tensors()
+    for start in range(0, len(nodes), 29):  # nothing asked for in between
+        model.add_stats([(n, tensor_stats(n.load())) for n in nodes[start : start + 29]])
+    containers = [it for it in model.root_item().walk() if not it.is_tensor and it.tensors]
+    kept = model.rollups._rolled
+    for it in containers:
+        floats = any(c.is_tensor and model.rollups.counts(c) for c in it.walk())
+        assert isinstance(kept.get(it), Rollup) == floats, it.key
+        assert_same_rollup(model.stats_of(it), fresh_rollup(model, it), it.key)
+
+
 def test_replaced_statistics_rebuild_the_rollups_above(tmp_path: Path) -> None:
     torch.save(state(10), tmp_path / "few.pt")
     ckpt = open_checkpoint(tmp_path / "few.pt")
