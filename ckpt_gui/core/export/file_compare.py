@@ -1,6 +1,7 @@
-"""Reading files rather than maps: two tensors whose bytes lie in files (``spans``) are
-compared by reading both into buffers (``byte_ranges``), each byte once, with no page fault per
-4 KB of a map; ranges already checked once written (``CheckedRange``) are not read again.
+"""Two tensors whose bytes lie in files (``spans``) compared range by range in the files
+(``byte_ranges.same_range``, on the worker pool's threads), each byte read once, rather than
+through the tensors' own maps (a page fault per 4 KB); ranges already checked once written
+(``CheckedRange``) are not read again.
 """
 
 from __future__ import annotations
