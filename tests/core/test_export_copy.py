@@ -103,6 +103,44 @@ def test_copies_load_everywhere_and_keep_their_checksums(
             assert loaded["tied"].data_ptr() == loaded["big"].data_ptr()
 
 
+def test_records_copied_from_a_file_lie_where_their_bytes_lie_within_a_page(
+    tmp_path: Path,
+) -> None:
+    """A record the kernel copies starts at the same place within a page as its bytes in the
+    source (whole pages copied), still on torch's 64-byte boundary; records written from
+    memory keep the plain boundary."""
+    src, dst = tmp_path / "src.pt", tmp_path / "out.pt"
+    torch.save(_state(), src)
+    export(src, dst, mode="all")
+
+    def data_offsets(path: Path) -> dict[int, int]:  # record data offset by size
+        with zipfile.ZipFile(path) as archive:
+            infos = [i for i in archive.infolist() if "/data/" in i.filename]
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return {i.file_size: _data_offset(fd, i) for i in infos}
+            finally:
+                os.close(fd)
+
+    source, result = data_offsets(src), data_offsets(dst)
+    for size in (512 * 1024 * 4, 40_000 * 4, 600 * 600 * 2):  # copied by the kernel
+        assert result[size] % torch_zip.PAGE == source[size] % torch_zip.PAGE, size
+    assert all(offset % torch_zip.ALIGN == 0 for offset in result.values())
+    for mmap in (False, True):
+        _equal(torch.load(dst, weights_only=True, mmap=mmap), _state())
+
+
+def _data_offset(fd: int, info: zipfile.ZipInfo) -> int:
+    """Where a stored record's data starts: past its local header and that header's own name
+    and extra field lengths."""
+    header = os.pread(fd, 30, info.header_offset)
+    name_len, extra_len = (
+        int.from_bytes(header[26:28], "little"),
+        int.from_bytes(header[28:30], "little"),
+    )
+    return info.header_offset + 30 + name_len + extra_len
+
+
 def test_a_cast_is_written_from_memory_with_its_checksum(tmp_path: Path) -> None:
     src, dst = tmp_path / "src.pt", tmp_path / "out.pt"
     torch.save(_state(), src)

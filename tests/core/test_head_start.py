@@ -52,6 +52,15 @@ def exported(src: Path, dst: Path, options: ExportOptions, head: HeadStart | Non
     return dst
 
 
+def data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a stored record's data starts in the file: past its local header."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+    name, extra = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name + extra
+
+
 def inode(path: Path | None) -> int:
     assert path is not None
     return os.stat(path).st_ino
@@ -81,6 +90,25 @@ def test_a_state_dict_is_copied_ahead_and_the_export_adopts_it(tmp_path: Path) -
                 assert a.read(name) == b.read(name), name
 
 
+def test_every_record_placed_ahead_lies_where_the_writer_would_put_it(tmp_path: Path) -> None:
+    """The writer passes over every record the head start placed (each lies where the export
+    has it), the small ones written from memory between the copied ones included, and those
+    copied start at the same place within a page as in the source. The source's records lie
+    elsewhere (a long archive name makes its headers longer than the export's)."""
+    sd = state_dict()
+    src = tmp_path / f"{'a-long-archive-name-' * 6}model.pt"
+    torch.save(sd, src)
+    head = started(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
+    placed = head.wait()
+    out = exported(src, tmp_path / "out.pt", PARAMS, head)
+    with zipfile.ZipFile(out) as archive:
+        where = {i.filename: data_offset(out, i) for i in archive.infolist()}
+    assert [where[f"archive/{p.name}"] for p in placed] == [p.data_at for p in placed]
+    copied = [p for p in placed if p.nbytes >= 64 << 10]
+    assert copied and all(p.data_at % 4096 == p.offset % 4096 for p in copied)
+    assert any(p.data_at % 4096 != p.offset % 4096 for p in placed if p not in copied)
+
+
 def test_records_placed_ahead_are_passed_over_and_small_ones_compared_again(
     tmp_path: Path,
 ) -> None:
@@ -103,8 +131,9 @@ def test_records_placed_ahead_are_passed_over_and_small_ones_compared_again(
 
 @pytest.fixture
 def checking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The head start compares what it copied, as on a machine with cores to spare."""
-    monkeypatch.setattr(head_start_module, "CHECK_FROM_CORES", 1)
+    """The head start compares what it copied once done copying (the tests let it finish
+    comparing before the export asks for the file: ``wait(finish_checks=True)``)."""
+    monkeypatch.setattr(head_start_module, "CHECK_AHEAD", True)
 
 
 @pytest.fixture
@@ -134,7 +163,8 @@ def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
     assert sum(read) == 3 * 2 * 2**20  # without a head start: every big tensor read back
     read.clear()
     head = started(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
-    assert len(head.wait()) == 4
+    assert len(head.wait(finish_checks=True)) == 4
+    assert all(p.checked for p in head.placed)
     out = exported(src, tmp_path / "out.pt", PARAMS, head)
     assert read == []  # compared once, when the head start copied them
     loaded = torch.load(out, weights_only=True)
@@ -144,7 +174,7 @@ def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
 def test_bytes_copied_ahead_unchecked_are_read_by_the_verification(
     tmp_path: Path, read: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(head_start_module, "CHECK_FROM_CORES", 1 << 20)  # no core to spare
+    monkeypatch.setattr(head_start_module, "CHECK_AHEAD", False)
     g = torch.Generator().manual_seed(3)
     sd = {f"w{i}": torch.randn(512, 1024, generator=g) for i in range(3)}  # 2 MB each
     src = tmp_path / "model.pt"
@@ -187,7 +217,8 @@ def test_a_safetensors_export_gets_its_header_and_tensors_ahead(
     torch.save(sd, src)
     options = ExportOptions(mode="params", format="safetensors")
     head = started(src, tmp_path / "out.safetensors", options, min_bytes=0)
-    assert [p.nbytes for p in head.wait()] == [2 << 20, 600, 2 << 20]  # not the transposed
+    placed = head.wait(finish_checks=True)
+    assert [p.nbytes for p in placed] == [2 << 20, 600, 2 << 20]  # not the transposed
     assert head.target is not None
     ahead = inode(head.target.path)
     out = exported(src, tmp_path / "out.safetensors", options, head)
@@ -394,3 +425,40 @@ def test_terminated_while_the_head_start_forks_the_export_ends_and_leaves_nothin
         assert proc.wait(timeout=30) in (0, 2)
         time.sleep(0.05)  # the child, killed or done, has let go of the file
         assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out.pt") == ["src.pt"]
+
+
+def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_check`` marks the pieces it found equal, leaves out one found different, and stops
+    between two steps when asked: the pieces it did not get to stay, unchecked."""
+    monkeypatch.setattr(head_start_module, "_CHECK_STEP", 1 << 20)
+    g = torch.Generator().manual_seed(5)
+    sd = {f"w{i}": torch.randn(768, 1024, generator=g) for i in range(4)}  # 3 MB: 3 steps
+    src = tmp_path / "model.pt"
+    torch.save(sd, src)
+    head = head_start(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        with open(tmp_path / "ahead.pt", "w+b") as file:
+            result, placed = head_start_module._place(fd, file, head.header, head.pieces)
+            assert len(placed) == 4 and not any(p.checked for p in placed)
+            spoiled = placed[1]
+            os.pwrite(result, b"\xff" * 8, spoiled.data_at + spoiled.nbytes - 8)  # its last step
+            asked = []
+
+            def stop_at_the_tenth_step() -> bool:
+                asked.append(True)
+                return len(asked) > 9
+
+            checked = head_start_module._check(fd, result, placed, stop_at_the_tenth_step)
+    finally:
+        os.close(fd)
+    # w0 (3 steps) equal; w1 different at its 3rd step: left out; w2 (3 steps) equal; the 10th
+    # step, w3's first, is where it was asked to stop: w3 stays, unchecked.
+    assert [(p.offset, p.checked) for p in checked] == [
+        (placed[0].offset, True),
+        (placed[2].offset, True),
+        (placed[3].offset, False),
+    ]
+    assert len(asked) == 10

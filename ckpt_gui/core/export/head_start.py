@@ -8,8 +8,9 @@ torch (``stub_pickle``), guesses what the export will write (the storages of the
 parameters-only export keeps, or of everything for a CPU copy, in the order torch's pickler
 meets them, as ``torch_zip`` records; for safetensors the header and each tensor's bytes) and
 a forked child copies it into the temporary file that the export then adopts
-(``iter_export(head_start=)``); where cores are to spare, the child also compares each piece
-with the source once copied. The export plans and pickles as it always does; its writer passes
+(``iter_export(head_start=)``); once done copying, the child compares piece after piece with
+the source until the export asks for the file. The export plans and pickles as it always does;
+its writer passes
 over each piece that lies at its place already (the same source bytes at the same position:
 ``byte_ranges.Placed``) and writes everything else, over a wrong guess too; the verification
 re-opens the result like any export's and compares every tensor with the source, reading only
@@ -23,10 +24,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import signal
 import stat
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -112,14 +113,16 @@ class HeadStart:
                 with _interrupts_held():
                     self.copying = _Child.start(fd, self.target.file, self.header, self.pieces)
             else:
-                self.placed = _place(fd, self.target.file, self.header, self.pieces)
+                self.placed = _place(fd, self.target.file, self.header, self.pieces)[1]
         finally:
             os.close(fd)  # the child has its own
 
-    def wait(self) -> list[Placed]:
-        """The pieces placed, once the copy is over."""
+    def wait(self, finish_checks: bool = False) -> list[Placed]:
+        """The pieces placed, once the copy is over; the child stops comparing them with the
+        source now (those it compared are ``checked``), or, with ``finish_checks``, once it
+        has compared them all."""
         if self.copying is not None:
-            self.placed, self.copying = self.copying.wait(), None
+            self.placed, self.copying = self.copying.wait(finish_checks), None
         return self.placed
 
     def adopt(self, destination: Path, fingerprint: tuple[int, ...] | None) -> AtomicFile | None:
@@ -257,7 +260,7 @@ def _pt_pieces(kept: Any, records: _Records) -> list[_Piece]:
             break
         offset, size, crc = record
         name = f"data/{i}"
-        header = local_header(f"{ARCHIVE}/{name}".encode(), size, position)
+        header = local_header(f"{ARCHIVE}/{name}".encode(), size, position, 0, offset)
         pieces.append(_Piece(position, offset, size, name, crc))
         position += len(header) + size
     return pieces
@@ -283,17 +286,19 @@ def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[_Piec
     return header, pieces
 
 
-# The head start compares what it copied with the source only where the machine has cores to
-# spare for it while torch imports: on two, the comparison slowed the import and the disk's
-# writing (a plain export of 2.3 GB took 2.4-4.4 s where the export verifying afterwards took
-# 2.5-2.8 s), while the verification's reading costs 0.3-0.5 s on both cores once torch is in.
-CHECK_FROM_CORES = 4
+# The child compares what it copied with the source, once it is done copying and until the
+# export asks for the file (with torch imported): the verification then need not read those
+# bytes again. On two cores the copy and the import take both; the comparing goes in the time
+# left before torch is in (comparing them all first made the import slower by as much).
+CHECK_AHEAD = True
+_CHECK_STEP = 8 << 20  # bytes compared between two looks for the export's call
 
 
-def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list[Placed]:
+def _place(
+    fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]
+) -> tuple[int, list[Placed]]:
     """Write ``header`` at the start of ``file`` and copy each piece of the source ``fd`` to its
-    place; where there are cores to spare (``CHECK_FROM_CORES``), compare each with the source
-    (one found different is left to the export)."""
+    place; the descriptor written and the pieces placed."""
     sink = Sink(file)
     sink.write(header)
     identity = file_identity(fd)
@@ -302,19 +307,32 @@ def _place(fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> list
         sink.skip(piece.position - sink.position)  # a tensor left to the export
         if piece.record is not None:
             record = f"{ARCHIVE}/{piece.record}".encode()
-            sink.write(local_header(record, piece.nbytes, piece.position, piece.crc))
+            header = local_header(record, piece.nbytes, piece.position, piece.crc, piece.offset)
+            sink.write(header)
         data_at = sink.position
         sink.copy(fd, piece.offset, piece.nbytes)
         where = (piece.position, data_at, piece.record or "", identity)
         copied.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
     sink.flush()
-    if (os.cpu_count() or 1) < CHECK_FROM_CORES:
-        return copied
-    # Compared at once, on two threads (reading releases the GIL), while torch still loads:
-    # the export's verification then need not read these bytes again (``CheckedRange``).
-    with ThreadPoolExecutor(2) as pool:
-        same = pool.map(lambda p: same_range(sink.fd, p.data_at, fd, p.offset, p.nbytes), copied)
-        return [dataclasses.replace(p, checked=True) for p, eq in zip(copied, list(same)) if eq]
+    return sink.fd, copied
+
+
+def _check(fd: int, result: int, placed: list[Placed], stop: Callable[[], bool]) -> list[Placed]:
+    """``placed``, the pieces compared equal to the source marked ``checked``, one after the
+    other until ``stop()`` (asked between steps of ``_CHECK_STEP`` bytes); a piece found
+    different is left out (the export writes it)."""
+    out: list[Placed] = []
+    for i, piece in enumerate(placed):
+        done, same = 0, True
+        while same and done < piece.nbytes:
+            if stop():
+                return out + placed[i:]
+            k = min(_CHECK_STEP, piece.nbytes - done)
+            same = same_range(result, piece.data_at + done, fd, piece.offset + done, k)
+            done += k
+        if same:
+            out.append(dataclasses.replace(piece, checked=True))
+    return out
 
 
 @contextlib.contextmanager
@@ -334,23 +352,29 @@ def _interrupts_held() -> Iterator[None]:
 
 
 class _Child:
-    """A forked process copying the pieces (``_place``); it reports what it placed through a
-    pipe as JSON and exits without running any of this process's exit handlers."""
+    """A forked process copying the pieces (``_place``), then comparing them with the source
+    (``_check``) until asked to stop (a byte on the ``ask`` pipe); it reports what it placed
+    through the ``report`` pipe as JSON and exits without running any of this process's exit
+    handlers."""
 
-    def __init__(self, pid: int, report: int) -> None:
-        self.pid, self.report = pid, report
+    def __init__(self, pid: int, report: int, ask: int) -> None:
+        self.pid, self.report, self.ask = pid, report, ask
 
     @classmethod
     def start(cls, fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> _Child:
         read, write = os.pipe()
+        asked, ask = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: copy, report, exit
+        if pid == 0:  # the child: copy, compare, report, exit
             status = 1
             try:
                 if hasattr(signal, "pthread_sigmask"):  # interrupts as usual (held in the parent)
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
                 os.close(read)
-                placed = _place(fd, file, header, pieces)
+                os.close(ask)
+                result, placed = _place(fd, file, header, pieces)
+                if CHECK_AHEAD:
+                    placed = _check(fd, result, placed, lambda: _readable(asked))
                 data = json.dumps([dataclasses.astuple(p) for p in placed]).encode()
                 view = memoryview(data)
                 while view:
@@ -359,16 +383,21 @@ class _Child:
             finally:
                 os._exit(status)
         os.close(write)
-        return cls(pid, read)
+        os.close(asked)
+        return cls(pid, read, ask)
 
-    def wait(self) -> list[Placed]:
-        """What the child placed, once it is done: nothing if it failed."""
+    def wait(self, finish_checks: bool = False) -> list[Placed]:
+        """What the child placed, once it is done (asked to stop comparing first, unless
+        ``finish_checks``): nothing if it failed."""
+        if not finish_checks:
+            self._ask_to_stop()
         chunks = []
         try:
             while chunk := os.read(self.report, 1 << 20):
                 chunks.append(chunk)
         finally:
             os.close(self.report)
+            self._close_ask()
             _, status = os.waitpid(self.pid, 0)
         if status != 0:
             return []
@@ -387,4 +416,19 @@ class _Child:
         except ProcessLookupError:
             pass
         os.close(self.report)
+        self._close_ask()
         os.waitpid(self.pid, 0)
+
+    def _ask_to_stop(self) -> None:
+        with contextlib.suppress(OSError):  # a child already gone has stopped anyway
+            os.write(self.ask, b"x")
+
+    def _close_ask(self) -> None:
+        if self.ask >= 0:
+            os.close(self.ask)
+            self.ask = -1
+
+
+def _readable(fd: int) -> bool:
+    """Whether the pipe ``fd`` has something to read, or its writer is gone."""
+    return bool(select.select([fd], [], [], 0)[0])

@@ -33,6 +33,12 @@ from ckpt_gui.core.export.sink import Sink
 
 ARCHIVE = "archive"
 ALIGN = 64
+# Records of at least this many bytes that lie unchanged in a file are copied by the kernel;
+# smaller ones are gathered from memory into one write.
+MIN_COPY = 64 << 10
+# A record copied from a file starts at the same place within a page as its bytes in that file:
+# the kernel then copies whole pages (2.3 GB in 0.63-0.80 s here, against 0.81-1.03 s shifted).
+PAGE = 4096
 VERSION = b"3\n"  # the file format version torch.save writes
 _LIMIT = 0xFFFFFFFF  # the 32-bit fields' "see the zip64 field" value
 # Sizes and offsets from this on, and this many records, take zip64 fields (the format's limits;
@@ -99,7 +105,7 @@ class TorchZip:
             self._pass(placed)
             yield nbytes
             return
-        record = self._header(name, nbytes)
+        record = self._header(name, nbytes, offset)
         if fd not in self._known:
             self._known[fd] = stored_checksums(fd)
         known = self._known[fd].get((offset, nbytes))
@@ -125,16 +131,16 @@ class TorchZip:
         self.sink.flush()
         self.sink.truncate()  # placed records past the end (a plan that kept fewer) go
 
-    def _header(self, name: str, size: int) -> _Record:
+    def _header(self, name: str, size: int, copied_from: int | None = None) -> _Record:
         record = _Record(f"{ARCHIVE}/{name}".encode(), self.sink.position, size)
-        self.sink.write(local_header(record.name, size, record.offset))
+        self.sink.write(local_header(record.name, size, record.offset, 0, copied_from))
         self.records.append(record)
         return record
 
     def _pass(self, placed: Placed) -> None:
         """Take a placed record as written: the sink moves past its header and bytes."""
         record = _Record(f"{ARCHIVE}/{placed.name}".encode(), placed.position, placed.nbytes)
-        header = local_header(record.name, record.size, placed.position)
+        header = local_header(record.name, record.size, placed.position, 0, placed.offset)
         if placed.data_at != placed.position + len(header):
             raise ExportError(f"{placed.name}: placed with another header")  # never: a bug
         record.crc = placed.crc
@@ -146,13 +152,20 @@ class TorchZip:
         self.sink.write_at(struct.pack("<I", record.crc), record.offset + 14)
 
 
-def local_header(name: bytes, size: int, offset: int, crc: int = 0) -> bytes:
+def local_header(
+    name: bytes, size: int, offset: int, crc: int = 0, copied_from: int | None = None
+) -> bytes:
     """The local header of a stored record of ``size`` bytes at ``offset``, padded so that its
-    data starts on an ``ALIGN`` boundary; ``crc`` 0 until the CRC-32 is patched in."""
+    data starts on an ``ALIGN`` boundary, and, for bytes the kernel copies (``MIN_COPY`` or
+    more) from ``copied_from`` in a file (itself on such a boundary), at the same place within
+    a ``PAGE``; ``crc`` 0 until the CRC-32 is patched in."""
     big = size >= ZIP64_FROM
     zip64 = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
     fixed = 30 + len(name) + len(zip64) + 4
-    pad = -(offset + fixed) % ALIGN
+    if copied_from is not None and size >= MIN_COPY and copied_from % ALIGN == 0:
+        pad = (copied_from - offset - fixed) % PAGE
+    else:
+        pad = -(offset + fixed) % ALIGN
     shown = _LIMIT if big else size
     header = struct.pack(
         "<IHHHHHIIIHH",

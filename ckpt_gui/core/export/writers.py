@@ -34,13 +34,12 @@ from ckpt_gui.core.export.casting import CastEffect, cast, cast_effect
 from ckpt_gui.core.export.options import ExportError
 from ckpt_gui.core.export.sink import Sink
 from ckpt_gui.core.export.spans import FileMaps, Files, advise_sequential
-from ckpt_gui.core.export.torch_zip import TorchZip, file_identity
+from ckpt_gui.core.export.torch_zip import MIN_COPY, TorchZip, file_identity
 from ckpt_gui.core.tree import join_key
 
 CHUNK_ELEMENTS = 4 << 20  # 16 MB of float32: small next to the memory goal, large for I/O
 CHUNK_BYTES = 16 << 20
 COPY_STEP = 64 << 20  # a kernel copy between two progress and cancel points
-MIN_COPY = 64 << 10  # smaller tensors are gathered from memory into one write
 
 Progress = Iterator[tuple[str, int]]  # (key, bytes just written)
 
