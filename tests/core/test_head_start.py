@@ -21,7 +21,7 @@ import torch
 
 from ckpt_gui.cli import main
 from ckpt_gui.core.chunks import drain
-from ckpt_gui.core.export import ExportError, ExportOptions, file_compare, iter_export
+from ckpt_gui.core.export import ExportError, ExportOptions, ahead_copy, file_compare, iter_export
 from ckpt_gui.core.export import head_start as head_start_module
 from ckpt_gui.core.export.byte_ranges import CheckedRange
 from ckpt_gui.core.export.head_start import HeadStart, head_start
@@ -133,7 +133,7 @@ def test_records_placed_ahead_are_passed_over_and_small_ones_compared_again(
 def checking(monkeypatch: pytest.MonkeyPatch) -> None:
     """The head start compares what it copied once done copying (the tests let it finish
     comparing before the export asks for the file: ``wait(finish_checks=True)``)."""
-    monkeypatch.setattr(head_start_module, "CHECK_AHEAD", True)
+    monkeypatch.setattr(ahead_copy, "CHECK_AHEAD", True)
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ def test_bytes_checked_ahead_are_not_read_again_by_the_verification(
 def test_bytes_copied_ahead_unchecked_are_read_by_the_verification(
     tmp_path: Path, read: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(head_start_module, "CHECK_AHEAD", False)
+    monkeypatch.setattr(ahead_copy, "CHECK_AHEAD", False)
     g = torch.Generator().manual_seed(3)
     sd = {f"w{i}": torch.randn(512, 1024, generator=g) for i in range(3)}  # 2 MB each
     src = tmp_path / "model.pt"
@@ -432,7 +432,7 @@ def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
 ) -> None:
     """``_check`` marks the pieces it found equal, leaves out one found different, and stops
     between two steps when asked: the pieces it did not get to stay, unchecked."""
-    monkeypatch.setattr(head_start_module, "_CHECK_STEP", 1 << 20)
+    monkeypatch.setattr(ahead_copy, "_CHECK_STEP", 1 << 20)
     g = torch.Generator().manual_seed(5)
     sd = {f"w{i}": torch.randn(768, 1024, generator=g) for i in range(4)}  # 3 MB: 3 steps
     src = tmp_path / "model.pt"
@@ -441,7 +441,7 @@ def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
     fd = os.open(src, os.O_RDONLY)
     try:
         with open(tmp_path / "ahead.pt", "w+b") as file:
-            result, placed = head_start_module._place(fd, file, head.header, head.pieces)
+            result, placed = ahead_copy.place(fd, file, head.header, head.pieces)
             assert len(placed) == 4 and not any(p.checked for p in placed)
             spoiled = placed[1]
             os.pwrite(result, b"\xff" * 8, spoiled.data_at + spoiled.nbytes - 8)  # its last step
@@ -451,7 +451,7 @@ def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
                 asked.append(True)
                 return len(asked) > 9
 
-            checked = head_start_module._check(fd, result, placed, stop_at_the_tenth_step)
+            checked = ahead_copy.check(fd, result, placed, stop_at_the_tenth_step)
     finally:
         os.close(fd)
     # w0 (3 steps) equal; w1 different at its 3rd step: left out; w2 (3 steps) equal; the 10th

@@ -20,24 +20,18 @@ only cost time, never change what is written.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
-import select
-import signal
 import stat
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
+from ckpt_gui.core.export.ahead_copy import CopyChild, Piece, interrupts_held, place
 from ckpt_gui.core.export.atomic import AtomicFile, check_destination
-from ckpt_gui.core.export.byte_ranges import Placed, same_range
+from ckpt_gui.core.export.byte_ranges import Placed
 from ckpt_gui.core.export.layout import SAFETENSORS_DTYPES, safetensors_header
 from ckpt_gui.core.export.options import ExportError, ExportOptions
-from ckpt_gui.core.export.sink import Sink
 from ckpt_gui.core.export.stub_pickle import (
     Tensor,
     Unreadable,
@@ -46,25 +40,13 @@ from ckpt_gui.core.export.stub_pickle import (
     read_pickle,
     storages_in_order,
 )
-from ckpt_gui.core.export.torch_zip import ARCHIVE, file_identity, local_header, stored_records
+from ckpt_gui.core.export.torch_zip import ARCHIVE, local_header, stored_records
 from ckpt_gui.core.remote.location import RemotePath
 from ckpt_gui.core.tree import itemsize
 
 # Sources smaller than this are exported before torch would have finished importing anyway.
 MIN_BYTES = 64 << 20
 MAX_PICKLE = 16 << 20  # a state_dict's pickle is ~100 bytes a tensor
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """Bytes the export will write at ``position``: ``nbytes`` from ``offset`` of the source,
-    behind a zip record's local header when ``record`` names one."""
-
-    position: int
-    offset: int
-    nbytes: int
-    record: str | None = None
-    crc: int = 0
 
 
 @dataclass
@@ -78,10 +60,10 @@ class HeadStart:
     source: Path | None = None
     fingerprint: tuple[int, ...] | None = None  # of the source, before it was read
     header: bytes = b""
-    pieces: list[_Piece] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
     target: AtomicFile | None = None
     placed: list[Placed] = field(default_factory=list)
-    copying: _Child | None = None
+    copying: CopyChild | None = None
     started: bool = False
 
     def __enter__(self) -> HeadStart:
@@ -110,10 +92,10 @@ class HeadStart:
             self.target.__enter__()
             assert self.target.file is not None
             if hasattr(os, "fork"):
-                with _interrupts_held():
-                    self.copying = _Child.start(fd, self.target.file, self.header, self.pieces)
+                with interrupts_held():
+                    self.copying = CopyChild.start(fd, self.target.file, self.header, self.pieces)
             else:
-                self.placed = _place(fd, self.target.file, self.header, self.pieces)[1]
+                self.placed = place(fd, self.target.file, self.header, self.pieces)[1]
         finally:
             os.close(fd)  # the child has its own
 
@@ -250,7 +232,7 @@ def _read(fd: int, options: ExportOptions) -> tuple[Any, _Records]:
     return kept_object(read_pickle(data), options), storages
 
 
-def _pt_pieces(kept: Any, records: _Records) -> list[_Piece]:
+def _pt_pieces(kept: Any, records: _Records) -> list[Piece]:
     """The storage records ``torch_zip`` will write first, each behind its local header, as
     long as the guess holds."""
     pieces, position = [], 0
@@ -261,12 +243,12 @@ def _pt_pieces(kept: Any, records: _Records) -> list[_Piece]:
         offset, size, crc = record
         name = f"data/{i}"
         header = local_header(f"{ARCHIVE}/{name}".encode(), size, position, 0, offset)
-        pieces.append(_Piece(position, offset, size, name, crc))
+        pieces.append(Piece(position, offset, size, name, crc))
         position += len(header) + size
     return pieces
 
 
-def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[_Piece]]:
+def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[Piece]]:
     """The header a flat state_dict's safetensors file starts with, and the bytes of each of
     its tensors that lie in one run of the source (the others are left to the export)."""
     if not is_state_dict(kept) or not all(isinstance(k, str) for k in kept):
@@ -281,154 +263,6 @@ def _safetensors_pieces(kept: Any, records: _Records) -> tuple[bytes, list[_Piec
         record = records.get(t.storage.key)
         if record is not None and record[1] == t.storage.nbytes and t.contiguous() and nbytes:
             offset = record[0] + t.offset * itemsize(t.storage.dtype)
-            pieces.append(_Piece(position, offset, nbytes))
+            pieces.append(Piece(position, offset, nbytes))
         position += nbytes
     return header, pieces
-
-
-# The child compares what it copied with the source, once it is done copying and until the
-# export asks for the file (with torch imported): the verification then need not read those
-# bytes again. On two cores the copy and the import take both; the comparing goes in the time
-# left before torch is in (comparing them all first made the import slower by as much).
-CHECK_AHEAD = True
-_CHECK_STEP = 8 << 20  # bytes compared between two looks for the export's call
-
-
-def _place(
-    fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]
-) -> tuple[int, list[Placed]]:
-    """Write ``header`` at the start of ``file`` and copy each piece of the source ``fd`` to its
-    place; the descriptor written and the pieces placed."""
-    sink = Sink(file)
-    sink.write(header)
-    identity = file_identity(fd)
-    copied = []
-    for piece in pieces:
-        sink.skip(piece.position - sink.position)  # a tensor left to the export
-        if piece.record is not None:
-            record = f"{ARCHIVE}/{piece.record}".encode()
-            header = local_header(record, piece.nbytes, piece.position, piece.crc, piece.offset)
-            sink.write(header)
-        data_at = sink.position
-        sink.copy(fd, piece.offset, piece.nbytes)
-        where = (piece.position, data_at, piece.record or "", identity)
-        copied.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
-    sink.flush()
-    return sink.fd, copied
-
-
-def _check(fd: int, result: int, placed: list[Placed], stop: Callable[[], bool]) -> list[Placed]:
-    """``placed``, the pieces compared equal to the source marked ``checked``, one after the
-    other until ``stop()`` (asked between steps of ``_CHECK_STEP`` bytes); a piece found
-    different is left out (the export writes it)."""
-    out: list[Placed] = []
-    for i, piece in enumerate(placed):
-        done, same = 0, True
-        while same and done < piece.nbytes:
-            if stop():
-                return out + placed[i:]
-            k = min(_CHECK_STEP, piece.nbytes - done)
-            same = same_range(result, piece.data_at + done, fd, piece.offset + done, k)
-            done += k
-        if same:
-            out.append(dataclasses.replace(piece, checked=True))
-    return out
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held back while the process forks: the ``KeyboardInterrupt`` they
-    raise (``cli._interrupt_on_sigterm``) inside one of the fork's own hooks is swallowed there
-    and leaves the lock that hook was to release taken (logging's: the thread importing torch
-    then waited for it forever, seen). They are delivered once the child is known."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    mask = getattr(signal, "pthread_sigmask", None)
-    before = mask(signal.SIG_BLOCK, held) if mask is not None else None
-    try:
-        yield
-    finally:
-        if mask is not None and before is not None:
-            mask(signal.SIG_SETMASK, before)
-
-
-class _Child:
-    """A forked process copying the pieces (``_place``), then comparing them with the source
-    (``_check``) until asked to stop (a byte on the ``ask`` pipe); it reports what it placed
-    through the ``report`` pipe as JSON and exits without running any of this process's exit
-    handlers."""
-
-    def __init__(self, pid: int, report: int, ask: int) -> None:
-        self.pid, self.report, self.ask = pid, report, ask
-
-    @classmethod
-    def start(cls, fd: int, file: BinaryIO, header: bytes, pieces: list[_Piece]) -> _Child:
-        read, write = os.pipe()
-        asked, ask = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: copy, compare, report, exit
-            status = 1
-            try:
-                if hasattr(signal, "pthread_sigmask"):  # interrupts as usual (held in the parent)
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-                os.close(read)
-                os.close(ask)
-                result, placed = _place(fd, file, header, pieces)
-                if CHECK_AHEAD:
-                    placed = _check(fd, result, placed, lambda: _readable(asked))
-                data = json.dumps([dataclasses.astuple(p) for p in placed]).encode()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(write, view) :]
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write)
-        os.close(asked)
-        return cls(pid, read, ask)
-
-    def wait(self, finish_checks: bool = False) -> list[Placed]:
-        """What the child placed, once it is done (asked to stop comparing first, unless
-        ``finish_checks``): nothing if it failed."""
-        if not finish_checks:
-            self._ask_to_stop()
-        chunks = []
-        try:
-            while chunk := os.read(self.report, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(self.report)
-            self._close_ask()
-            _, status = os.waitpid(self.pid, 0)
-        if status != 0:
-            return []
-        try:
-            rows = json.loads(b"".join(chunks))
-            return [
-                Placed(r[0], r[1], r[2], (r[3][0], r[3][1]), r[4], r[5], r[6], r[7]) for r in rows
-            ]
-        except (ValueError, TypeError):
-            return []
-
-    def stop(self) -> None:
-        """End the child now (an export that failed or was interrupted before adopting)."""
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.close(self.report)
-        self._close_ask()
-        os.waitpid(self.pid, 0)
-
-    def _ask_to_stop(self) -> None:
-        with contextlib.suppress(OSError):  # a child already gone has stopped anyway
-            os.write(self.ask, b"x")
-
-    def _close_ask(self) -> None:
-        if self.ask >= 0:
-            os.close(self.ask)
-            self.ask = -1
-
-
-def _readable(fd: int) -> bool:
-    """Whether the pipe ``fd`` has something to read, or its writer is gone."""
-    return bool(select.select([fd], [], [], 0)[0])
