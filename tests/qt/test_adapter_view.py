@@ -111,8 +111,10 @@ def test_rows_and_numbers_are_iter_reports(qtbot, qtmodeltester, window, tmp_pat
     assert model.text(zeroed, cols.MODULE) == "⚠ " + ZEROED
     assert model.text(zeroed, cols.FLAGS) == "untrained: B all zeros"
     assert model.text(zeroed, cols.DELTA) == "0"
-    assert panel.untrained_label.isVisibleTo(panel)
-    assert panel.untrained_label.text().startswith("⚠ 1 of 10 modules are untrained: B all zeros")
+    assert panel.lines.untrained_label.isVisibleTo(panel)
+    assert panel.lines.untrained_label.text().startswith(
+        "⚠ 1 of 10 modules are untrained: B all zeros"
+    )
     assert sum("untrained" in model.text(r, cols.FLAGS) for r in model.by_module.values()) == 1
 
     # modules_to_save: the full tensors, shown as what they are.
@@ -159,7 +161,7 @@ def test_a_base_model_adds_ratios_chart_and_the_unmatched_warning(
     edit_config(made.adapter, target_modules=[*TARGETS, "gate_proj", "c_attn", "wq"])
     expected = reference(made.adapter, made.base)
     _, panel = open_adapter(qtbot, window, made.adapter)
-    assert not panel.warning_label.isVisibleTo(panel)
+    assert not panel.lines.warning_label.isVisibleTo(panel)
     with_base(qtbot, panel, made.base)
     assert not panel.view.isColumnHidden(cols.RATIO) and panel.chart.isVisibleTo(panel)
     assert texts(panel, cols.RATIO) == {m.module: format_float(m.relative) for m in expected}
@@ -170,8 +172,8 @@ def test_a_base_model_adds_ratios_chart_and_the_unmatched_warning(
     assert [g.label for g in panel.chart.groups.groups] == ["0", "1"]
     assert panel.chart.plot.getPlotItem().vb.viewRange()[1][0] == 0  # the y axis starts at 0
     assert "untrained" in panel.chart.legend.text()  # the zero bar is marked
-    warning = panel.warning_label.text()
-    assert panel.warning_label.isVisibleTo(panel)
+    warning = panel.lines.warning_label.text()
+    assert panel.lines.warning_label.isVisibleTo(panel)
     assert warning == (
         "⚠ 3 target modules in adapter_config.json match no base weight: gate_proj, c_attn, wq"
     )
@@ -361,7 +363,7 @@ def test_sub_folder_adapters_are_offered_and_merged_from_their_folder(
         "second",
     ]
     assert panel.merge_source() == made.adapter
-    assert "more adapters in sub-folders: second" in panel.notes_label.text()
+    assert "more adapters in sub-folders: second" in panel.lines.notes_label.text()
     with qtbot.waitSignal(panel.report_finished, timeout=20_000):
         panel.adapter_box.setCurrentIndex(1)
     model = panel.model
@@ -383,9 +385,9 @@ def test_a_malformed_config_is_one_line_and_the_tensors_still_show(
     qtbot.waitUntil(lambda: page.adapter_panel is not None, timeout=20_000)
     panel = page.adapter_panel
     assert panel is not None
-    qtbot.waitUntil(lambda: panel.warning_label.isVisibleTo(panel), timeout=20_000)
-    assert "adapter_config.json" in panel.warning_label.text()
-    assert "\n" not in panel.warning_label.text() and panel.model is None
+    qtbot.waitUntil(lambda: panel.lines.warning_label.isVisibleTo(panel), timeout=20_000)
+    assert "adapter_config.json" in panel.lines.warning_label.text()
+    assert "\n" not in panel.lines.warning_label.text() and panel.model is None
     qtbot.waitUntil(page.is_idle, timeout=20_000)
     assert page.model is not None and page.model.row_count_total() > 0
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -41,7 +40,9 @@ from ckpt_gui.core.checkpoint import Checkpoint
 from ckpt_gui.core.safety.filecheck import printable
 from ckpt_gui.qt import jobs, theme, workers
 from ckpt_gui.qt.adapter import texts
+from ckpt_gui.qt.adapter.base_choice import ask_base_file, ask_base_folder, start_folder
 from ckpt_gui.qt.adapter.chart import RatioChart
+from ckpt_gui.qt.adapter.lines import ReportLines
 from ckpt_gui.qt.adapter.merge_dialog import MergeExportDialog
 from ckpt_gui.qt.adapter.model import AdapterModel
 from ckpt_gui.qt.adapter.table import ModuleTable
@@ -109,18 +110,7 @@ class AdapterPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
 
-        self.warning_label = QLabel()  # config targets that match no base weight
-        self.warning_label.setWordWrap(True)
-        self.warning_label.setTextFormat(Qt.TextFormat.PlainText)
-        theme.style_text(self.warning_label, "red", "font-weight: bold;")
-        self.untrained_label = QLabel()
-        self.untrained_label.setWordWrap(True)
-        self.untrained_label.setTextFormat(Qt.TextFormat.PlainText)
-        theme.style_text(self.untrained_label, "orange", "font-weight: bold;")
-        self.notes_label = QLabel()
-        self.notes_label.setWordWrap(True)
-        self.notes_label.setTextFormat(Qt.TextFormat.PlainText)
-        theme.style_secondary(self.notes_label)
+        self.lines = ReportLines()
 
         self.view = ModuleTable()
         self.view.reveal_key.connect(self.reveal_key)
@@ -152,9 +142,7 @@ class AdapterPanel(QWidget):
         layout.setSpacing(4)
         layout.addLayout(top)
         layout.addLayout(second)
-        layout.addWidget(self.warning_label)
-        layout.addWidget(self.untrained_label)
-        layout.addWidget(self.notes_label)
+        layout.addWidget(self.lines)
         layout.addWidget(self.splitter, 1)
         self._show_lines()
         self._set_busy(False)
@@ -189,19 +177,13 @@ class AdapterPanel(QWidget):
 
     def choose_base_file(self) -> None:
         """Open with base model…: a file (safetensors, a torch.save file, an index)."""
-        from ckpt_gui.qt.main_window import FILE_FILTERS
-
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open the base model (file)", self._start_folder(), FILE_FILTERS
-        )
+        path = ask_base_file(self, start_folder(self.base, self.checkpoint))
         if path:
             self.open_base(path)
 
     def choose_base_folder(self) -> None:
         """Open with base model…: a folder (a Hugging Face model folder, shards, DCP)."""
-        path = QFileDialog.getExistingDirectory(
-            self, "Open the base model (folder)", self._start_folder()
-        )
+        path = ask_base_folder(self, start_folder(self.base, self.checkpoint))
         if path:
             self.open_base(path)
 
@@ -365,8 +347,7 @@ class AdapterPanel(QWidget):
     def _on_failed(self, exc: BaseException) -> None:
         line, _ = error_text(exc)
         self._status("", 0, 0, busy=False)
-        self.warning_label.setText(line)
-        self.warning_label.setVisible(True)
+        self.lines.show_failure(line)
         self.failed.emit(line)
 
     def _draw_chart(self) -> None:
@@ -389,8 +370,7 @@ class AdapterPanel(QWidget):
     def _on_base_failed(self, exc: BaseException) -> None:
         line, _ = error_text(exc)
         self._status("", 0, 0, busy=False)
-        self.warning_label.setText(f"The base model was not opened: {line}")
-        self.warning_label.setVisible(True)
+        self.lines.show_failure(f"The base model was not opened: {line}")
         self.failed.emit(line)
 
     def _show_base(self) -> None:
@@ -402,16 +382,7 @@ class AdapterPanel(QWidget):
 
     # --- what the lines say -----------------------------------------------------------------
     def _show_lines(self) -> None:
-        report = self.report
-        warnings = texts.warning_lines(report)
-        self.warning_label.setText("\n".join(warnings))
-        self.warning_label.setVisible(bool(warnings))
-        untrained = texts.untrained_line(report)
-        self.untrained_label.setText(untrained)
-        self.untrained_label.setVisible(bool(untrained))
-        notes = texts.note_lines(self.found.notes if self.found is not None else [], report)
-        self.notes_label.setText("\n".join(notes))
-        self.notes_label.setVisible(bool(notes))
+        self.lines.show_report(self.found.notes if self.found is not None else [], self.report)
         self._show_base()
 
     def _status(self, text: str, done: int, total: int, busy: bool = True) -> None:
@@ -425,14 +396,6 @@ class AdapterPanel(QWidget):
         self.base_button.setEnabled(self.checkpoint is not None)
 
     # --- interaction ------------------------------------------------------------------------
-    def _start_folder(self) -> str:
-        if self.base is not None:
-            return str(self.base.path.parent)
-        if self.checkpoint is not None:
-            path = self.checkpoint.path
-            return str(path.parent.parent if path.is_file() else path.parent)
-        return ""
-
     def _forget_dialog(self) -> None:
         self.merge_dialog = None
 
