@@ -86,6 +86,8 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, StatsSweep, Rem
         self._trust_retry = False
         self._work = workers.WorkerSlot()  # opening the file, then its statistics
         self._stats_failures = 0
+        self._stats_queue: list[tuple[Any, Any]] = []  # see StatsSweep
+        self._finishing: str | None = None
         self._asked: set[int] = set()  # see RemoteActions
         self.fetch_rate = Rate()  # a remote tab's statistics: how fast their bytes arrive
         self._frozen_heap = False  # this tab's big tree is kept out of the collector's passes
@@ -355,6 +357,7 @@ class CheckpointView(TreeRowActions, SafetyActions, AdapterTabs, StatsSweep, Rem
         self.histogram.clear()
         self.values.clear()
         self.details.show_item(None, None)
+        self._stats_queue, self._finishing = [], None  # their nodes hold the tensors too
         if self.adapter_panel is not None:
             self.adapter_panel.release(keep_base=True)  # a reload shows it with the same base
         model = self.tree.take_model()
