@@ -248,24 +248,28 @@ def test_a_batch_of_statistics_reaches_the_rows_a_few_at_a_time(
     qtbot, window, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch of many small tensors' statistics is handed to the tree at most
-    ``STATS_PER_TURN`` at a time, each part on a turn of its own; the sweep ends (and the tab
-    is idle) once every row has its figures, the roll-ups above them complete."""
+    ``STATS_PER_TURN`` at a time, each part on a turn of its own, the tree repainted with the
+    last; the sweep ends (and the tab is idle) once every row has its figures, the roll-ups
+    above them complete."""
     from ckpt_gui.qt.widgets import stats_sweep
 
     monkeypatch.setattr(stats_sweep, "STATS_PER_TURN", 50)
     monkeypatch.setattr(stats_sweep, "STATS_BATCH_SECONDS", 10.0)  # one batch: all of them
     sizes: list[int] = []
+    repaints: list[bool] = []
     real = tree_panel.TreePanel.apply_stats
 
-    def counted(self, pairs, final: bool = False) -> None:  # noqa: ANN001
+    def counted(self, pairs, final: bool = False, repaint: bool = True) -> None:  # noqa: ANN001
         if pairs:
             sizes.append(len(pairs))
-        real(self, pairs, final)
+            repaints.append(repaint)
+        real(self, pairs, final, repaint)
 
     monkeypatch.setattr(tree_panel.TreePanel, "apply_stats", counted)
     view = opened(qtbot, window, blocks(tmp_path / "blocks.pt", 60))  # 240 tensors
     assert view.model.stats_count() == 240
     assert sizes and max(sizes) <= 50 and sum(sizes) == 240
     assert len(sizes) >= 240 // 50
+    assert repaints == [False] * (len(sizes) - 1) + [True]  # one repaint, with the last part
     top = view.model.stats_of(view.model.root_item().children[0])
     assert top is not None and top.tensors == 240

@@ -133,7 +133,7 @@ class StatsSweep(_Base):
             return
         pairs = queue[:STATS_PER_TURN]
         del queue[:STATS_PER_TURN]
-        self.tree.apply_stats(pairs)
+        self.tree.apply_stats(pairs, repaint=not queue)  # (a repaint is a turn of 35-60 ms)
         if self._frozen_heap:
             # The statistics live as long as the rows: frozen like them, so that the
             # collector's full passes stay the size of a batch, not of every result so far.

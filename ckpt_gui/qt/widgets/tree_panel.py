@@ -177,8 +177,11 @@ class TreePanel(QWidget):
             self.proxy.setSourceModel(None)
         return model
 
-    def apply_stats(self, pairs: list[tuple[Node, Any]], final: bool = False) -> None:
-        """Hand a batch of statistics to the model and repaint once.
+    def apply_stats(
+        self, pairs: list[tuple[Node, Any]], final: bool = False, repaint: bool = True
+    ) -> None:
+        """Hand a batch of statistics to the model and repaint once (``repaint``: now; else
+        with the batch that follows).
 
         The model announces each changed row (one ``dataChanged`` per parent); a tree view
         handles every such signal with dozens of calls back into Python, so the view is spared
@@ -192,7 +195,8 @@ class TreePanel(QWidget):
             model.add_stats(pairs)
         finally:
             self.proxy.blockSignals(False)
-        self.view.viewport().update()
+        if repaint or final:
+            self.view.viewport().update()
         column = self.proxy.sortColumn()
         if column in RESORT_COLUMNS and (final or model.stats_count() <= RESORT_LIMIT):
             self.proxy.sort(column, self.proxy.sortOrder())
