@@ -462,3 +462,49 @@ def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
         (placed[3].offset, False),
     ]
     assert len(asked) == 10
+
+
+def test_pieces_placed_after_the_export_asked_are_compared_as_they_come(
+    tmp_path: Path, read: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child still copying when the export asks for the file goes on; each piece it places
+    from then on is compared by the export's process while the child copies the next, so the
+    verification reads none of them again."""
+    from ckpt_gui.core.export import sink as sink_module
+
+    monkeypatch.setattr(ahead_copy, "CHECK_AHEAD", True)
+    real_copy = sink_module.Sink.copy
+
+    def slow_copy(self, *args) -> None:  # noqa: ANN001, ANN002 - the child copies slowly
+        time.sleep(0.15)
+        real_copy(self, *args)
+
+    monkeypatch.setattr(sink_module.Sink, "copy", slow_copy)
+    g = torch.Generator().manual_seed(6)
+    sd = {f"w{i}": torch.randn(512, 1024, generator=g) for i in range(4)}  # 2 MB each
+    src = tmp_path / "model.pt"
+    torch.save(sd, src)
+    head = started(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
+    placed = head.wait()  # asked at once: the child has placed none of them yet
+    assert len(placed) == 4 and all(p.checked for p in placed)
+    out = exported(src, tmp_path / "out.pt", PARAMS, head)
+    assert read == []  # compared once, as they were placed
+    loaded = torch.load(out, weights_only=True)
+    assert all(torch.equal(loaded[k], sd[k]) for k in sd)
+
+
+def test_a_child_s_report_marks_what_was_compared() -> None:
+    """Pieces found equal are ``checked``, one found different is left out (the export writes
+    it), one not compared stays as it was placed."""
+    report = ahead_copy._Report()
+    rows = [[64 * i, 64 * i + 32, f"data/{i}", [1, 2], 4096 * i, 32, 7, False] for i in range(3)]
+    for row in rows:
+        report.take(["p", *row])
+    report.take(["c", 0, True])
+    assert report.unchecked(exclude={2}) == [1]
+    report.same.update({1: False})
+    assert not report.ended
+    report.take(["end"])
+    assert report.ended
+    pieces = report.pieces()
+    assert [(p.name, p.checked) for p in pieces] == [("data/0", True), ("data/2", False)]

@@ -8,11 +8,12 @@ with it while torch is still being imported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,17 @@ class Placed:
     nbytes: int
     crc: int = 0
     checked: bool = False  # compared with the source once copied
+
+    def row(self) -> list[Any]:
+        """Its fields, as JSON takes them (``from_row`` makes it again)."""
+        return list(dataclasses.astuple(self))
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Placed:
+        position, data_at, name, source, offset, nbytes, crc, checked = row
+        identity = (int(source[0]), int(source[1]))
+        numbers = (int(offset), int(nbytes), int(crc))
+        return cls(int(position), int(data_at), str(name), identity, *numbers, bool(checked))
 
     def checked_range(self, result: tuple[int, int]) -> CheckedRange | None:
         """Its bytes as a range of the file ``result`` the verification need not read again,
