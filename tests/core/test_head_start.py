@@ -508,3 +508,24 @@ def test_a_child_s_report_marks_what_was_compared() -> None:
     assert report.ended
     pieces = report.pieces()
     assert [(p.name, p.checked) for p in pieces] == [("data/0", True), ("data/2", False)]
+
+
+def test_a_child_with_much_to_report_copies_on_before_anyone_reads(tmp_path: Path) -> None:
+    """The reports of a thousand pieces are more than a pipe holds: the child keeps what the
+    pipe does not take and goes on copying (the export's process reads nothing while it
+    imports torch), then hands it all over."""
+    sd = {f"layers.{i}.weight": torch.full((16,), float(i)) for i in range(1000)}
+    src = tmp_path / "many.pt"
+    torch.save(sd, src)
+    head = started(src, tmp_path / "out.pt", PARAMS, min_bytes=0)
+    assert head.target is not None and head.target.path is not None
+    last = head.pieces[-1]
+    deadline = time.monotonic() + 60
+    while os.stat(head.target.path).st_size < last.position + last.nbytes:  # nobody reads yet
+        assert time.monotonic() < deadline, "the child waited for its report to be read"
+        time.sleep(0.01)
+    placed = head.wait(finish_checks=True)
+    assert len(placed) == 1000 and all(p.checked for p in placed)
+    out = exported(src, tmp_path / "out.pt", PARAMS, head)
+    loaded = torch.load(out, weights_only=True)
+    assert all(torch.equal(loaded[k], sd[k]) for k in sd)

@@ -67,7 +67,6 @@ def place(
         where = (piece.position, data_at, piece.record or "", identity)
         copied.append(Placed(*where, piece.offset, piece.nbytes, piece.crc))
         if placed is not None:
-            sink.flush()
             placed(copied[-1])
     sink.flush()
     return sink.fd, copied
@@ -145,18 +144,14 @@ class CopyChild:
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
                 for mine in (read, ask, source):
                     os.close(mine)
-
-                def say(*message: object) -> None:
-                    view = memoryview(json.dumps(message).encode() + b"\n")
-                    while view:
-                        view = view[os.write(write, view) :]
-
+                say = _Lines(write)
                 result, placed = place(fd, file, header, pieces, lambda p: say("p", *p.row()))
                 if CHECK_AHEAD:
                     check(
                         fd, result, placed, lambda: _readable(asked), lambda i, eq: say("c", i, eq)
                     )
                 say("end")
+                say.flush()
                 status = 0
             finally:
                 os._exit(status)
@@ -220,6 +215,27 @@ class CopyChild:
         if self.ask >= 0:
             os.close(self.ask)
             self.ask = -1
+
+
+class _Lines:
+    """A child's report: JSON lines written to the pipe ``fd`` as far as it takes them without
+    waiting, the rest kept until it does (a parent still importing torch reads nothing yet, and
+    a pipe holds 64 KB: the reports of a few hundred pieces); ``flush`` writes the rest."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pending = fd, bytearray()
+        os.set_blocking(fd, False)
+
+    def __call__(self, *message: object) -> None:
+        self.pending += json.dumps(message).encode() + b"\n"
+        with contextlib.suppress(BlockingIOError):
+            while self.pending:
+                del self.pending[: os.write(self.fd, self.pending)]
+
+    def flush(self) -> None:
+        os.set_blocking(self.fd, True)
+        while self.pending:
+            del self.pending[: os.write(self.fd, self.pending)]
 
 
 def _outcomes(comparing: dict[int, Future[bool]]) -> dict[int, bool]:
