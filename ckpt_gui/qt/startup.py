@@ -130,7 +130,10 @@ def warm_pages(loading: threading.Thread, owner: QObject, step_ms: int = WARM_ST
 
     def next_module() -> None:
         if names:
-            importlib.import_module(names.pop(0))
+            try:
+                importlib.import_module(names.pop(0))
+            except ImportError:  # (a library missing): the page that needs it will say so
+                return
             after_paint(owner, next_module, step_ms)
 
     def once_loaded() -> None:
