@@ -76,3 +76,32 @@ def test_the_app_shares_the_gil_at_a_short_switch_interval() -> None:
         assert startup.SWITCH_INTERVAL_S < 1e-4  # shorter than the gap between torch's releases
     finally:
         sys.setswitchinterval(before)
+
+
+def test_warming_stops_quietly_at_a_module_that_cannot_be_imported(
+    qtbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library missing: nothing is raised at startup (pytest-qt fails a test on an exception
+    in a Qt callback); the page that needs it says so when it opens."""
+    import threading
+
+    from PySide6.QtWidgets import QWidget
+
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    monkeypatch.setattr(startup, "PAGE_MODULES", ("ckpt_gui.no_such_page", "ckpt_gui.not_either"))
+    imported: list[str] = []
+    real = startup.importlib.import_module
+
+    def counted(name: str):  # noqa: ANN202
+        imported.append(name)
+        return real(name)
+
+    monkeypatch.setattr(startup.importlib, "import_module", counted)
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    done.join()
+    startup.warm_pages(done, owner, step_ms=1)
+    qtbot.waitUntil(lambda: imported == ["ckpt_gui.no_such_page"], timeout=5_000)
+    qtbot.wait(100)
+    assert imported == ["ckpt_gui.no_such_page"]  # stopped there
