@@ -8,10 +8,9 @@ torch (``stub_pickle``), guesses what the export will write (the storages of the
 parameters-only export keeps, or of everything for a CPU copy, in the order torch's pickler
 meets them, as ``torch_zip`` records; for safetensors the header and each tensor's bytes) and
 a forked child copies it into the temporary file that the export then adopts
-(``iter_export(head_start=)``); once done copying, the child compares piece after piece with
-the source until the export asks for the file. The export plans and pickles as it always does;
-its writer passes
-over each piece that lies at its place already (the same source bytes at the same position:
+(``iter_export(head_start=)``), comparing each piece with the source as it goes
+(``ahead_copy``). The export plans and pickles as it always does; its writer passes over each
+piece that lies at its place already (the same source bytes at the same position:
 ``byte_ranges.Placed``) and writes everything else, over a wrong guess too; the verification
 re-opens the result like any export's and compares every tensor with the source, reading only
 what it has not seen compared since it was written (``byte_ranges.CheckedRange``). A guess can
