@@ -430,8 +430,9 @@ def test_terminated_while_the_head_start_forks_the_export_ends_and_leaves_nothin
 def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``_check`` marks the pieces it found equal, leaves out one found different, and stops
-    between two steps when asked: the pieces it did not get to stay, unchecked."""
+    """``check`` tells of the pieces it found equal and of one found different (which the
+    report leaves out), and stops between two steps when asked: the pieces it did not get to
+    stay, unchecked."""
     monkeypatch.setattr(ahead_copy, "_CHECK_STEP", 1 << 20)
     g = torch.Generator().manual_seed(5)
     sd = {f"w{i}": torch.randn(768, 1024, generator=g) for i in range(4)}  # 3 MB: 3 steps
@@ -451,7 +452,10 @@ def test_the_comparing_ahead_stops_when_asked_and_leaves_out_what_differs(
                 asked.append(True)
                 return len(asked) > 9
 
-            checked = ahead_copy.check(fd, result, placed, stop_at_the_tenth_step)
+            report = ahead_copy._Report()
+            report.placed = placed
+            ahead_copy.check(fd, result, placed, stop_at_the_tenth_step, report.same.__setitem__)
+            checked = report.pieces()
     finally:
         os.close(fd)
     # w0 (3 steps) equal; w1 different at its 3rd step: left out; w2 (3 steps) equal; the 10th

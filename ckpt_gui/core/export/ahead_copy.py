@@ -77,26 +77,20 @@ def check(
     result: int,
     placed: list[Placed],
     stop: Callable[[], bool],
-    checked: Callable[[int, bool], object] | None = None,
-) -> list[Placed]:
-    """``placed``, the pieces compared equal to the source marked ``checked``, one after the
-    other until ``stop()`` (asked between steps of ``_CHECK_STEP`` bytes); a piece found
-    different is left out (the export writes it). ``checked`` is told of each piece compared
-    (its index, and whether it was equal)."""
-    out: list[Placed] = []
+    checked: Callable[[int, bool], object],
+) -> None:
+    """Compare the ``placed`` pieces with the source one after the other until ``stop()``
+    (asked between steps of ``_CHECK_STEP`` bytes), telling ``checked`` of each (its index,
+    and whether it was equal; ``_Report`` marks them)."""
     for i, piece in enumerate(placed):
         done, same = 0, True
         while same and done < piece.nbytes:
             if stop():
-                return out + placed[i:]
+                return
             k = min(_CHECK_STEP, piece.nbytes - done)
             same = same_range(result, piece.data_at + done, fd, piece.offset + done, k)
             done += k
-        if checked is not None:
-            checked(i, same)
-        if same:
-            out.append(dataclasses.replace(piece, checked=True))
-    return out
+        checked(i, same)
 
 
 def _same_piece(result: int, source: int, piece: Placed) -> bool:
